@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Install the system packages binder-service's demo and tests need on a Debian bookworm machine:
+# a Docker engine (+ buildx, which repo2docker builds and pushes through), a registry, git's daemon,
+# busybox-static and debootstrap for base images nothing can pull. Idempotent: a second run is a no-op.
+set -euo pipefail
+
+need=()
+command -v dockerd >/dev/null || need+=(docker.io)
+command -v docker-registry >/dev/null || need+=(docker-registry)
+[ -x /bin/busybox ] || need+=(busybox-static)
+command -v debootstrap >/dev/null || need+=(debootstrap)
+command -v git >/dev/null || need+=(git)
+command -v ip >/dev/null || need+=(iproute2)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing: ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+# buildx: Debian ships a static build in trixie only; fetch just that one package from trixie.
+if ! docker buildx version >/dev/null 2>&1; then
+  echo "installing: docker-buildx (from trixie)"
+  t=$(mktemp -d)
+  mkdir -p "$t/lists/partial"
+  echo 'deb http://deb.debian.org/debian trixie main' >"$t/sources.list"
+  o=(-o "Dir::Etc::SourceList=$t/sources.list" -o Dir::Etc::SourceParts=/dev/null -o "Dir::State::Lists=$t/lists")
+  apt-get "${o[@]}" update -qq
+  (cd "$t" && apt-get "${o[@]}" download docker-buildx >/dev/null)
+  dpkg -i "$t"/docker-buildx_*.deb >/dev/null
+  rm -rf "$t"
+fi

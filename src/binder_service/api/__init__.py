@@ -1,0 +1,12 @@
+"""HTTP faces of the service: routers only; the app factory assembles them."""
+
+from fastapi import APIRouter
+
+from . import binderhub, builds, meta
+
+router = APIRouter()
+router.include_router(binderhub.router)
+router.include_router(builds.router)
+router.include_router(meta.router)
+
+__all__ = ["router"]

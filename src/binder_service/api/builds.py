@@ -1,0 +1,96 @@
+"""The native, versioned builds API: create, read, list, stream (resumable), cancel."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Request, Response, status
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from ..builds import Build, BuildStatus
+from .deps import MetricsDep, ServiceDep, SettingsDep, UserDep
+from .models import BuildCreate, BuildList, BuildPublic, ErrorBody
+from .sse import event_stream
+
+router = APIRouter(prefix="/api/v1/builds", tags=["builds"])
+_ERRORS: dict[int | str, dict[str, object]] = {
+    code: {"model": ErrorBody} for code in (400, 401, 403, 404, 413, 422, 502, 503, 504)
+}
+
+
+def _public(request: Request, build: Build) -> BuildPublic:
+    return BuildPublic.of(build, str(request.url_for("build_events", build_id=build.id).path))
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    responses={200: {"model": BuildPublic, "description": "The image exists or is already being built"}, **_ERRORS},
+)
+async def create_build(
+    body: BuildCreate, request: Request, response: Response, service: ServiceDep, metrics: MetricsDep, user: UserDep
+) -> BuildPublic:
+    """Resolve the ref and return the build of its image: new (201), or one that is running or done (200)."""
+    spec = service.parse_native(body.repo, body.ref, body.provider)
+    build = await service.request_build(spec, requester=user)
+    fresh = build.requests == 1 and not build.cached
+    response.status_code = status.HTTP_201_CREATED if fresh else status.HTTP_200_OK
+    metrics.requests.labels("native", "cached" if build.cached else "build").inc()
+    return _public(request, build)
+
+
+@router.get("", responses=_ERRORS)
+async def list_builds(
+    request: Request,
+    service: ServiceDep,
+    user: UserDep,
+    status: BuildStatus | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> BuildList:
+    """Recent builds, newest first."""
+    return BuildList(builds=[_public(request, b) for b in service.builds.list(status=status, limit=limit)])
+
+
+@router.get("/{build_id}", responses=_ERRORS)
+async def get_build(build_id: str, request: Request, service: ServiceDep, user: UserDep) -> BuildPublic:
+    return _public(request, service.builds.get(build_id))
+
+
+@router.post("/{build_id}/cancel", responses=_ERRORS)
+async def cancel_build(build_id: str, request: Request, service: ServiceDep, user: UserDep) -> BuildPublic:
+    """Stop a queued or running build (every watcher gets a `failed` event with code `build_cancelled`)."""
+    return _public(request, await service.builds.cancel(build_id))
+
+
+@router.get(
+    "/{build_id}/events",
+    name="build_events",
+    response_class=EventSourceResponse,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "Build events with `id:`"}, **_ERRORS},
+)
+async def build_events(
+    build_id: str,
+    service: ServiceDep,
+    settings: SettingsDep,
+    user: UserDep,
+    last_event_id: Annotated[str | None, Header()] = None,
+    after: Annotated[int | None, Query(ge=0, description="Replay events after this id.")] = None,
+) -> EventSourceResponse:
+    """The build's events as SSE, each with an `id:`; reconnect with `Last-Event-ID` to get exactly what you missed."""
+    build = service.builds.get(build_id)
+    start = after if after is not None else _event_id(last_event_id)
+
+    async def events() -> AsyncIterator[ServerSentEvent]:
+        async for event in build.follow(after=start):
+            yield ServerSentEvent(data=json.dumps(event.native()), id=str(event.id))
+
+    return event_stream(events(), keepalive=settings.keepalive_interval)
+
+
+def _event_id(header: str | None) -> int:
+    try:
+        return max(int(header or 0), 0)
+    except ValueError:
+        return 0

@@ -1,0 +1,131 @@
+"""One build: its state, its event history, and the fan-out of that history to any number of watchers."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from ..events import BuildEvent, Phase
+from ..providers import ResolvedRepo
+
+
+class BuildStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    READY = "ready"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def done(self) -> bool:
+        return self in (BuildStatus.READY, BuildStatus.FAILED, BuildStatus.CANCELLED)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(eq=False)
+class Build:
+    """A build of one image. Events are kept in memory (bounded) so late and returning watchers replay them.
+
+    Watchers never slow the build down: `emit` only appends and wakes them; each watcher reads at its
+    own pace from the history.
+    """
+
+    id: str
+    image_name: str
+    repo: ResolvedRepo
+    requester: str | None = None
+    max_events: int = 20000
+    status: BuildStatus = BuildStatus.QUEUED
+    cached: bool = False  # the image already existed; nothing was built
+    requests: int = 0  # how many requests this build answered (deduplication at work)
+    created_at: datetime = field(default_factory=now)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    queue_position: int | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    task: asyncio.Task[None] | None = field(default=None, repr=False)
+    _events: list[BuildEvent] = field(default_factory=list, repr=False)
+    _next_id: int = field(default=1, repr=False)
+    _changed: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+
+    @property
+    def done(self) -> bool:
+        return self.status.done
+
+    @property
+    def phase(self) -> Phase:
+        return self._events[-1].phase if self._events else Phase.WAITING
+
+    @property
+    def last_event_id(self) -> int:
+        return self._next_id - 1
+
+    def emit(
+        self,
+        phase: Phase,
+        message: str,
+        *,
+        image_name: str | None = None,
+        queue_position: int | None = None,
+        code: str | None = None,
+    ) -> BuildEvent:
+        event = BuildEvent(self._next_id, phase, message, image_name, queue_position, code)
+        self._next_id += 1
+        self._events.append(event)
+        if len(self._events) > self.max_events:
+            # Keep the head (what started it) and the recent tail; drop the oldest log lines between.
+            del self._events[10 : 10 + self.max_events // 10]
+        self._wake()
+        return event
+
+    def emit_queue_position(self, position: int) -> None:
+        self.queue_position = position
+        ahead = "1 build" if position == 1 else f"{position} builds"
+        self.emit(Phase.WAITING, f"Queued: {ahead} ahead of this one, including it in line.\n", queue_position=position)
+
+    def finish(self, status: BuildStatus, event: BuildEvent | None = None) -> None:
+        """Mark the build done; the final event (ready/failed) is emitted by the caller first."""
+        self.status = status
+        self.finished_at = now()
+        self.queue_position = None
+        if event is not None and event.phase is Phase.FAILED:
+            self.error_code, self.error_message = event.code, event.message
+        self._wake()
+
+    def _wake(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    def events(self, after: int = 0) -> list[BuildEvent]:
+        """Events with id > `after` still in the history."""
+        if not self._events or after >= self._events[-1].id:
+            return []
+        # ids are increasing but may have a gap (trimmed logs): bisect on id.
+        lo, hi = 0, len(self._events)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if self._events[mid].id <= after:
+                lo = mid + 1
+            else:
+                hi = mid
+        return self._events[lo:]
+
+    async def follow(self, after: int = 0) -> AsyncIterator[BuildEvent]:
+        """Every event after `after`, live, until the final one."""
+        while True:
+            waiter = self._changed
+            batch = self.events(after)
+            for event in batch:
+                yield event
+                after = event.id
+            if self.done and after >= self.last_event_id:
+                return
+            if not batch:
+                await waiter.wait()

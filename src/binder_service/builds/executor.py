@@ -1,0 +1,37 @@
+"""What runs a build: the seam between the build registry and repo2docker (local process or pod)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from ..events import Phase
+from ..providers import ResolvedRepo
+
+# (phase, message) -> None; the executor reports progress through it, the manager stamps ids.
+Emit = Callable[[Phase, str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class BuildJob:
+    build_id: str
+    image_name: str
+    repo: ResolvedRepo
+    push: bool  # push to the registry (else keep the image in the engine)
+
+
+class Executor(Protocol):
+    """Runs one build to completion.
+
+    `run` returns when the image is built (and pushed when `job.push`); raises `BuildError` with a readable
+    message when it is not; stops the build (kills the process, deletes the pod) when cancelled.
+    """
+
+    async def run(self, job: BuildJob, emit: Emit) -> None: ...
+
+    async def check(self) -> None:
+        """Raise EngineUnavailable (or similar) when builds cannot run at all."""
+        ...
+
+    async def aclose(self) -> None: ...

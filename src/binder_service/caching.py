@@ -1,0 +1,79 @@
+"""A small async cache: bounded, with expiry, and one computation in flight per key.
+
+Two hundred identical requests arriving together should ask the repository host and the registry
+once, not two hundred times; that is the "single flight" part.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Generic, TypeVar
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class AsyncCache(Generic[K, V]):
+    """LRU of at most `max_size` values, each kept `ttl` seconds; concurrent misses share one computation."""
+
+    def __init__(self, *, ttl: float, max_size: int = 4096) -> None:
+        self.ttl = ttl
+        self.max_size = max_size
+        self._values: OrderedDict[K, tuple[float, V]] = OrderedDict()
+        self._inflight: dict[K, asyncio.Future[V]] = {}
+
+    def get(self, key: K) -> V | None:
+        hit = self._values.get(key)
+        if hit is None:
+            return None
+        expires, value = hit
+        if expires < time.monotonic():
+            del self._values[key]
+            return None
+        self._values.move_to_end(key)
+        return value
+
+    def put(self, key: K, value: V, ttl: float | None = None) -> None:
+        ttl = self.ttl if ttl is None else ttl
+        if ttl <= 0:
+            return
+        self._values[key] = (time.monotonic() + ttl, value)
+        self._values.move_to_end(key)
+        while len(self._values) > self.max_size:
+            self._values.popitem(last=False)
+
+    def discard(self, key: K) -> None:
+        self._values.pop(key, None)
+
+    async def get_or_compute(
+        self, key: K, compute: Callable[[], Awaitable[V]], *, keep: Callable[[V], bool] = lambda _: True
+    ) -> V:
+        """The cached value, or the result of `compute()` shared with every concurrent caller.
+
+        Errors are shared with the callers waiting at that moment but never cached. `keep` decides
+        whether a result is stored (e.g. only "the image exists", never "it does not").
+        """
+        hit = self.get(key)
+        if hit is not None:
+            return hit
+        task = self._inflight.get(key)
+        if task is None:
+            # Its own task, so a caller that goes away does not cancel it for the others.
+            task = asyncio.ensure_future(self._compute(key, compute, keep))
+            self._inflight[key] = task
+            task.add_done_callback(lambda t: self._finished(key, t))
+        return await asyncio.shield(task)
+
+    def _finished(self, key: K, task: asyncio.Future[V]) -> None:
+        self._inflight.pop(key, None)
+        if not task.cancelled():
+            task.exception()  # retrieved here, so an error nobody awaited is not reported as lost
+
+    async def _compute(self, key: K, compute: Callable[[], Awaitable[V]], keep: Callable[[V], bool]) -> V:
+        value = await compute()
+        if keep(value):
+            self.put(key, value)
+        return value

@@ -1,0 +1,144 @@
+"""`binder-service serve` runs the service; `binder-service build REPO` drives one and shows the build live."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import itertools
+import logging
+import os
+import sys
+from typing import Any, TextIO
+
+from .client import BinderClient, ClientError
+
+SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def serve(args: argparse.Namespace) -> int:
+    import uvicorn
+    from pydantic import ValidationError
+
+    from .app import create_app
+    from .settings import Settings
+
+    try:
+        overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+        settings = Settings(**overrides)
+    except ValidationError as e:
+        print(f"binder-service: invalid configuration:\n{e}", file=sys.stderr)
+        return 2
+    if not _is_loopback(settings.host) and not settings.api_tokens:
+        print(
+            f"binder-service: refusing to listen on {settings.host} without authentication; "
+            "set BINDER_SERVICE_API_TOKENS (or listen on 127.0.0.1)",
+            file=sys.stderr,
+        )
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    app = create_app(settings, environ=os.environ)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", proxy_headers=False)
+    return 0
+
+
+class Progress:
+    """Prints log lines as they come; on a terminal, a spinner with the phase while nothing is printed."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.tty = out.isatty()
+        self.phase = "waiting"
+        self.status = ""
+        self._spin = itertools.cycle(SPINNER)
+        self._shown = False
+
+    def _clear(self) -> None:
+        if self._shown:
+            self.out.write("\r\x1b[2K")
+            self._shown = False
+
+    def event(self, event: dict[str, Any]) -> None:
+        phase = event["phase"]
+        message = str(event.get("message", ""))
+        self._clear()
+        if phase != self.phase:
+            self.out.write(f"── {phase} ──\n")
+            self.phase = phase
+        if event.get("queue_position"):
+            self.status = f"queued, position {event['queue_position']}"
+        elif phase in ("fetching", "building", "pushing"):
+            self.status = phase
+        if message.strip():
+            self.out.write(message if message.endswith("\n") else message + "\n")
+        self.out.flush()
+
+    def tick(self) -> None:
+        if self.tty and self.phase not in ("ready", "failed"):
+            self._clear()
+            self.out.write(f"{next(self._spin)} {self.status or self.phase}")
+            self._shown = True
+            self.out.flush()
+
+
+async def _build(args: argparse.Namespace, out: TextIO) -> int:
+    token = args.token or os.environ.get("BINDER_SERVICE_TOKEN")
+    client = BinderClient(args.url, token=token)
+    progress = Progress(out)
+
+    async def spin() -> None:
+        while True:
+            await asyncio.sleep(0.1)
+            progress.tick()
+
+    spinner = asyncio.create_task(spin())
+    try:
+        build = await client.create_build(args.repo, args.ref, args.provider)
+        out.write(f"build {build['id']}: {build['image_name']} ({build['status']})\n")
+        final: dict[str, Any] = {}
+        async for event in client.events(build["id"]):
+            progress.event(event)
+            final = event
+    except ClientError as e:
+        progress._clear()
+        print(f"error: {e.message} [{e.code}]", file=sys.stderr)
+        return 1
+    finally:
+        spinner.cancel()
+    progress._clear()
+    if final.get("phase") == "ready":
+        out.write(f"ready: {final.get('image_name')}\n")
+        return 0
+    print(f"failed: {str(final.get('message', '')).strip()} [{final.get('code')}]", file=sys.stderr)
+    return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="binder-service", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_serve = sub.add_parser("serve", help="run the service (configured by BINDER_SERVICE_* variables)")
+    p_serve.add_argument("--host", help="interface to listen on (default 127.0.0.1)")
+    p_serve.add_argument("--port", type=int, help="port to listen on (default 8585)")
+    p_build = sub.add_parser("build", help="build REPO at REF with a running service, showing progress")
+    p_build.add_argument("repo", help="repository URL")
+    p_build.add_argument("--ref", default="HEAD", help="branch, tag or commit (default HEAD)")
+    p_build.add_argument("--provider", default=None, help="repository provider (default: detected)")
+    p_build.add_argument("--url", default="http://127.0.0.1:8585/", help="the service's URL")
+    p_build.add_argument("--token", default=None, help="API token (or BINDER_SERVICE_TOKEN)")
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        return serve(args)
+    return asyncio.run(_build(args, sys.stdout))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

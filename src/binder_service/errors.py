@@ -1,0 +1,168 @@
+"""The one error tree of binder-service.
+
+Core code raises these; the edges map them once: to a JSON body ``{"code", "message"}`` with ``status``
+for plain HTTP, or to a ``failed`` event for a stream. Messages are for people and never hold secrets.
+
+    BinderError                      500 internal_error
+    ├── InvalidRequest               400 invalid_request
+    │   ├── InvalidSpec              400 invalid_spec
+    │   ├── InputTooLarge            413 input_too_large
+    │   └── RepoNotAllowed           403 repo_not_allowed
+    ├── NotFound                     404 not_found
+    │   ├── UnknownProvider          404 unknown_provider
+    │   ├── RepoNotFound             404 repo_not_found
+    │   ├── RefNotFound              404 ref_not_found
+    │   └── BuildNotFound            404 build_not_found
+    ├── Unauthorized                 401 unauthorized
+    ├── Forbidden                    403 forbidden
+    ├── UpstreamError                502 upstream_error
+    │   ├── RepoUnreachable          502 repo_unreachable
+    │   ├── UpstreamTimeout          504 upstream_timeout
+    │   ├── RegistryUnavailable      503 registry_unavailable
+    │   └── EngineUnavailable        503 engine_unavailable
+    └── BuildError                   500 build_failed
+        ├── BuildTimeout             504 build_timeout
+        └── BuildCancelled           409 build_cancelled
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class BinderError(Exception):
+    """Base of every error binder-service reports to a client."""
+
+    code: ClassVar[str] = "internal_error"
+    status: ClassVar[int] = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidRequest(BinderError):
+    """The request itself is malformed."""
+
+    code = "invalid_request"
+    status = 400
+
+
+class InvalidSpec(InvalidRequest):
+    """A repository spec, URL or ref that cannot be parsed."""
+
+    code = "invalid_spec"
+
+
+class InputTooLarge(InvalidRequest):
+    """A spec, URL or ref longer than the configured limit."""
+
+    code = "input_too_large"
+    status = 413
+
+
+class RepoNotAllowed(InvalidRequest):
+    """A repository the configuration does not allow (protocol, local path, option-like URL)."""
+
+    code = "repo_not_allowed"
+    status = 403
+
+
+class NotFound(BinderError):
+    """Something named in the request does not exist."""
+
+    code = "not_found"
+    status = 404
+
+
+class UnknownProvider(NotFound):
+    """No repository provider of that name is enabled."""
+
+    code = "unknown_provider"
+
+
+class RepoNotFound(NotFound):
+    """The repository host answered, but it has no such repository (or will not show it to us)."""
+
+    code = "repo_not_found"
+
+
+class RefNotFound(NotFound):
+    """The repository exists but the ref does not resolve to a commit."""
+
+    code = "ref_not_found"
+
+
+class BuildNotFound(NotFound):
+    """No build with that id is known (it never existed or left the history)."""
+
+    code = "build_not_found"
+
+
+class Unauthorized(BinderError):
+    """Missing or invalid credentials."""
+
+    code = "unauthorized"
+    status = 401
+
+
+class Forbidden(BinderError):
+    """Valid credentials without the permission needed."""
+
+    code = "forbidden"
+    status = 403
+
+
+class UpstreamError(BinderError):
+    """Something binder-service depends on answered badly."""
+
+    code = "upstream_error"
+    status = 502
+
+
+class RepoUnreachable(UpstreamError):
+    """The repository host could not be reached or refused us."""
+
+    code = "repo_unreachable"
+
+
+class UpstreamTimeout(UpstreamError):
+    """A network call did not finish within its timeout."""
+
+    code = "upstream_timeout"
+    status = 504
+
+
+class RegistryUnavailable(UpstreamError):
+    """The container registry is down, refused our credentials or answered nonsense."""
+
+    code = "registry_unavailable"
+    status = 503
+
+
+class EngineUnavailable(UpstreamError):
+    """The Docker engine at DOCKER_HOST does not answer."""
+
+    code = "engine_unavailable"
+    status = 503
+
+
+class BuildError(BinderError):
+    """repo2docker (or the build pod) failed."""
+
+    code = "build_failed"
+    status = 500
+
+
+class BuildTimeout(BuildError):
+    """The build ran past its timeout and was stopped."""
+
+    code = "build_timeout"
+    status = 504
+
+
+class BuildCancelled(BuildError):
+    """The build was cancelled on request."""
+
+    code = "build_cancelled"
+    status = 409

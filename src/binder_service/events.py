@@ -1,0 +1,57 @@
+"""The build event model, and its two wire forms (BinderHub-compatible and native)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+
+class Phase(StrEnum):
+    """BinderHub's phases, in the order a build moves through them."""
+
+    WAITING = "waiting"
+    FETCHING = "fetching"
+    BUILDING = "building"
+    PUSHING = "pushing"
+    BUILT = "built"
+    READY = "ready"
+    FAILED = "failed"
+
+    @property
+    def final(self) -> bool:
+        return self in (Phase.READY, Phase.FAILED)
+
+
+@dataclass(frozen=True, slots=True)
+class BuildEvent:
+    """One thing that happened to a build. ``id`` counts up from 1 within its build."""
+
+    id: int
+    phase: Phase
+    message: str
+    image_name: str | None = None
+    queue_position: int | None = None
+    code: str | None = None  # machine-readable error code, on `failed`
+
+    def binderhub(self) -> dict[str, Any]:
+        """The JSON BinderHub sends (`phase`, `message`, `imageName`), plus our extra fields."""
+        data: dict[str, Any] = {"phase": self.phase.value, "message": self.message}
+        if self.image_name is not None:
+            data["imageName"] = self.image_name
+        if self.queue_position is not None:
+            data["queuePosition"] = self.queue_position
+        if self.code is not None:
+            data["code"] = self.code
+        return data
+
+    def native(self) -> dict[str, Any]:
+        """The native API's form: snake_case, always every key."""
+        return {
+            "id": self.id,
+            "phase": self.phase.value,
+            "message": self.message,
+            "image_name": self.image_name,
+            "queue_position": self.queue_position,
+            "code": self.code,
+        }

@@ -1,0 +1,80 @@
+"""Image names: deterministic, registry-valid, hashed, derived only here.
+
+An image name is ``[host/]<prefix><slug>:<tag>``: the slug comes from the repository's identity,
+escaped to the registry's grammar and suffixed with a hash of the unescaped identity (so two repositories
+whose escaped forms collide still differ), and the tag is the resolved commit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from urllib.parse import urlsplit
+
+# The distribution spec's grammar for a repository path component and for a tag.
+_COMPONENT = re.compile(r"[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*")
+_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+_NOT_SLUG = re.compile(r"[^a-z0-9]+")
+
+MAX_NAME = 255  # docker's limit on the repository part (host/path), without the tag
+SLUG_HASH_LEN = 10
+MAX_SLUG = 96  # keeps names readable; the hash carries uniqueness
+
+
+def registry_host(registry_url: str) -> str:
+    """`http://127.0.0.1:5055` -> `127.0.0.1:5055`."""
+    return urlsplit(registry_url).netloc
+
+
+def _has_host(prefix: str) -> bool:
+    # docker's own rule: the first path part is a registry host if it has a dot or a colon, or is localhost.
+    first, sep, _ = prefix.partition("/")
+    return bool(sep) and ("." in first or ":" in first or first == "localhost")
+
+
+def qualified_prefix(image_prefix: str, registry_url: str) -> str:
+    """The prefix with the registry host in front, unless it already names a host."""
+    if not registry_url or _has_host(image_prefix):
+        return image_prefix
+    return f"{registry_host(registry_url)}/{image_prefix}"
+
+
+def validate_prefix(prefix: str) -> None:
+    """Raise ValueError unless `prefix + "x"` is a valid repository name."""
+    path = prefix.split("/", 1)[1] if _has_host(prefix) else prefix
+    probe = path + "x"
+    if not all(_COMPONENT.fullmatch(part) for part in probe.split("/")):
+        raise ValueError(f"image prefix {prefix!r} does not form valid image names (lowercase a-z, 0-9, . _ - /)")
+
+
+def slugify(identity: str, *, max_len: int = MAX_SLUG) -> str:
+    """A registry-safe, collision-resistant slug for a repository identity (any string)."""
+    digest = hashlib.sha256(identity.encode("utf-8", "surrogatepass")).hexdigest()[:SLUG_HASH_LEN]
+    readable = _NOT_SLUG.sub("-", identity.lower()).strip("-")[: max(max_len - SLUG_HASH_LEN - 1, 0)]
+    readable = readable.strip("-")
+    return f"{readable}-{digest}" if readable else digest
+
+
+def safe_tag(ref: str) -> str:
+    """A commit id is already a valid tag; anything else is escaped and hashed into one."""
+    if _TAG.fullmatch(ref):
+        return ref
+    digest = hashlib.sha256(ref.encode("utf-8", "surrogatepass")).hexdigest()[:SLUG_HASH_LEN]
+    readable = re.sub(r"[^A-Za-z0-9_.-]+", "-", ref).strip("-.")[:100]
+    return f"{readable}-{digest}" if readable else digest
+
+
+def image_name(prefix: str, identity: str, ref: str) -> str:
+    """The image for repository `identity` at resolved `ref`, under a qualified `prefix`."""
+    room = MAX_NAME - len(prefix)
+    slug = slugify(identity, max_len=min(MAX_SLUG, room))
+    return f"{prefix}{slug}:{safe_tag(ref)}"
+
+
+def is_valid_image_name(name: str) -> bool:
+    """True if docker and a v2 registry accept `name` (host/path:tag)."""
+    repo, sep, tag = name.rpartition(":")
+    if not sep or "/" in tag or not _TAG.fullmatch(tag) or len(repo) > MAX_NAME:
+        return False
+    path = repo.split("/", 1)[1] if _has_host(repo) else repo
+    return all(_COMPONENT.fullmatch(part) for part in path.split("/"))

@@ -1,0 +1,47 @@
+"""Prometheus metrics, one registry per app (so several apps in one process never collide)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
+
+__all__ = ["CONTENT_TYPE", "Metrics"]
+
+
+class Metrics:
+    """Every metric the service exports. Labels never hold repository names, users or secrets."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "binder_build_requests", "Build requests by API face and outcome.", ["api", "outcome"], registry=r
+        )
+        self.cache_hits = Counter("binder_image_cache_hits", "Requests answered by an existing image.", registry=r)
+        self.builds_started = Counter("binder_builds_started", "Builds started (after deduplication).", registry=r)
+        self.builds_finished = Counter(
+            "binder_builds_finished", "Builds finished, by outcome.", ["outcome"], registry=r
+        )
+        self.builds_running = Gauge("binder_builds_running", "Builds holding a build slot.", registry=r)
+        self.builds_queued = Gauge("binder_builds_queued", "Builds waiting for a slot.", registry=r)
+        self.build_seconds = Histogram(
+            "binder_build_duration_seconds",
+            "Time from start to end of builds that ran.",
+            buckets=(5, 15, 30, 60, 120, 300, 600, 1200, 2400, 3600),
+            registry=r,
+        )
+        self.resolve_seconds = Histogram(
+            "binder_resolve_duration_seconds",
+            "Time to resolve a ref and look the image up.",
+            ["provider"],
+            buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=r,
+        )
+
+    def track_queue(self, waiting: Callable[[], int]) -> None:
+        self.builds_queued.set_function(waiting)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,77 @@
+"""The `git` provider: any git repository by URL. BinderHub spec: `<url-escaped URL>/<ref>`."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import unquote
+
+from ..caching import AsyncCache
+from ..errors import InvalidSpec
+from .base import RepoProvider, RepoSpec, ResolvedRepo
+from .git_remote import GitRemote, check_git_url, redact_url
+
+# git check-ref-format's rules, plus "no leading dash" so a ref can never read as an option.
+_BAD_REF = re.compile(r"(^[-/.])|(\.\.)|(@\{)|([\x00-\x20\x7f~^:?*\[\\])|(\.lock$)|(/$)|(\.$)|(//)")
+_FULL_SHA = re.compile(r"[0-9a-fA-F]{40}|[0-9a-fA-F]{64}")
+
+
+def check_ref(ref: str) -> str:
+    """A ref that git would accept and that cannot be mistaken for an option; InvalidSpec otherwise."""
+    if ref != "HEAD" and _BAD_REF.search(ref):
+        raise InvalidSpec(f"{ref[:100]!r} is not a valid git ref")
+    return ref
+
+
+class GitProvider(RepoProvider):
+    """Any git repository reachable over the allowed protocols."""
+
+    name = "git"
+    display_name = "Git repository"
+    spec_example = "https%3A%2F%2Fgithub.com%2Fbinder-examples%2Frequirements/HEAD"
+    spec_regex = r"^(?P<repo>[^/]+)/(?P<ref>.+)$"
+
+    def __init__(
+        self,
+        remote: GitRemote,
+        *,
+        allowed_protocols: frozenset[str],
+        allow_local: bool,
+        max_input_length: int,
+        ref_cache_ttl: float = 0.0,
+    ) -> None:
+        super().__init__(max_input_length=max_input_length)
+        self._remote = remote
+        self._allowed = allowed_protocols
+        self._allow_local = allow_local
+        self._refs: AsyncCache[tuple[str, str], str] = AsyncCache(ttl=ref_cache_ttl)
+
+    def parse_spec(self, spec: str) -> RepoSpec:
+        self._check_length("spec", spec)
+        quoted, sep, ref = spec.partition("/")
+        if not sep or not quoted or not ref:
+            raise InvalidSpec("a git spec is <URL-escaped repository URL>/<ref>, e.g. " + self.spec_example)
+        return self.from_repo(unquote(quoted), unquote(ref))
+
+    def from_repo(self, repo: str, ref: str) -> RepoSpec:
+        self._check_length("repository", repo)
+        self._check_length("ref", ref)
+        url = check_git_url(
+            repo, allowed_protocols=self._allowed, allow_local=self._allow_local, max_length=self.max_input_length
+        )
+        return RepoSpec(provider=self.name, repo=url, ref=check_ref(ref))
+
+    async def resolve(self, spec: RepoSpec) -> ResolvedRepo:
+        if _FULL_SHA.fullmatch(spec.ref):
+            commit = spec.ref.lower()  # immutable already: no round trip
+        else:
+            # Concurrent requests for one branch share one lookup; a TTL > 0 also reuses it briefly.
+            commit = await self._refs.get_or_compute(
+                (spec.repo, spec.ref), lambda: self._remote.resolve(spec.repo, spec.ref)
+            )
+        return ResolvedRepo(
+            provider=self.name,
+            repo_url=spec.repo,
+            ref=spec.ref,
+            commit=commit,
+            build_slug=redact_url(spec.repo),
+        )

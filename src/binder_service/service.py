@@ -1,0 +1,37 @@
+"""The core every API face calls: a spec becomes a build of a named image."""
+
+from __future__ import annotations
+
+import time
+
+from .builds import Build, BuildManager
+from .images import image_name
+from .metrics import Metrics
+from .providers import Providers, RepoSpec
+
+
+class BinderService:
+    """Resolve -> name -> look up or build. Both API faces and the CLI go through `request_build`."""
+
+    def __init__(self, *, providers: Providers, builds: BuildManager, image_prefix: str, metrics: Metrics) -> None:
+        self.providers = providers
+        self.builds = builds
+        self.image_prefix = image_prefix
+        self.metrics = metrics
+
+    def parse_binderhub(self, provider: str, spec: str) -> RepoSpec:
+        """BinderHub's `/build/<provider>/<spec>` -> a RepoSpec."""
+        return self.providers.get(provider).parse_spec(spec)
+
+    def parse_native(self, repo: str, ref: str, provider: str | None = None) -> RepoSpec:
+        """The native API's repository + ref -> a RepoSpec."""
+        return self.providers.for_repo(repo, provider).from_repo(repo, ref)
+
+    async def request_build(self, spec: RepoSpec, *, requester: str | None = None) -> Build:
+        """The build of the image for `spec`: existing (already `ready`), running, or newly started."""
+        started = time.perf_counter()
+        resolved = await self.providers.get(spec.provider).resolve(spec)
+        image = image_name(self.image_prefix, f"{resolved.provider}-{resolved.build_slug}", resolved.commit)
+        build = await self.builds.request(resolved, image, requester=requester)
+        self.metrics.resolve_seconds.labels(spec.provider).observe(time.perf_counter() - started)
+        return build
