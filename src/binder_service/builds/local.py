@@ -6,7 +6,9 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 import signal
+import sys
 import tempfile
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
@@ -57,7 +59,7 @@ class LocalExecutor:
         docker_timeout: float,
     ) -> None:
         self._docker_host = docker_host
-        self._command = command
+        self._command = _locate(command, environ)
         self._extra_args = extra_args
         self._workdir = Path(tempfile.mkdtemp(prefix="binder-service-"))
         self._env = self._build_env(environ, docker_config, allowed_git_protocols, allow_local)
@@ -106,17 +108,23 @@ class LocalExecutor:
             job.repo.repo_url,
         ]  # fmt: skip
 
-    async def run(self, job: BuildJob, emit: Emit) -> None:
-        emit(Phase.FETCHING, f"Fetching {job.repo.build_slug} at {job.repo.commit[:12]}\n")
-        proc = await asyncio.create_subprocess_exec(
+    async def _spawn(self, job: BuildJob) -> asyncio.subprocess.Process:
+        return await asyncio.create_subprocess_exec(
             *self.argv(job),
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
-            cwd=self._workdir,  # never a directory holding a repo2docker_config.py of someone else's
+            cwd=self._workdir,  # never a directory holding someone else's repo2docker_config.py
             env=self._env,
             start_new_session=True,  # its own process group, so a stop reaches docker/git children too
         )
+
+    async def run(self, job: BuildJob, emit: Emit) -> None:
+        emit(Phase.FETCHING, f"Fetching {job.repo.build_slug} at {job.repo.commit[:12]}\n")
+        try:
+            proc = await self._spawn(job)
+        except FileNotFoundError as e:
+            raise BuildError(f"repo2docker is not installed here ({self._command[0]} not found)") from e
         log.info("build started", extra={"build_id": job.build_id, "image": job.image_name, "pid": proc.pid})
         phase = Phase.FETCHING
         errors: list[str] = []
@@ -152,6 +160,14 @@ class LocalExecutor:
 
     async def aclose(self) -> None:
         await self._ping.aclose()
+
+
+def _locate(command: list[str], environ: Mapping[str, str]) -> list[str]:
+    """`repo2docker` from PATH, else the one installed beside this Python (same virtualenv)."""
+    if not command or os.sep in command[0] or shutil.which(command[0], path=environ.get("PATH")):
+        return command
+    sibling = Path(sys.executable).parent / command[0]
+    return [str(sibling), *command[1:]] if sibling.exists() else command
 
 
 async def _lines(stream: asyncio.StreamReader) -> AsyncIterator[str]:

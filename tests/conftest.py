@@ -1,0 +1,3 @@
+"""Shared fixtures: the real world (dockerd, registry, git servers) starts once per session."""
+
+pytest_plugins = ["tests.support.fixtures_git", "tests.support.fixtures_registry"]

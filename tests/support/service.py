@@ -1,0 +1,65 @@
+"""Run the real app under a real uvicorn server in a thread, and read its event streams."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+import uvicorn
+
+from binder_service.app import create_app
+from binder_service.builds import Executor
+from binder_service.settings import Settings
+
+
+@contextmanager
+def running_service(settings: Settings, *, executor: Executor | None = None) -> Iterator[str]:
+    """The service on a free loopback port; yields its base URL (with the settings' base_url)."""
+    app = create_app(settings, environ=dict(os.environ), executor=executor)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("service did not start")
+        time.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}{settings.base_url}"
+    finally:
+        server.should_exit = True
+        thread.join(30)
+
+
+def sse_messages(
+    url: str, *, headers: dict[str, str] | None = None, timeout: float = 120, raw: list[str] | None = None
+) -> list[dict[str, Any]]:
+    """Every `data:` message of an event stream (with its `id:` as "_id" when present), until it ends."""
+    messages: list[dict[str, Any]] = []
+    data: list[str] = []
+    event_id: str | None = None
+    hdrs = {"Accept": "text/event-stream", **(headers or {})}
+    with httpx.stream("GET", url, headers=hdrs, timeout=timeout) as r:
+        assert r.status_code == 200, r.read()
+        assert r.headers["content-type"].startswith("text/event-stream")
+        for line in r.iter_lines():
+            if raw is not None:
+                raw.append(line)
+            if line.startswith("data:"):
+                data.append(line[5:].strip())
+            elif line.startswith("id:"):
+                event_id = line[3:].strip()
+            elif not line and data:
+                message = json.loads("\n".join(data))
+                if event_id is not None:
+                    message["_id"] = int(event_id)
+                messages.append(message)
+                data, event_id = [], None
+    return messages
