@@ -10,6 +10,7 @@ before the project is installed.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
 import shutil
@@ -157,7 +158,8 @@ def ensure_busybox_image() -> str:
             "FROM scratch\n"
             "COPY busybox /bin/busybox\n"
             'RUN ["/bin/busybox", "--install", "-s", "/bin"]\n'
-            'RUN mkdir -p /tmp /home /etc && chmod 1777 /tmp && echo "root:x:0:0::/root:/bin/sh" > /etc/passwd\n'
+            "RUN mkdir -p /tmp /home /etc && chmod 1777 /tmp\n"
+            'RUN echo "root:x:0:0::/root:/bin/sh" > /etc/passwd\n'
             'CMD ["/bin/sh"]\n'
         )
         # The classic builder keeps the image in the engine, where buildx's docker driver finds it.
@@ -180,10 +182,8 @@ def up() -> dict[str, str]:
 def down() -> None:
     for pidfile in (WORLD_DIR / "docker.pid",):
         if pidfile.exists():
-            try:
+            with contextlib.suppress(ProcessLookupError, ValueError):
                 os.kill(int(pidfile.read_text().strip()), signal.SIGTERM)
-            except (ProcessLookupError, ValueError):
-                pass
     subprocess.run(["pkill", "-f", f"docker-registry serve {WORLD_DIR}"], check=False)
 
 

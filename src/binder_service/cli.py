@@ -1,4 +1,4 @@
-"""`binder-service serve` runs the service; `binder-service build REPO` drives one and shows the build live."""
+"""`binder-service serve` runs the service; `binder-service build REPO` drives it, showing the build live."""
 
 from __future__ import annotations
 

@@ -44,7 +44,9 @@ def validate_prefix(prefix: str) -> None:
     path = prefix.split("/", 1)[1] if _has_host(prefix) else prefix
     probe = path + "x"
     if not all(_COMPONENT.fullmatch(part) for part in probe.split("/")):
-        raise ValueError(f"image prefix {prefix!r} does not form valid image names (lowercase a-z, 0-9, . _ - /)")
+        raise ValueError(
+            f"image prefix {prefix!r} does not form valid image names (lowercase a-z, 0-9, . _ - /)"
+        )
 
 
 def slugify(identity: str, *, max_len: int = MAX_SLUG) -> str:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 __all__ = ["CONTENT_TYPE", "Metrics"]
 
@@ -19,8 +19,12 @@ class Metrics:
         self.requests = Counter(
             "binder_build_requests", "Build requests by API face and outcome.", ["api", "outcome"], registry=r
         )
-        self.cache_hits = Counter("binder_image_cache_hits", "Requests answered by an existing image.", registry=r)
-        self.builds_started = Counter("binder_builds_started", "Builds started (after deduplication).", registry=r)
+        self.cache_hits = Counter(
+            "binder_image_cache_hits", "Requests answered by an existing image.", registry=r
+        )
+        self.builds_started = Counter(
+            "binder_builds_started", "Builds started (after deduplication).", registry=r
+        )
         self.builds_finished = Counter(
             "binder_builds_finished", "Builds finished, by outcome.", ["outcome"], registry=r
         )

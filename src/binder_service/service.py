@@ -13,7 +13,9 @@ from .providers import Providers, RepoSpec
 class BinderService:
     """Resolve -> name -> look up or build. Both API faces and the CLI go through `request_build`."""
 
-    def __init__(self, *, providers: Providers, builds: BuildManager, image_prefix: str, metrics: Metrics) -> None:
+    def __init__(
+        self, *, providers: Providers, builds: BuildManager, image_prefix: str, metrics: Metrics
+    ) -> None:
         self.providers = providers
         self.builds = builds
         self.image_prefix = image_prefix

@@ -88,14 +88,18 @@ class Settings(BaseSettings):
     # --- serving ---
     host: str = Field("127.0.0.1", description="Interface `binder-service serve` listens on.")
     port: int = Field(8585, ge=0, le=65535, description="Port `binder-service serve` listens on.")
-    base_url: str = Field("/", description="Path prefix the service is served under, e.g. `/services/binder/`.")
+    base_url: str = Field(
+        "/", description="Path prefix the service is served under, e.g. `/services/binder/`."
+    )
     api_tokens: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list,
         description="Static bearer tokens; when set, every API call needs one of them. "
         "Required when listening beyond loopback.",
     )
 
-    @field_validator("repo2docker_command", "repo2docker_extra_args", "allowed_git_protocols", "api_tokens", mode="before")
+    @field_validator(
+        "repo2docker_command", "repo2docker_extra_args", "allowed_git_protocols", "api_tokens", mode="before"
+    )
     @classmethod
     def _lists(cls, value: object) -> object:
         return _split_list(value)

@@ -29,7 +29,14 @@ def registry_has(registry: str, image: str) -> bool:
     repo, tag = image.split("/", 1)[1].rsplit(":", 1)
     r = httpx.head(
         f"http://{registry}/v2/{repo}/manifests/{tag}",
-        headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json,application/vnd.oci.image.index.v1+json"},
+        headers={
+            "Accept": ",".join(
+                [
+                    "application/vnd.docker.distribution.manifest.v2+json",
+                    "application/vnd.oci.image.index.v1+json",
+                ]
+            )
+        },
     )
     return r.status_code == 200
 
@@ -93,7 +100,9 @@ def test_failing_build_is_a_failed_event(service_url: str, git_root: Path, git_d
     assert httpx.get(f"{service_url}health").status_code == 200  # and the service carries on
 
 
-def test_unknown_commit_fails_and_the_stream_ends(service_url: str, git_root: Path, git_daemon_url: str) -> None:
+def test_unknown_commit_fails_and_the_stream_ends(
+    service_url: str, git_root: Path, git_daemon_url: str
+) -> None:
     name, _ = buildable_repo(git_root)
     messages = sse_messages(build_url(service_url, git_daemon_url + name, "0" * 40), timeout=60)
     assert messages[-1]["phase"] == "failed"

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -142,7 +142,7 @@ def test_local_engine_without_registry(
     start_service: Callable[..., AbstractContextManager[str]], git_root: Path, git_daemon_url: str
 ) -> None:
     with start_service(registry_url="", image_prefix="binder-local-test-") as service:
-        name, commit = buildable_repo(git_root)
+        name, _commit = buildable_repo(git_root)
         build = create(service, git_daemon_url + name).json()
         assert not build["image_name"].startswith("127.0.0.1")
         assert wait_done(service, build["id"])["status"] == "ready"
@@ -168,7 +168,10 @@ def test_registry_down(
 
 
 def test_engine_down(
-    start_service: Callable[..., AbstractContextManager[str]], git_root: Path, git_daemon_url: str, tmp_path: Path
+    start_service: Callable[..., AbstractContextManager[str]],
+    git_root: Path,
+    git_daemon_url: str,
+    tmp_path: Path,
 ) -> None:
     with start_service(registry_url="", docker_host=f"unix://{tmp_path}/no.sock") as service:
         health = httpx.get(f"{service}health")
@@ -219,7 +222,9 @@ def test_meta_endpoints(service_url: str) -> None:
     assert "binder_builds_started_total" in metrics.text
     assert metrics.headers["content-type"].startswith("text/plain")
     openapi = httpx.get(f"{service_url}openapi.json").json()
-    assert {"/api/v1/builds", "/api/v1/builds/{build_id}/events", "/build/{provider}/{spec}"} <= set(openapi["paths"])
+    assert {"/api/v1/builds", "/api/v1/builds/{build_id}/events", "/build/{provider}/{spec}"} <= set(
+        openapi["paths"]
+    )
     assert httpx.get(f"{service_url}docs").status_code == 200
 
 

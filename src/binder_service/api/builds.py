@@ -27,10 +27,18 @@ def _public(request: Request, build: Build) -> BuildPublic:
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
-    responses={200: {"model": BuildPublic, "description": "The image exists or is already being built"}, **_ERRORS},
+    responses={
+        200: {"model": BuildPublic, "description": "The image exists or is already being built"},
+        **_ERRORS,
+    },
 )
 async def create_build(
-    body: BuildCreate, request: Request, response: Response, service: ServiceDep, metrics: MetricsDep, user: UserDep
+    body: BuildCreate,
+    request: Request,
+    response: Response,
+    service: ServiceDep,
+    metrics: MetricsDep,
+    user: UserDep,
 ) -> BuildPublic:
     """Resolve the ref and return the build of its image: new (201), or one that is running or done (200)."""
     spec = service.parse_native(body.repo, body.ref, body.provider)
@@ -68,7 +76,10 @@ async def cancel_build(build_id: str, request: Request, service: ServiceDep, use
     "/{build_id}/events",
     name="build_events",
     response_class=EventSourceResponse,
-    responses={200: {"content": {"text/event-stream": {}}, "description": "Build events with `id:`"}, **_ERRORS},
+    responses={
+        200: {"content": {"text/event-stream": {}}, "description": "Build events with `id:`"},
+        **_ERRORS,
+    },
 )
 async def build_events(
     build_id: str,
@@ -78,7 +89,10 @@ async def build_events(
     last_event_id: Annotated[str | None, Header()] = None,
     after: Annotated[int | None, Query(ge=0, description="Replay events after this id.")] = None,
 ) -> EventSourceResponse:
-    """The build's events as SSE, each with an `id:`; reconnect with `Last-Event-ID` to get exactly what you missed."""
+    """The build's events as SSE, each with an `id:`.
+
+    Reconnect with `Last-Event-ID` (or `?after=`) to get exactly the events you missed.
+    """
     build = service.builds.get(build_id)
     start = after if after is not None else _event_id(last_event_id)
 

@@ -20,7 +20,9 @@ class ErrorBody(BaseModel):
 class BuildCreate(BaseModel):
     """Ask for the image of a repository at a ref."""
 
-    repo: str = Field(min_length=1, max_length=4096, examples=["https://github.com/binder-examples/requirements"])
+    repo: str = Field(
+        min_length=1, max_length=4096, examples=["https://github.com/binder-examples/requirements"]
+    )
     ref: str = Field("HEAD", min_length=1, max_length=1024, description="Branch, tag or commit.")
     provider: str | None = Field(
         None, max_length=64, description="Repository provider; default: detected from `repo` (`git`)."

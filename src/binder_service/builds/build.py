@@ -88,7 +88,11 @@ class Build:
     def emit_queue_position(self, position: int) -> None:
         self.queue_position = position
         ahead = "1 build" if position == 1 else f"{position} builds"
-        self.emit(Phase.WAITING, f"Queued: {ahead} ahead of this one, including it in line.\n", queue_position=position)
+        self.emit(
+            Phase.WAITING,
+            f"Queued: {ahead} ahead of this one, including it in line.\n",
+            queue_position=position,
+        )
 
     def finish(self, status: BuildStatus, event: BuildEvent | None = None) -> None:
         """Mark the build done; the final event (ready/failed) is emitted by the caller first."""

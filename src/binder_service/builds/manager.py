@@ -72,7 +72,11 @@ class BuildManager:
 
     def _new(self, repo: ResolvedRepo, image: str, requester: str | None) -> Build:
         build = Build(
-            id=secrets.token_hex(8), image_name=image, repo=repo, requester=requester, max_events=self._max_events
+            id=secrets.token_hex(8),
+            image_name=image,
+            repo=repo,
+            requester=requester,
+            max_events=self._max_events,
         )
         self._builds[build.id] = build
         self._trim()
@@ -82,7 +86,9 @@ class BuildManager:
         build = self._new(repo, image, requester)
         build.cached = True
         build.emit(Phase.BUILT, "Found built image\n", image_name=image)
-        build.finish(BuildStatus.READY, build.emit(Phase.READY, "Done! Found built image\n", image_name=image))
+        build.finish(
+            BuildStatus.READY, build.emit(Phase.READY, "Done! Found built image\n", image_name=image)
+        )
         return build
 
     def _start(self, repo: ResolvedRepo, image: str, requester: str | None) -> Build:
@@ -105,7 +111,9 @@ class BuildManager:
                     async with asyncio.timeout(self._timeout):
                         await self._executor.run(job, lambda phase, msg: _log_event(build, phase, msg))
                 except TimeoutError:
-                    raise BuildTimeout(f"build did not finish within {self._timeout:g} seconds; stopped") from None
+                    raise BuildTimeout(
+                        f"build did not finish within {self._timeout:g} seconds; stopped"
+                    ) from None
                 finally:
                     self._metrics.builds_running.dec()
             finally:
@@ -125,13 +133,17 @@ class BuildManager:
             build.finish(status, _failed(build, e))
         except Exception:
             log.exception("build crashed", extra={"build_id": build.id, "image": build.image_name})
-            build.finish(status, _failed(build, BuildError("internal error while building; see the service log")))
+            build.finish(
+                status, _failed(build, BuildError("internal error while building; see the service log"))
+            )
         finally:
             self._active.pop(build.image_name, None)
             self._metrics.builds_finished.labels(outcome).inc()
             if build.started_at and build.finished_at:
                 self._metrics.build_seconds.observe((build.finished_at - build.started_at).total_seconds())
-            log.info("build finished", extra={"build_id": build.id, "image": build.image_name, "phase": outcome})
+            log.info(
+                "build finished", extra={"build_id": build.id, "image": build.image_name, "phase": outcome}
+            )
 
     async def _confirm(self, build: Build) -> None:
         # repo2docker can exit 0 without an image (e.g. a push that silently went elsewhere): check.

@@ -56,7 +56,10 @@ class GitProvider(RepoProvider):
         self._check_length("repository", repo)
         self._check_length("ref", ref)
         url = check_git_url(
-            repo, allowed_protocols=self._allowed, allow_local=self._allow_local, max_length=self.max_input_length
+            repo,
+            allowed_protocols=self._allowed,
+            allow_local=self._allow_local,
+            max_length=self.max_input_length,
         )
         return RepoSpec(provider=self.name, repo=url, ref=check_ref(ref))
 

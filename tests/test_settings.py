@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from binder_service.settings import Settings
+
+
+def test_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BINDER_SERVICE_REGISTRY_URL", "http://127.0.0.1:5055/")
+    monkeypatch.setenv("BINDER_SERVICE_IMAGE_PREFIX", "demo/")
+    monkeypatch.setenv("DOCKER_HOST", "unix:///tmp/x.sock")
+    monkeypatch.setenv("BINDER_SERVICE_API_TOKENS", "a, b")
+    monkeypatch.setenv("BINDER_SERVICE_REPO2DOCKER_EXTRA_ARGS", '["--cache-from", "x"]')
+    monkeypatch.setenv("BINDER_SERVICE_BASE_URL", "services/binder")
+    s = Settings()
+    assert s.registry_url == "http://127.0.0.1:5055"
+    assert s.image_prefix == "demo/"
+    assert s.docker_host == "unix:///tmp/x.sock"
+    assert [t.get_secret_value() for t in s.api_tokens] == ["a", "b"]
+    assert s.repo2docker_extra_args == ["--cache-from", "x"]
+    assert s.base_url == "/services/binder/"
+    assert "a" not in repr(s.api_tokens)
+
+
+def test_safe_defaults() -> None:
+    s = Settings()
+    assert s.registry_url == ""
+    assert s.host == "127.0.0.1"
+    assert s.allow_local_repos is False
+    assert s.allowed_git_protocols == ["http", "https", "git", "ssh"]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [{"registry_url": "127.0.0.1:5055"}, {"allowed_git_protocols": "ext"}, {"max_concurrent_builds": 0}],
+)
+def test_unsafe_or_invalid_values_are_rejected(bad: dict[str, object]) -> None:
+    with pytest.raises(ValidationError):
+        Settings(**bad)  # type: ignore[arg-type]
