@@ -1,3 +1,7 @@
 """Shared fixtures: the real world (dockerd, registry, git servers) starts once per session."""
 
-pytest_plugins = ["tests.support.fixtures_git", "tests.support.fixtures_registry"]
+pytest_plugins = [
+    "tests.support.fixtures_git",
+    "tests.support.fixtures_registry",
+    "tests.support.fixtures_service",
+]
