@@ -240,3 +240,14 @@ def test_static_tokens(
         r = create(service, git_daemon_url + buildable_repo(git_root)[0], Authorization="Bearer s3cret-token")
         assert r.status_code == 201
         assert httpx.get(f"{service}health").status_code == 200  # probes stay open
+
+
+def test_chunked_oversized_body(service_url: str) -> None:
+    def chunks():  # type: ignore[no-untyped-def]
+        for _ in range(100):
+            yield b" " * 1024
+
+    r = httpx.post(
+        f"{service_url}api/v1/builds", content=chunks(), headers={"Content-Type": "application/json"}
+    )
+    assert (r.status_code, r.json()["code"]) == (413, "input_too_large")
