@@ -6,6 +6,7 @@ import asyncio
 import logging
 import secrets
 from collections import OrderedDict
+from itertools import islice
 
 from ..caching import AsyncCache
 from ..errors import BinderError, BuildCancelled, BuildError, BuildNotFound, BuildTimeout
@@ -174,7 +175,8 @@ class BuildManager:
         excess = len(self._builds) - self._history
         if excess <= 0:
             return
-        for build_id in [b.id for b in self._builds.values() if b.done][:excess]:
+        # Oldest first, and finished builds cluster at the front: this stops after `excess` of them.
+        for build_id in list(islice((i for i, b in self._builds.items() if b.done), excess)):
             del self._builds[build_id]
 
     async def aclose(self) -> None:
