@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 
 import httpx
@@ -16,9 +16,12 @@ from .builds import BuildManager, Executor
 from .builds.local import LocalExecutor
 from .images import qualified_prefix, registry_host, validate_prefix
 from .metrics import Metrics
-from .providers import Providers
+from .providers import Providers, RepoProvider
+from .providers.gist import GistProvider
 from .providers.git import GitProvider
 from .providers.git_remote import GitRemote
+from .providers.github import GitHubProvider, github_api
+from .providers.gitlab import GitLabProvider, gitlab_api
 from .registry import DockerConfig, EngineImageStore, ImageStore, RegistryImageStore
 from .service import BinderService
 from .settings import Settings
@@ -37,22 +40,63 @@ def _image_store(settings: Settings, http: httpx.AsyncClient) -> ImageStore:
 
 
 def _providers(settings: Settings, http: httpx.AsyncClient) -> Providers:
+    """The enabled providers, in the order of `settings.providers` (which is URL detection's order)."""
     protocols = frozenset(settings.allowed_git_protocols)
-    remote = GitRemote(
-        http,
-        timeout=settings.resolve_timeout,
-        allowed_protocols=protocols,
-        allow_local=settings.allow_local_repos,
-        max_url_length=settings.max_input_length,
+    max_input = settings.max_input_length
+    ref_ttl, missing_ttl = settings.ref_cache_ttl, settings.not_found_cache_ttl
+    # One GitHub API client for `gh` and `gist`: they share the token and its rate limit.
+    github = github_api(
+        http, api_url=settings.github_api_url, token=settings.github_token, timeout=settings.resolve_timeout
     )
-    git = GitProvider(
-        remote,
-        allowed_protocols=protocols,
-        allow_local=settings.allow_local_repos,
-        max_input_length=settings.max_input_length,
-        ref_cache_ttl=settings.ref_cache_ttl,
-    )
-    return Providers([git])
+
+    def git() -> RepoProvider:
+        remote = GitRemote(
+            http,
+            timeout=settings.resolve_timeout,
+            allowed_protocols=protocols,
+            allow_local=settings.allow_local_repos,
+            max_url_length=settings.max_input_length,
+        )
+        return GitProvider(
+            remote,
+            allowed_protocols=protocols,
+            allow_local=settings.allow_local_repos,
+            max_input_length=max_input,
+            ref_cache_ttl=ref_ttl,
+        )
+
+    def gitlab() -> RepoProvider:
+        api = gitlab_api(
+            http, url=settings.gitlab_url, token=settings.gitlab_token, timeout=settings.resolve_timeout
+        )
+        return GitLabProvider(
+            api,
+            web_url=settings.gitlab_url,
+            max_input_length=max_input,
+            ref_cache_ttl=ref_ttl,
+            not_found_ttl=missing_ttl,
+        )
+
+    makers: dict[str, Callable[[], RepoProvider]] = {
+        "gh": lambda: GitHubProvider(
+            github,
+            web_url=settings.github_url,
+            max_input_length=max_input,
+            ref_cache_ttl=ref_ttl,
+            not_found_ttl=missing_ttl,
+        ),
+        "gl": gitlab,
+        "gist": lambda: GistProvider(
+            github,
+            web_url=settings.gist_url,
+            allow_secret=settings.allow_secret_gists,
+            max_input_length=max_input,
+            ref_cache_ttl=ref_ttl,
+            not_found_ttl=missing_ttl,
+        ),
+        "git": git,
+    }
+    return Providers([makers[name]() for name in settings.providers])
 
 
 def create_app(
@@ -61,6 +105,8 @@ def create_app(
     """Build the app. `environ` is what repo2docker runs with (default: this process's environment)."""
     prefix = qualified_prefix(settings.image_prefix, settings.registry_url)
     validate_prefix(prefix)
+    if settings.docker_config is not None and not settings.docker_config.is_file():
+        raise ValueError(f"docker config {settings.docker_config} does not exist")
     metrics = Metrics()
 
     @asynccontextmanager

@@ -12,6 +12,8 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
 
+from .errors import BinderError
+
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
@@ -77,3 +79,36 @@ class AsyncCache(Generic[K, V]):
         if keep(value):
             self.put(key, value)
         return value
+
+
+class LookupCache(Generic[K, V]):
+    """Single-flight lookups whose results are kept `ttl` seconds and whose `remember`ed errors `error_ttl`.
+
+    A broken link asks about a missing repository again and again; remembering "not found" briefly
+    spares the host's API (and our rate limit there) without hiding a newly created one for long.
+    """
+
+    def __init__(
+        self,
+        *,
+        ttl: float,
+        error_ttl: float,
+        remember: tuple[type[BinderError], ...],
+        max_size: int = 4096,
+    ) -> None:
+        self._values: AsyncCache[K, V] = AsyncCache(ttl=ttl, max_size=max_size)
+        self._errors: AsyncCache[K, tuple[type[BinderError], str]] = AsyncCache(
+            ttl=error_ttl, max_size=max_size
+        )
+        self._remember = remember
+
+    async def get_or_compute(self, key: K, compute: Callable[[], Awaitable[V]]) -> V:
+        known = self._errors.get(key)
+        if known is not None:
+            kind, message = known
+            raise kind(message)  # a fresh error: a raised instance carries its first traceback along
+        try:
+            return await self._values.get_or_compute(key, compute)
+        except self._remember as e:
+            self._errors.put(key, (type(e), e.message))
+            raise

@@ -46,7 +46,11 @@ def serve(args: argparse.Namespace) -> int:
         )
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    app = create_app(settings, environ=os.environ)
+    try:
+        app = create_app(settings, environ=os.environ)
+    except ValueError as e:
+        print(f"binder-service: invalid configuration: {e}", file=sys.stderr)
+        return 2
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", proxy_headers=False)
     return 0
 

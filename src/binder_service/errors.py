@@ -18,6 +18,7 @@ for plain HTTP, or to a ``failed`` event for a stream. Messages are for people a
     ├── UpstreamError                502 upstream_error
     │   ├── RepoUnreachable          502 repo_unreachable
     │   ├── UpstreamTimeout          504 upstream_timeout
+    │   ├── RateLimited              429 rate_limited
     │   ├── RegistryUnavailable      503 registry_unavailable
     │   └── EngineUnavailable        503 engine_unavailable
     └── BuildError                   500 build_failed
@@ -131,6 +132,13 @@ class UpstreamTimeout(UpstreamError):
 
     code = "upstream_timeout"
     status = 504
+
+
+class RateLimited(UpstreamError):
+    """A repository host's API refuses more requests until its rate limit resets."""
+
+    code = "rate_limited"
+    status = 429
 
 
 class RegistryUnavailable(UpstreamError):

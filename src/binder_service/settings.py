@@ -21,6 +21,9 @@ def _split_list(value: object) -> object:
     return value
 
 
+PROVIDERS = ("gh", "gl", "gist", "git")  # every provider there is, in the default detection order
+
+
 class Settings(BaseSettings):
     """binder-service configuration. Every field is an environment variable ``BINDER_SERVICE_<NAME>``."""
 
@@ -45,7 +48,8 @@ class Settings(BaseSettings):
     docker_config: Path | None = Field(
         None,
         description="docker `config.json` with registry credentials, used for lookups and passed to "
-        "repo2docker for pushes. Default: `$DOCKER_CONFIG/config.json`, then `~/.docker/config.json`.",
+        "repo2docker for pushes. Default: `config.json` in `$DOCKER_CONFIG`, else in `~/.docker`, "
+        "if it exists.",
     )
     docker_config_dir: Path | None = Field(
         None,
@@ -79,6 +83,32 @@ class Settings(BaseSettings):
         600.0, ge=0, description="Seconds an image found in the registry is remembered as existing."
     )
 
+    not_found_cache_ttl: float = Field(
+        30.0, ge=0, description="Seconds a repository or ref that a host's API did not find is remembered."
+    )
+
+    # --- repository providers ---
+    providers: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(PROVIDERS),
+        description="Enabled repository providers, in the order URL detection tries them: "
+        "`gh` (GitHub), `gl` (GitLab), `gist` (GitHub gists), `git` (any git URL).",
+    )
+    github_url: str = Field("https://github.com", description="GitHub's web address (Enterprise: yours).")
+    github_api_url: str = Field(
+        "https://api.github.com",
+        description="GitHub's REST API (Enterprise: `https://<host>/api/v3`); used by `gh` and `gist`.",
+    )
+    github_token: SecretStr | None = Field(
+        None,
+        description="Token sent to the GitHub API as a bearer token: a higher rate limit, private repos.",
+    )
+    gist_url: str = Field("https://gist.github.com", description="Where gists are cloned from.")
+    allow_secret_gists: bool = Field(False, description="Build secret (unlisted) gists too.")
+    gitlab_url: str = Field("https://gitlab.com", description="The GitLab instance `gl` resolves through.")
+    gitlab_token: SecretStr | None = Field(
+        None, description="Token sent to the GitLab API as `PRIVATE-TOKEN`: private projects."
+    )
+
     # --- timeouts (seconds) for every network call ---
     resolve_timeout: float = Field(10.0, gt=0, description="Resolving a ref with the repository host.")
     registry_timeout: float = Field(10.0, gt=0, description="One request to the registry.")
@@ -93,12 +123,17 @@ class Settings(BaseSettings):
     )
     api_tokens: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list,
-        description="Static bearer tokens; when set, every API call needs one of them. "
-        "Required when listening beyond loopback.",
+        description="Static bearer tokens; when set, every build API call needs one of them (health, "
+        "versions, metrics and provider listings stay open). Required when listening beyond loopback.",
     )
 
     @field_validator(
-        "repo2docker_command", "repo2docker_extra_args", "allowed_git_protocols", "api_tokens", mode="before"
+        "repo2docker_command",
+        "repo2docker_extra_args",
+        "allowed_git_protocols",
+        "api_tokens",
+        "providers",
+        mode="before",
     )
     @classmethod
     def _lists(cls, value: object) -> object:
@@ -123,6 +158,26 @@ class Settings(BaseSettings):
         unsafe = {p for p in value if p not in {"http", "https", "git", "ssh"}}
         if unsafe:
             raise ValueError(f"unsupported git protocols: {sorted(unsafe)} (allowed: http, https, git, ssh)")
+        return value
+
+    @field_validator("providers")
+    @classmethod
+    def _providers(cls, value: list[str]) -> list[str]:
+        unknown = [p for p in value if p not in PROVIDERS]
+        if unknown:
+            raise ValueError(f"unknown providers: {unknown} (known: {', '.join(PROVIDERS)})")
+        if not value:
+            raise ValueError("at least one provider must be enabled")
+        return list(dict.fromkeys(value))  # a repeated name is still one provider
+
+    @field_validator("github_url", "github_api_url", "gist_url", "gitlab_url")
+    @classmethod
+    def _web_urls(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        if "@" in value.split("/", 3)[2]:
+            raise ValueError("must not hold credentials (use the token settings)")
         return value
 
     def resolved_docker_config(self) -> Path | None:

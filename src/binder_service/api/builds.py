@@ -10,6 +10,7 @@ from fastapi import APIRouter, Header, Query, Request, Response, status
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from ..builds import Build, BuildStatus
+from ..errors import BinderError
 from .deps import MetricsDep, ServiceDep, SettingsDep, UserDep
 from .models import BuildCreate, BuildList, BuildPublic, ErrorBody
 from .sse import event_stream
@@ -41,8 +42,12 @@ async def create_build(
     user: UserDep,
 ) -> BuildPublic:
     """Resolve the ref and return the build of its image: new (201), or one that is running or done (200)."""
-    spec = service.parse_native(body.repo, body.ref, body.provider)
-    build = await service.request_build(spec, requester=user)
+    try:
+        spec = service.parse_native(body.repo, body.ref, body.provider)
+        build = await service.request_build(spec, requester=user)
+    except BinderError as e:
+        metrics.requests.labels("native", e.code).inc()
+        raise
     fresh = build.requests == 1 and not build.cached
     response.status_code = status.HTTP_201_CREATED if fresh else status.HTTP_200_OK
     metrics.requests.labels("native", "cached" if build.cached else "build").inc()
@@ -55,10 +60,12 @@ async def list_builds(
     service: ServiceDep,
     user: UserDep,
     status: BuildStatus | None = None,
+    cached: Annotated[bool, Query(description="Include answers from existing images.")] = False,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> BuildList:
     """Recent builds, newest first."""
-    return BuildList(builds=[_public(request, b) for b in service.builds.list(status=status, limit=limit)])
+    builds = service.builds.list(status=status, cached=cached, limit=limit)
+    return BuildList(builds=[_public(request, b) for b in builds])
 
 
 @router.get("/{build_id}", responses=_ERRORS)
@@ -78,6 +85,9 @@ async def cancel_build(build_id: str, request: Request, service: ServiceDep, use
     response_class=EventSourceResponse,
     responses={
         200: {"content": {"text/event-stream": {}}, "description": "Build events with `id:`"},
+        204: {
+            "description": "The build is over and nothing is left after `Last-Event-ID`: stop reconnecting"
+        },
         **_ERRORS,
     },
 )
@@ -95,6 +105,9 @@ async def build_events(
     """
     build = service.builds.get(build_id)
     start = after if after is not None else _event_id(last_event_id)
+    if build.done and start >= build.last_event_id:
+        # An EventSource reconnects after every stream end; 204 is its signal to stop for good.
+        return Response(status_code=status.HTTP_204_NO_CONTENT)  # type: ignore[return-value]
 
     async def events() -> AsyncIterator[ServerSentEvent]:
         async for event in build.follow(after=start):

@@ -87,12 +87,8 @@ class Build:
 
     def emit_queue_position(self, position: int) -> None:
         self.queue_position = position
-        ahead = "1 build" if position == 1 else f"{position} builds"
-        self.emit(
-            Phase.WAITING,
-            f"Queued: {ahead} ahead of this one, including it in line.\n",
-            queue_position=position,
-        )
+        where = "next in line" if position == 1 else f"{position - 1} builds ahead in line"
+        self.emit(Phase.WAITING, f"Queued for a build slot: {where}.\n", queue_position=position)
 
     def finish(self, status: BuildStatus, event: BuildEvent | None = None) -> None:
         """Mark the build done; the final event (ready/failed) is emitted by the caller first."""
@@ -100,7 +96,7 @@ class Build:
         self.finished_at = now()
         self.queue_position = None
         if event is not None and event.phase is Phase.FAILED:
-            self.error_code, self.error_message = event.code, event.message
+            self.error_code, self.error_message = event.code, event.message.rstrip("\n")
         self._wake()
 
     def _wake(self) -> None:

@@ -39,8 +39,8 @@ def _docker_ping_client(docker_host: str, timeout: float) -> tuple[httpx.AsyncCl
     if docker_host.startswith("unix://"):
         transport = httpx.AsyncHTTPTransport(uds=docker_host.removeprefix("unix://"))
         return httpx.AsyncClient(transport=transport, timeout=timeout), "http://docker"
-    base = "http://" + docker_host.removeprefix("tcp://")
-    return httpx.AsyncClient(timeout=timeout), base
+    host = docker_host.removeprefix("tcp://").removeprefix("http://")
+    return httpx.AsyncClient(timeout=timeout), f"http://{host}"
 
 
 class LocalExecutor:
@@ -151,10 +151,10 @@ class LocalExecutor:
         try:
             async with asyncio.timeout(self._docker_timeout):
                 response = await self._ping.get(f"{self._ping_base}/_ping")
+        except (TimeoutError, httpx.TimeoutException) as e:
+            raise UpstreamTimeout(f"Docker engine at {self._docker_host} did not answer in time") from e
         except (httpx.HTTPError, OSError) as e:
             raise EngineUnavailable(f"Docker engine at {self._docker_host} is not reachable") from e
-        except TimeoutError as e:
-            raise UpstreamTimeout(f"Docker engine at {self._docker_host} did not answer in time") from e
         if response.status_code != 200:
             raise EngineUnavailable(f"Docker engine at {self._docker_host} answered {response.status_code}")
 

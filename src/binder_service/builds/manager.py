@@ -7,6 +7,7 @@ import logging
 import secrets
 from collections import OrderedDict
 from itertools import islice
+from typing import Any
 
 from ..caching import AsyncCache
 from ..errors import BinderError, BuildCancelled, BuildError, BuildNotFound, BuildTimeout
@@ -45,7 +46,11 @@ class BuildManager:
         self._timeout = build_timeout
         self._history = history
         self._max_events = max_events
-        self._builds: OrderedDict[str, Build] = OrderedDict()  # by id, oldest first
+        self._builds: OrderedDict[str, Build] = OrderedDict()  # builds that ran, by id, oldest first
+        # Answers from an existing image, kept apart so a flood of them never pushes real builds out of
+        # the history; one record per (image, requester) is reused while the image is known to exist.
+        self._cached: OrderedDict[str, Build] = OrderedDict()
+        self._cached_by_image: OrderedDict[tuple[str, str | None], Build] = OrderedDict()
         self._active: dict[str, Build] = {}  # by image name: queued or running
         # "This image exists" is stable; "it does not" changes the moment a build pushes it.
         self._exists: AsyncCache[str, bool] = AsyncCache(ttl=image_cache_ttl)
@@ -71,25 +76,33 @@ class BuildManager:
         build.requests += 1
         return build
 
-    def _new(self, repo: ResolvedRepo, image: str, requester: str | None) -> Build:
+    def _new(self, repo: ResolvedRepo, image: str, requester: str | None, *, cached: bool = False) -> Build:
         build = Build(
             id=secrets.token_hex(8),
             image_name=image,
             repo=repo,
             requester=requester,
             max_events=self._max_events,
+            cached=cached,
         )
-        self._builds[build.id] = build
-        self._trim()
+        history = self._cached if cached else self._builds
+        history[build.id] = build
+        _trim(history, self._history)
+        if repo.note:  # e.g. another branch was used than the one asked for: say so first
+            build.emit(Phase.WAITING, f"{repo.note}\n")
         return build
 
     def _ready(self, repo: ResolvedRepo, image: str, requester: str | None) -> Build:
-        build = self._new(repo, image, requester)
-        build.cached = True
+        key = (image, requester)
+        recent = self._cached_by_image.get(key)
+        if recent is not None and recent.id in self._cached and self._exists.get(image):
+            return recent
+        build = self._new(repo, image, requester, cached=True)
         build.emit(Phase.BUILT, "Found built image\n", image_name=image)
-        build.finish(
-            BuildStatus.READY, build.emit(Phase.READY, "Done! Found built image\n", image_name=image)
-        )
+        ready = build.emit(Phase.READY, "Done! Found built image\n", image_name=image)
+        build.finish(BuildStatus.READY, ready)
+        self._cached_by_image[key] = build
+        _trim(self._cached_by_image, self._history)
         return build
 
     def _start(self, repo: ResolvedRepo, image: str, requester: str | None) -> Build:
@@ -152,15 +165,20 @@ class BuildManager:
             raise BuildError(f"the build finished but {build.image_name} is not in the image store")
 
     def get(self, build_id: str) -> Build:
-        try:
-            return self._builds[build_id]
-        except KeyError:
-            raise BuildNotFound(f"no build with id {build_id[:64]!r}") from None
+        build = self._builds.get(build_id) or self._cached.get(build_id)
+        if build is None:
+            raise BuildNotFound(f"no build with id {build_id[:64]!r}")
+        return build
 
-    def list(self, *, status: BuildStatus | None = None, limit: int = 100) -> list[Build]:
-        """Newest first."""
-        builds = (b for b in reversed(self._builds.values()) if status is None or b.status == status)
-        return [b for _, b in zip(range(limit), builds, strict=False)]
+    def list(
+        self, *, status: BuildStatus | None = None, cached: bool = False, limit: int = 100
+    ) -> list[Build]:
+        """Newest first: builds that ran, and with `cached=True` also answers from existing images."""
+        builds = list(self._builds.values()) + (list(self._cached.values()) if cached else [])
+        if cached:
+            builds.sort(key=lambda b: b.created_at)
+        wanted = (b for b in reversed(builds) if status is None or b.status == status)
+        return list(islice(wanted, limit))
 
     async def cancel(self, build_id: str) -> Build:
         """Stop a queued or running build; a finished build is returned as it is."""
@@ -170,15 +188,6 @@ class BuildManager:
             await asyncio.wait([build.task])
         return build
 
-    def _trim(self) -> None:
-        """Forget the oldest finished builds beyond the history size; running ones always stay."""
-        excess = len(self._builds) - self._history
-        if excess <= 0:
-            return
-        # Oldest first, and finished builds cluster at the front: this stops after `excess` of them.
-        for build_id in list(islice((i for i, b in self._builds.items() if b.done), excess)):
-            del self._builds[build_id]
-
     async def aclose(self) -> None:
         """Stop every running build (service shutdown)."""
         tasks = [b.task for b in self._active.values() if b.task is not None]
@@ -186,6 +195,15 @@ class BuildManager:
             task.cancel()
         if tasks:
             await asyncio.wait(tasks)
+
+
+def _trim(history: OrderedDict[Any, Build], size: int) -> None:
+    """Forget the oldest finished builds beyond `size`; running ones always stay."""
+    excess = len(history) - size
+    if excess > 0:
+        # Oldest first, and finished builds cluster at the front: this stops after `excess` of them.
+        for key in list(islice((k for k, b in history.items() if b.done), excess)):
+            del history[key]
 
 
 def _log_event(build: Build, phase: Phase, message: str) -> None:

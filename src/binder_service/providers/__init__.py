@@ -24,8 +24,17 @@ class Providers:
             raise UnknownProvider(f"unknown provider {name[:64]!r} (enabled: {known})") from None
 
     def for_repo(self, repo: str, provider: str | None = None) -> RepoProvider:
-        """The provider for a plain repository: the named one, else `git` (URL detection grows here)."""
-        return self.get(provider or "git")
+        """The provider for a plain repository: the named one, else the first enabled one that claims
+        `repo` (a URL on its host: github.com -> `gh`, gitlab.com -> `gl`, ...), else `git`."""
+        if provider:
+            return self.get(provider)
+        for candidate in self._by_name.values():
+            if candidate.claims(repo):
+                return candidate
+        if "git" in self._by_name:
+            return self._by_name["git"]
+        known = ", ".join(sorted(self._by_name)) or "none"
+        raise UnknownProvider(f"no enabled provider handles {repo[:100]!r} (enabled: {known})")
 
     def __iter__(self) -> Iterator[RepoProvider]:
         return iter(self._by_name.values())

@@ -28,10 +28,11 @@ class ResolvedRepo:
     commit: str  # immutable version: a commit id, a record version, ...
     build_slug: str  # stable identity of the repository, for the image name
     content_provider: str = "Git"  # repo2docker content provider class that fetches `repo_url`
+    note: str | None = None  # something the requester should know, e.g. that another branch was used
 
 
 class RepoProvider(ABC):
-    """One repository source (`git`, later `gh`, `gl`, `zenodo`, ...).
+    """One repository source (`gh`, `gl`, `gist`, `git`, later `zenodo`, ...).
 
     `parse_spec` reads BinderHub's `/build/<provider>/<spec>` form; `from_repo` reads the native API's
     plain repository + ref; `resolve` pins the ref. Implementations raise only `BinderError`s.
@@ -46,6 +47,10 @@ class RepoProvider(ABC):
 
     def __init__(self, *, max_input_length: int) -> None:
         self.max_input_length = max_input_length
+
+    def claims(self, repo: str) -> bool:
+        """True if `repo` (a native API repository) is this provider's, e.g. a URL on its host."""
+        return False
 
     @abstractmethod
     def parse_spec(self, spec: str) -> RepoSpec:

@@ -15,6 +15,11 @@ _BAD_REF = re.compile(r"(^[-/.])|(\.\.)|(@\{)|([\x00-\x20\x7f~^:?*\[\\])|(\.lock
 _FULL_SHA = re.compile(r"[0-9a-fA-F]{40}|[0-9a-fA-F]{64}")
 
 
+def is_commit_id(ref: str) -> bool:
+    """True for a full commit id (SHA-1 or SHA-256), which needs no lookup: it cannot move."""
+    return _FULL_SHA.fullmatch(ref) is not None
+
+
 def check_ref(ref: str) -> str:
     """A ref that git would accept and that cannot be mistaken for an option; InvalidSpec otherwise."""
     if ref != "HEAD" and _BAD_REF.search(ref):
@@ -64,7 +69,7 @@ class GitProvider(RepoProvider):
         return RepoSpec(provider=self.name, repo=url, ref=check_ref(ref))
 
     async def resolve(self, spec: RepoSpec) -> ResolvedRepo:
-        if _FULL_SHA.fullmatch(spec.ref):
+        if is_commit_id(spec.ref):
             commit = spec.ref.lower()  # immutable already: no round trip
         else:
             # Concurrent requests for one branch share one lookup; a TTL > 0 also reuses it briefly.
