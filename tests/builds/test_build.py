@@ -46,4 +46,4 @@ async def test_history_is_bounded_and_keeps_head_and_tail() -> None:
 async def test_failed_finish_records_the_error() -> None:
     b = Build(id="1", image_name="i:x", repo=REPO)
     b.finish(BuildStatus.FAILED, b.emit(Phase.FAILED, "boom\n", code="build_failed"))
-    assert (b.error_code, b.error_message, b.done) == ("build_failed", "boom\n", True)
+    assert (b.error_code, b.error_message, b.done) == ("build_failed", "boom", True)

@@ -25,7 +25,10 @@ class BuildCreate(BaseModel):
     )
     ref: str = Field("HEAD", min_length=1, max_length=1024, description="Branch, tag or commit.")
     provider: str | None = Field(
-        None, max_length=64, description="Repository provider; default: detected from `repo` (`git`)."
+        None,
+        max_length=64,
+        description="Repository provider; default: detected from `repo` "
+        "(a github.com URL: `gh`, gitlab.com: `gl`, gist.github.com: `gist`, anything else: `git`).",
     )
 
 

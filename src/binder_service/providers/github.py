@@ -1,8 +1,9 @@
 """The `gh` provider: a GitHub repository, resolved through the REST API. Spec: `<org>/<repo>/<ref>`.
 
 A ref is pinned with `GET /repos/{org}/{repo}/commits/{ref}` asking for the bare sha. Each answer's ETag
-is kept, and the next lookup of that ref is a conditional request: GitHub answers 304 without counting
-it against the rate limit, and we reuse the sha we kept.
+is kept, and the next lookup of that ref is a conditional request: an unchanged ref answers 304 and we
+reuse the sha we kept. GitHub does not count such 304s against the rate limit when the request is
+authorised (a token is configured); without one they save only the body.
 """
 
 from __future__ import annotations
@@ -88,7 +89,7 @@ class GitHubProvider(RepoProvider):
             remember=(RepoNotFound, RefNotFound),
             max_size=max_cached,
         )
-        # (org, repo, ref) -> (ETag, sha) of the last answer; validating it costs no rate limit.
+        # (org, repo, ref) -> (ETag, sha) of the last answer, for conditional requests.
         self._etags: AsyncCache[tuple[str, str, str], tuple[str, str]] = AsyncCache(
             ttl=float("inf"), max_size=max_cached
         )

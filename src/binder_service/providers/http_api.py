@@ -101,22 +101,27 @@ def _origin(url: str) -> tuple[str, str, int | None]:
     return parts.scheme, (parts.hostname or "").lower(), parts.port or default
 
 
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
 def _seconds(value: str | None, now: float) -> float | None:
     """A Retry-After value (seconds or an HTTP date) as seconds from `now`."""
     if value is None:
         return None
     value = value.strip()
     if value.isdigit():
-        return float(value)
+        return _finite(float(value))
     try:
-        return parsedate_to_datetime(value).timestamp() - now
-    except (TypeError, ValueError, IndexError):
+        return _finite(parsedate_to_datetime(value).timestamp() - now)
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
 
 
 def _epoch(value: str | None) -> float | None:
+    """An epoch-seconds header (x-ratelimit-reset); None when absent or not a finite number."""
     try:
-        return float(value) if value is not None else None
+        return _finite(float(value)) if value is not None else None
     except ValueError:
         return None
 
@@ -222,7 +227,7 @@ class HttpApi:
             self.name,
             h.get("x-ratelimit-limit", h.get("ratelimit-limit", "?")),
             h.get("x-ratelimit-resource", "?"),
-            time.strftime("%H:%M:%S UTC", time.gmtime(until)) if until else "told otherwise",
+            time.strftime("%H:%M:%S UTC", time.gmtime(until)) if until is not None else "told otherwise",
         )
         if until is None:
             return RateLimited(f"{self.name} rate limit reached; try again later")

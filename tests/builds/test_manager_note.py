@@ -1,0 +1,70 @@
+"""A resolution note (e.g. "branch 'master' does not exist; using ...") is the first line of the build."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from binder_service.builds import BuildManager
+from binder_service.builds.executor import BuildJob, Emit
+from binder_service.events import Phase
+from binder_service.metrics import Metrics
+from tests.builds.test_queue import REPO
+
+NOTE = "branch 'master' does not exist; using the default branch 'main'"
+
+
+class Images:
+    def __init__(self, exists: bool) -> None:
+        self.built: set[str] = set()
+        self._exists = exists
+
+    async def exists(self, image: str) -> bool:
+        return self._exists or image in self.built
+
+    async def check(self) -> None:
+        pass
+
+    async def aclose(self) -> None:
+        pass
+
+
+class Instant:
+    def __init__(self, images: Images) -> None:
+        self._images = images
+
+    async def run(self, job: BuildJob, emit: Emit) -> None:
+        emit(Phase.BUILDING, "built\n")
+        self._images.built.add(job.image_name)
+
+    async def check(self) -> None:
+        pass
+
+    async def aclose(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("exists", [False, True])
+async def test_note_opens_the_stream(exists: bool) -> None:
+    images = Images(exists)
+    manager = BuildManager(
+        executor=Instant(images),
+        images=images,
+        metrics=Metrics(),
+        push=False,
+        max_concurrent=1,
+        build_timeout=10,
+        history=10,
+        max_events=1000,
+        image_cache_ttl=0,
+    )
+    try:
+        build = await manager.request(dataclasses.replace(REPO, note=NOTE), "img:x")
+        events = [e async for e in build.follow()]
+        assert (events[0].phase, events[0].message) == (Phase.WAITING, NOTE + "\n")
+        assert events[-1].phase is Phase.READY
+        plain = await manager.request(REPO, "img:y")
+        assert all(NOTE not in e.message for e in [e async for e in plain.follow()])
+    finally:
+        await manager.aclose()
