@@ -148,6 +148,8 @@ ERROR_DETAILS = {
     "ref_not_found": "The ref is not `HEAD`, a tag, a branch or another ref (`refs/<ref>`, e.g. "
     "`pull/1/head`) of the repository. A full commit id is not checked when asked for; if that commit does "
     "not exist, the build fails with `build_failed`.",
+    "rate_limited": "A provider's API (GitHub, GitLab) said our rate limit is used up; the message says when "
+    "to try again. Requests that would hit it again before then are refused without asking.",
     "build_not_found": "No build with that id: it never existed, or it has left the history (see "
     "`BINDER_SERVICE_BUILD_HISTORY`).",
     "unauthorized": "Tokens are configured and the request has none, or a wrong one. Always a plain HTTP "
