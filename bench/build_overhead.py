@@ -1,0 +1,220 @@
+"""Build overhead: a real build through the service (request -> `ready`) vs the same repo2docker build
+run directly, on fresh commits each time (a unique RUN step, so the engine's layer cache cannot hide
+work), alternating service / direct, N runs each (default 5).
+
+Direct run = exactly the command line the service's LocalExecutor builds (the same config file that
+restricts content providers to Git, the same environment it passes), timed as a subprocess:
+
+    repo2docker --config <r2d-Git.py> --json-logs --no-run --user-id 1000 --user-name jovyan \\
+        --image-name <name> --ref <sha> --push -- <git url>
+
+For the service, the event timestamps seen by the client split the time into: before repo2docker
+starts (resolve + registry lookup + spawn: the `fetching` event), repo2docker's run, and after its
+last log line (the service's registry check that the image is there, then `built`/`ready`).
+
+    .venv/bin/python bench/build_overhead.py [--runs 5] [--proto git]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _common as c
+from tests.support.repos import buildable_repo
+
+R2D_CONFIG = """\
+from repo2docker.contentproviders import Git
+c.Repo2Docker.content_providers = [Git]
+"""
+
+
+def registry_has(image: str) -> bool:
+    repo, tag = image.split("/", 1)[1].rsplit(":", 1)
+    req = urllib.request.Request(
+        f"http://{c.REGISTRY}/v2/{repo}/manifests/{tag}",
+        method="HEAD",
+        headers={
+            "Accept": "application/vnd.oci.image.index.v1+json,application/vnd.oci.image.manifest.v1+json,"
+            "application/vnd.docker.distribution.manifest.v2+json"
+        },
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+def direct_env() -> dict[str, str]:
+    """What LocalExecutor gives repo2docker: our environment minus BINDER_SERVICE_*, plus these."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BINDER_SERVICE_", "JUPYTERHUB_"))}
+    env |= {
+        "DOCKER_HOST": c.world.DOCKER_HOST,
+        "GIT_TERMINAL_PROMPT": "0",
+        "GIT_ALLOW_PROTOCOL": "http:https:git:ssh",
+        "PYTHONUNBUFFERED": "1",
+        "PATH": f"{c.VENV_BIN}:{os.environ.get('PATH', '')}",
+    }
+    return env
+
+
+def run_direct(config: Path, image: str, sha: str, url: str, log: Path) -> float:
+    argv = [
+        str(c.VENV_BIN / "repo2docker"), "--config", str(config), "--json-logs", "--no-run",
+        "--user-id", "1000", "--user-name", "jovyan", "--image-name", image, "--ref", sha, "--push",
+        "--", url,
+    ]  # fmt: skip
+    t0 = time.perf_counter()
+    with open(log, "wb") as out:
+        proc = subprocess.run(
+            argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=direct_env(),
+            cwd=config.parent, check=False, timeout=900,
+        )  # fmt: skip
+    seconds = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"direct repo2docker failed ({proc.returncode}); log {log}")
+    return seconds
+
+
+async def run_service(svc: c.Service, url: str) -> dict[str, float | str]:
+    """Stream one build to the end; seconds since the request for each phase change."""
+    conn = c.RawConn("127.0.0.1", svc.port)
+    await conn._connect()
+    assert conn.writer is not None
+    assert conn.reader is not None
+    target = c.binderhub_path(url, "main")
+    t0 = time.perf_counter()
+    conn.writer.write(
+        f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1:{svc.port}\r\nAccept: text/event-stream\r\n\r\n".encode()
+    )
+    r = conn.reader
+    await r.readline()
+    while (await r.readline()) not in (b"\r\n", b"\n", b""):
+        pass
+    marks: dict[str, float | str] = {}
+    last_log = 0.0
+    buf = b""
+    while True:
+        size = int((await r.readline()).split(b";")[0], 16)
+        if size == 0:
+            break
+        buf += (await r.readexactly(size + 2))[:-2].replace(b"\r\n", b"\n")
+        now = time.perf_counter() - t0
+        while b"\n\n" in buf:
+            block, _, buf = buf.partition(b"\n\n")
+            for line in block.splitlines():
+                if not line.startswith(b"data:"):
+                    continue
+                msg = json.loads(line[5:])
+                phase = msg["phase"]
+                marks.setdefault(phase, now)
+                if phase in ("fetching", "building", "pushing") and msg.get("message", "").strip():
+                    last_log = now
+                if phase in ("ready", "failed"):
+                    marks["image"] = msg.get("imageName", msg.get("message", ""))
+    conn.close()
+    marks["total"] = time.perf_counter() - t0
+    marks["last_log"] = last_log
+    if "ready" not in marks:
+        raise RuntimeError(f"service build failed: {marks}")
+    return marks
+
+
+async def main_async(args: argparse.Namespace) -> int:
+    c.world_up()
+    rid = c.run_id()
+    rows: list[list[str]] = []
+    service_s: list[float] = []
+    direct_s: list[float] = []
+    before_r2d: list[float] = []
+    after_r2d: list[float] = []
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-overhead-") as tmp,
+        c.git_world(backlog=1024) as (root, git),
+    ):
+        config = Path(tmp) / "r2d-Git.py"
+        config.write_text(R2D_CONFIG)
+        with c.Service(prefix=f"bench-{rid}/") as svc:
+            # One untimed build of each kind first: the first repo2docker start pays a cold cache.
+            order = ["warm-service", "warm-direct"] + [
+                k for _ in range(args.runs) for k in ("service", "direct")
+            ]
+            for i, kind in enumerate(order):
+                # Alternate which goes first within each pair so drift does not favour one side.
+                if kind in ("service", "direct") and (i // 2) % 2 == 0:
+                    kind = "direct" if kind == "service" else "service"
+                name, sha = buildable_repo(root, prefix=f"ovh{i}", run=args.run)
+                url = git.url(args.proto, name)
+                if kind.endswith("service"):
+                    marks = await run_service(svc, url)
+                    seconds = float(marks["total"])
+                    image = str(marks["image"])
+                    pre = float(marks.get("fetching", 0.0))
+                    post = seconds - float(marks["last_log"])
+                    detail = (
+                        f"before repo2docker {pre * 1000:.0f} ms, after its last line {post * 1000:.0f} ms"
+                    )
+                    if kind == "service":
+                        service_s.append(seconds)
+                        before_r2d.append(pre)
+                        after_r2d.append(post)
+                else:
+                    image = f"{c.REGISTRY}/bench-{rid}-direct/{name}:{sha}"
+                    seconds = await asyncio.to_thread(
+                        run_direct, config, image, sha, url, Path(tmp) / f"{name}.log"
+                    )
+                    detail = ""
+                    if kind == "direct":
+                        direct_s.append(seconds)
+                pushed = registry_has(image)
+                c.log(f"{kind:12} {seconds:6.2f} s  pushed={pushed}  {detail}")
+                rows.append([str(i + 1), kind, name, f"{seconds:.2f}", "yes" if pushed else "NO", detail])
+
+    med_s, med_d = c.median(service_s), c.median(direct_s)
+    print()
+    print(
+        f"== build overhead: through the service vs repo2docker directly ({args.runs} fresh commits each) =="
+    )
+    print(c.describe_src())
+    print(f"repository over {args.proto}://; Dockerfile FROM busybox, RUN `{args.run} && echo <unique>`")
+    print(f"pushed to {c.REGISTRY}")
+    print()
+    print(c.table(["#", "kind", "repository", "seconds", "in registry", "service timeline"], rows))
+    print()
+
+    def stats(values: list[float], digits: int) -> list[str]:
+        return [f"{c.median(values):.{digits}f}", f"{min(values):.{digits}f}", f"{max(values):.{digits}f}"]
+
+    summary = [
+        ["service: request -> ready", *stats(service_s, 2)],
+        ["direct: repo2docker run", *stats(direct_s, 2)],
+        ["service - direct", f"{med_s - med_d:+.2f}", "", ""],
+        ["  before repo2docker is spawned (resolve, lookup)", *stats(before_r2d, 3)],
+        ["  after repo2docker's last line (exit, registry check, ready)", *stats(after_r2d, 3)],
+    ]
+    print(c.table(["seconds (timed runs only)", "median", "min", "max"], summary))
+    print(f"\nratio of medians service/direct: {med_s / med_d:.3f}")
+    return 0
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--runs", type=int, default=5)
+    p.add_argument("--proto", default="git", choices=["git", "http"])
+    p.add_argument("--run", default="echo hello > /hello.txt", help="the Dockerfile's RUN command")
+    return asyncio.run(main_async(p.parse_args()))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
