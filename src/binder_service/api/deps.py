@@ -13,17 +13,17 @@ from ..service import BinderService
 from ..settings import Settings
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_service(request: Request) -> BinderService:
+async def get_service(request: Request) -> BinderService:
     service: BinderService = request.app.state.service
     return service
 
 
-def get_metrics(request: Request) -> Metrics:
+async def get_metrics(request: Request) -> Metrics:
     metrics: Metrics = request.app.state.metrics
     return metrics
 
@@ -35,7 +35,7 @@ def _bearer(request: Request) -> str | None:
     return token.strip() if scheme.lower() in ("bearer", "token") and token.strip() else None
 
 
-def require_user(request: Request, settings: Annotated[Settings, Depends(get_settings)]) -> str | None:
+async def require_user(request: Request, settings: Annotated[Settings, Depends(get_settings)]) -> str | None:
     """The caller's name, checked against the static tokens when any are configured (else open: loopback)."""
     if not settings.api_tokens:
         return None
