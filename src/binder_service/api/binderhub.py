@@ -7,12 +7,12 @@ import logging
 from collections.abc import AsyncIterator
 from urllib.parse import quote
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from ..errors import BinderError, InvalidRequest
 from .deps import MetricsDep, ServiceDep, SettingsDep, UserDep
-from .sse import event_stream, failed_event
+from .sse import complete_stream, event_stream, failed_payload
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["binderhub"])
@@ -45,21 +45,23 @@ async def build(
     metrics: MetricsDep,
     user: UserDep,
     build_only: str = Query("false", description="Must be `true`: this service builds; JupyterHub launches."),
-) -> EventSourceResponse:
+) -> Response:
     raw_spec = _raw_spec(request, settings.base_url, provider, spec)
+    try:
+        if build_only.lower() != "true":
+            raise InvalidRequest(
+                "this service only builds images: add ?build_only=true (JupyterHub launches the server)"
+            )
+        found = await service.request_build(service.parse_binderhub(provider, raw_spec), requester=user)
+    except BinderError as e:
+        metrics.requests.labels("binderhub", e.code).inc()
+        return complete_stream([failed_payload(e)])
+    metrics.requests.labels("binderhub", "cached" if found.cached else "build").inc()
+    if found.done:
+        # Nothing left to wait for (an existing image, most often): the whole stream in one response.
+        return complete_stream([event.binderhub() for event in found.events()])
 
     async def events() -> AsyncIterator[ServerSentEvent]:
-        try:
-            if build_only.lower() != "true":
-                raise InvalidRequest(
-                    "this service only builds images: add ?build_only=true (JupyterHub launches the server)"
-                )
-            found = await service.request_build(service.parse_binderhub(provider, raw_spec), requester=user)
-        except BinderError as e:
-            metrics.requests.labels("binderhub", e.code).inc()
-            yield failed_event(e)
-            return
-        metrics.requests.labels("binderhub", "cached" if found.cached else "build").inc()
         async for event in found.follow():
             yield ServerSentEvent(data=json.dumps(event.binderhub()))
 
