@@ -232,6 +232,7 @@ class Service:
     log_path: Path | None = None
     port: int = 0
     proc: subprocess.Popen[bytes] | None = None
+    _own_log: bool = False
 
     def start(self, timeout: float = 60.0) -> Service:
         self.port = gitserve.free_port()
@@ -245,6 +246,7 @@ class Service:
         }
         if self.log_path is None:
             self.log_path = Path(tempfile.mkstemp(prefix="bench-service-", suffix=".log")[1])
+            self._own_log = True
         with open(self.log_path, "ab") as out:
             self.proc = subprocess.Popen(
                 [str(VENV_BIN / "binder-service"), "serve", "--port", str(self.port)],
@@ -283,7 +285,9 @@ class Service:
         raise KeyError(name)
 
     def stop(self) -> None:
+        """Stop the service; the log it wrote to a temp file goes too, unless BENCH_KEEP_LOGS=1."""
         if self.proc is None or self.proc.poll() is not None:
+            self._drop_log()
             return
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGTERM)
@@ -293,6 +297,11 @@ class Service:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
+        self._drop_log()
+
+    def _drop_log(self) -> None:
+        if self._own_log and self.log_path is not None and not os.environ.get("BENCH_KEEP_LOGS"):
+            self.log_path.unlink(missing_ok=True)
 
     def __enter__(self) -> Service:
         return self.start()
