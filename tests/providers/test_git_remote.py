@@ -6,7 +6,6 @@ import asyncio
 import base64
 import contextlib
 import subprocess
-import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -28,7 +27,17 @@ from binder_service.errors import (
 )
 from binder_service.providers import git_remote
 from binder_service.providers.git_remote import GitRemote, RemoteRefs, check_git_url, pick_ref, redact_url
-from tests.support.gitserve import blackhole, branch, commit, free_port, git, make_repo, rev_parse, tag
+from tests.support.gitserve import (
+    blackhole,
+    branch,
+    commit,
+    free_port,
+    git,
+    make_repo,
+    rev_parse,
+    serve_threaded,
+    tag,
+)
 
 TIMEOUT = 2.0
 
@@ -271,15 +280,8 @@ class _BadGitHandler(BaseHTTPRequestHandler):
 
 @contextlib.contextmanager
 def http_server(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with serve_threaded(ThreadingHTTPServer(("127.0.0.1", 0), handler)) as url:
+        yield url
 
 
 @pytest.mark.parametrize(

@@ -241,6 +241,13 @@ def serve_git_http(root: Path) -> Iterator[str]:
     """Smart HTTP for every repository under `root`; yields "http://127.0.0.1:PORT/"."""
     server = _GitHTTPServer(("127.0.0.1", 0), _GitHTTPHandler)
     server.git_root = root.resolve()
+    with serve_threaded(server) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def serve_threaded(server: ThreadingHTTPServer) -> Iterator[str]:
+    """Serve `server` from a thread until the block ends; yields "http://127.0.0.1:PORT/"."""
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:

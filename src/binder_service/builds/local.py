@@ -13,10 +13,9 @@ import tempfile
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
-import httpx
-
-from ..errors import BuildError, EngineUnavailable, UpstreamTimeout
+from ..errors import BuildError
 from ..events import Phase
+from ..registry import EngineImageStore
 from .executor import BuildJob, Emit
 from .r2d_logs import parse_line
 
@@ -33,14 +32,6 @@ _R2D_CONFIG = """\
 from repo2docker.contentproviders import {provider}
 c.Repo2Docker.content_providers = [{provider}]
 """
-
-
-def _docker_ping_client(docker_host: str, timeout: float) -> tuple[httpx.AsyncClient, str]:
-    if docker_host.startswith("unix://"):
-        transport = httpx.AsyncHTTPTransport(uds=docker_host.removeprefix("unix://"))
-        return httpx.AsyncClient(transport=transport, timeout=timeout), "http://docker"
-    host = docker_host.removeprefix("tcp://").removeprefix("http://")
-    return httpx.AsyncClient(timeout=timeout), f"http://{host}"
 
 
 class LocalExecutor:
@@ -63,8 +54,7 @@ class LocalExecutor:
         self._extra_args = extra_args
         self._workdir = Path(tempfile.mkdtemp(prefix="binder-service-"))
         self._env = self._build_env(environ, docker_config, allowed_git_protocols, allow_local)
-        self._ping, self._ping_base = _docker_ping_client(docker_host, docker_timeout)
-        self._docker_timeout = docker_timeout
+        self._engine = EngineImageStore(docker_host, timeout=docker_timeout)
 
     def _build_env(
         self, environ: Mapping[str, str], docker_config: Path | None, protocols: list[str], allow_local: bool
@@ -148,18 +138,10 @@ class LocalExecutor:
             raise BuildError(reason)
 
     async def check(self) -> None:
-        try:
-            async with asyncio.timeout(self._docker_timeout):
-                response = await self._ping.get(f"{self._ping_base}/_ping")
-        except (TimeoutError, httpx.TimeoutException) as e:
-            raise UpstreamTimeout(f"Docker engine at {self._docker_host} did not answer in time") from e
-        except (httpx.HTTPError, OSError) as e:
-            raise EngineUnavailable(f"Docker engine at {self._docker_host} is not reachable") from e
-        if response.status_code != 200:
-            raise EngineUnavailable(f"Docker engine at {self._docker_host} answered {response.status_code}")
+        await self._engine.check()
 
     async def aclose(self) -> None:
-        await self._ping.aclose()
+        await self._engine.aclose()
 
 
 def _locate(command: list[str], environ: Mapping[str, str]) -> list[str]:

@@ -11,12 +11,14 @@ from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import quote, unquote
 
-from ..caching import AsyncCache, LookupCache
+from ..caching import AsyncCache
 from ..errors import InvalidSpec, RefNotFound, RepoNotAllowed, RepoNotFound, UpstreamError
-from .base import RepoProvider, RepoSpec, ResolvedRepo
-from .detect import host_of, url_path
-from .git import check_ref, is_commit_id
+from .base import RepoSpec, ResolvedRepo
+from .detect import url_path
+from .git import check_ref
+from .git_remote import is_commit_id
 from .github import check_name
+from .hosted import HostedProvider
 from .http_api import HttpApi, Reply, pick
 
 __all__ = ["GistProvider"]
@@ -49,8 +51,11 @@ def _info(reply: Reply) -> GistInfo:
     return GistInfo(public=public, versions=versions)
 
 
-class GistProvider(RepoProvider):
+class GistProvider(HostedProvider[str, GistInfo]):
     """GitHub gists; secret ones only when the operator allows them (as BinderHub does)."""
+
+    default_web_url = "https://gist.github.com"
+    remembered = (RepoNotFound,)
 
     name = "gist"
     display_name = "GitHub Gist"
@@ -63,27 +68,25 @@ class GistProvider(RepoProvider):
         self,
         api: HttpApi,
         *,
-        web_url: str = "https://gist.github.com",
+        web_url: str | None = None,
         allow_secret: bool = False,
         max_input_length: int,
         ref_cache_ttl: float = 0.0,
         not_found_ttl: float = 30.0,
         max_cached: int = 4096,
     ) -> None:
-        super().__init__(max_input_length=max_input_length)
-        self._api = api
-        self._web_url = web_url.rstrip("/")
-        self._host = host_of(web_url)
-        self._allow_secret = allow_secret
-        self._lookups: LookupCache[str, GistInfo] = LookupCache(
-            ttl=ref_cache_ttl, error_ttl=not_found_ttl, remember=(RepoNotFound,), max_size=max_cached
+        super().__init__(
+            api,
+            web_url=web_url,
+            max_input_length=max_input_length,
+            ref_cache_ttl=ref_cache_ttl,
+            not_found_ttl=not_found_ttl,
+            max_cached=max_cached,
         )
+        self._allow_secret = allow_secret
         self._etags: AsyncCache[str, tuple[str, GistInfo]] = AsyncCache(ttl=float("inf"), max_size=max_cached)
 
     # --- specs ------------------------------------------------------------------------------------
-
-    def claims(self, repo: str) -> bool:
-        return url_path(repo, self._web_url) is not None
 
     def parse_spec(self, spec: str) -> RepoSpec:
         self._check_length("spec", spec)

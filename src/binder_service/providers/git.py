@@ -8,16 +8,10 @@ from urllib.parse import unquote
 from ..caching import AsyncCache
 from ..errors import InvalidSpec
 from .base import RepoProvider, RepoSpec, ResolvedRepo
-from .git_remote import GitRemote, check_git_url, redact_url
+from .git_remote import GitRemote, check_git_url, is_commit_id, redact_url
 
 # git check-ref-format's rules, plus "no leading dash" so a ref can never read as an option.
 _BAD_REF = re.compile(r"(^[-/.])|(\.\.)|(@\{)|([\x00-\x20\x7f~^:?*\[\\])|(\.lock$)|(/$)|(\.$)|(//)")
-_FULL_SHA = re.compile(r"[0-9a-fA-F]{40}|[0-9a-fA-F]{64}")
-
-
-def is_commit_id(ref: str) -> bool:
-    """True for a full commit id (SHA-1 or SHA-256), which needs no lookup: it cannot move."""
-    return _FULL_SHA.fullmatch(ref) is not None
 
 
 def check_ref(ref: str) -> str:

@@ -33,7 +33,7 @@ from ..errors import (
     UpstreamTimeout,
 )
 
-__all__ = ["GitRemote", "RemoteRefs", "check_git_url", "pick_ref", "redact_url"]
+__all__ = ["GitRemote", "RemoteRefs", "check_git_url", "is_commit_id", "pick_ref", "redact_url"]
 
 DEFAULT_PROTOCOLS: Final = frozenset({"http", "https", "git", "ssh"})
 GIT_DAEMON_PORT: Final = 9418
@@ -62,6 +62,11 @@ class RemoteRefs:
 
 
 # --- URLs -----------------------------------------------------------------------------------------
+
+
+def is_commit_id(ref: str) -> bool:
+    """True for a full commit id (SHA-1 or SHA-256), which needs no lookup: it cannot move."""
+    return _FULL_SHA.fullmatch(ref) is not None
 
 
 def redact_url(url: str) -> str:
@@ -327,7 +332,7 @@ class GitRemote:
     async def resolve(self, url: str, ref: str) -> str:
         """The commit `ref` names in the repository at `url`; RefNotFound if none."""
         self._check(url)
-        if _FULL_SHA.fullmatch(ref):
+        if is_commit_id(ref):
             return ref.lower()  # a commit id is already immutable: no round trip
         if not ref or any(c.isspace() or not c.isprintable() for c in ref):
             raise InvalidSpec(f"{ref[:100]!r} is not a valid git ref")

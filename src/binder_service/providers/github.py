@@ -15,11 +15,13 @@ from urllib.parse import quote, unquote
 import httpx
 from pydantic import SecretStr
 
-from ..caching import AsyncCache, LookupCache
+from ..caching import AsyncCache
 from ..errors import InvalidSpec, RefNotFound, RepoNotFound, UpstreamError
-from .base import RepoProvider, RepoSpec, ResolvedRepo
-from .detect import host_of, url_path
-from .git import check_ref, is_commit_id
+from .base import RepoSpec, ResolvedRepo
+from .detect import url_path
+from .git import check_ref
+from .git_remote import is_commit_id
+from .hosted import HostedProvider
 from .http_api import HttpApi, Reply, pick
 
 __all__ = ["GitHubProvider", "github_api"]
@@ -59,8 +61,10 @@ def _sha(reply: Reply) -> str:
     return sha.lower()
 
 
-class GitHubProvider(RepoProvider):
+class GitHubProvider(HostedProvider[tuple[str, str, str], tuple[str, str, str | None]]):
     """Repositories on GitHub (or a GitHub Enterprise server)."""
+
+    default_web_url = "https://github.com"
 
     name = "gh"
     display_name = "GitHub"
@@ -72,22 +76,19 @@ class GitHubProvider(RepoProvider):
         self,
         api: HttpApi,
         *,
-        web_url: str = "https://github.com",
+        web_url: str | None = None,
         max_input_length: int,
         ref_cache_ttl: float = 0.0,
         not_found_ttl: float = 30.0,
         max_cached: int = 4096,
     ) -> None:
-        super().__init__(max_input_length=max_input_length)
-        self._api = api
-        self._web_url = web_url.rstrip("/")
-        self._host = host_of(web_url)
-        # (org, repo, ref) -> (ref used, commit, note); single flight, and "not found" for a short while.
-        self._lookups: LookupCache[tuple[str, str, str], tuple[str, str, str | None]] = LookupCache(
-            ttl=ref_cache_ttl,
-            error_ttl=not_found_ttl,
-            remember=(RepoNotFound, RefNotFound),
-            max_size=max_cached,
+        super().__init__(
+            api,
+            web_url=web_url,
+            max_input_length=max_input_length,
+            ref_cache_ttl=ref_cache_ttl,
+            not_found_ttl=not_found_ttl,
+            max_cached=max_cached,
         )
         # (org, repo, ref) -> (ETag, sha) of the last answer, for conditional requests.
         self._etags: AsyncCache[tuple[str, str, str], tuple[str, str]] = AsyncCache(
@@ -95,9 +96,6 @@ class GitHubProvider(RepoProvider):
         )
 
     # --- specs ------------------------------------------------------------------------------------
-
-    def claims(self, repo: str) -> bool:
-        return url_path(repo, self._web_url) is not None
 
     def parse_spec(self, spec: str) -> RepoSpec:
         self._check_length("spec", spec)

@@ -12,12 +12,13 @@ from urllib.parse import quote, unquote
 import httpx
 from pydantic import SecretStr
 
-from ..caching import LookupCache
 from ..errors import InvalidSpec, RefNotFound, RepoNotFound, UpstreamError
-from .base import RepoProvider, RepoSpec, ResolvedRepo
-from .detect import host_of, url_path
-from .git import check_ref, is_commit_id
+from .base import RepoSpec, ResolvedRepo
+from .detect import url_path
+from .git import check_ref
+from .git_remote import is_commit_id
 from .github import FALLBACK_REFS
+from .hosted import HostedProvider
 from .http_api import HttpApi, pick
 
 __all__ = ["GitLabProvider", "gitlab_api"]
@@ -48,8 +49,10 @@ def check_namespace(path: str) -> str:
     return path
 
 
-class GitLabProvider(RepoProvider):
+class GitLabProvider(HostedProvider[tuple[str, str], tuple[str, str, str | None]]):
     """Projects on gitlab.com or a self-hosted GitLab."""
+
+    default_web_url = "https://gitlab.com"
 
     name = "gl"
     display_name = "GitLab"
@@ -57,31 +60,7 @@ class GitLabProvider(RepoProvider):
     spec_regex = r"^(?P<repo>[^/]+)/(?P<ref>.+)$"
     repo_label = "GitLab project path or URL"
 
-    def __init__(
-        self,
-        api: HttpApi,
-        *,
-        web_url: str = "https://gitlab.com",
-        max_input_length: int,
-        ref_cache_ttl: float = 0.0,
-        not_found_ttl: float = 30.0,
-        max_cached: int = 4096,
-    ) -> None:
-        super().__init__(max_input_length=max_input_length)
-        self._api = api
-        self._web_url = web_url.rstrip("/")
-        self._host = host_of(web_url)
-        self._lookups: LookupCache[tuple[str, str], tuple[str, str, str | None]] = LookupCache(
-            ttl=ref_cache_ttl,
-            error_ttl=not_found_ttl,
-            remember=(RepoNotFound, RefNotFound),
-            max_size=max_cached,
-        )
-
     # --- specs ------------------------------------------------------------------------------------
-
-    def claims(self, repo: str) -> bool:
-        return url_path(repo, self._web_url) is not None
 
     def parse_spec(self, spec: str) -> RepoSpec:
         self._check_length("spec", spec)
