@@ -240,6 +240,7 @@ class Service:
             **os.environ,
             "BINDER_SERVICE_REGISTRY_URL": f"http://{REGISTRY}",
             "BINDER_SERVICE_IMAGE_PREFIX": self.prefix,
+            "BINDER_SERVICE_ALLOW_PRIVATE_NETWORKS": "true",  # the benchmarks' git servers are on loopback
             "DOCKER_HOST": world.DOCKER_HOST,
             "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}",
             **self.env,

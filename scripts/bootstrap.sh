@@ -5,7 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extras=${1:-local}
-./scripts/install-system.sh
+# The dev extra runs the JupyterHub tests: Chromium, configurable-http-proxy and the single-user image too.
+hub=false
+[ "$extras" = "dev" ] && hub=true
+if $hub; then ./scripts/install-system.sh --browser; else ./scripts/install-system.sh; fi
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
@@ -15,4 +18,18 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/pip install -q --disable-pip-version-check -e ".[$extras]" 2>&1 | grep -v "^WARNING: Location" || true
   .venv/bin/python -c "import binder_service" && touch "$stamp"
 fi
-.venv/bin/python scripts/world.py up >/dev/null
+if $hub; then
+  if ! .venv/bin/python -c "import binder_service_hub" 2>/dev/null; then
+    echo "installing hub_extension (binder-service-hub) into .venv"
+    .venv/bin/pip install -q --disable-pip-version-check -e ./hub_extension 2>&1 | grep -v "^WARNING: Location" || true
+  fi
+  # configurable-http-proxy (npm) in a project-local, git-ignored directory; JupyterHub is pointed at it.
+  if [ ! -x .cache/node/node_modules/.bin/configurable-http-proxy ]; then
+    echo "installing configurable-http-proxy into .cache/node"
+    mkdir -p .cache/node
+    npm install --prefix .cache/node --no-audit --no-fund --loglevel=error configurable-http-proxy@5 >/dev/null
+  fi
+  .venv/bin/python scripts/world.py up --hub >/dev/null
+else
+  .venv/bin/python scripts/world.py up >/dev/null
+fi

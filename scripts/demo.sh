@@ -29,8 +29,9 @@ gitport=$(.venv/bin/python -c 'import socket; s=socket.socket(); s.bind(("127.0.
 git daemon --reuseaddr --export-all --base-path="$work/repos" --listen=127.0.0.1 --port="$gitport" "$work/repos" &
 gitd=$!
 
+# The example's git server is on loopback, which the egress policy refuses unless told otherwise.
 BINDER_SERVICE_REGISTRY_URL="http://$BINDER_WORLD_REGISTRY" BINDER_SERVICE_IMAGE_PREFIX=demo/ \
-  binder-service serve --port "$port" >"$work/service.log" 2>&1 &
+  BINDER_SERVICE_ALLOW_PRIVATE_NETWORKS=true binder-service serve --port "$port" >"$work/service.log" 2>&1 &
 svc=$!
 for _ in $(seq 100); do
   curl -fs "http://127.0.0.1:$port/health" >/dev/null 2>&1 && break

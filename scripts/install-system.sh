@@ -2,7 +2,10 @@
 # Install the system packages binder-service's demo and tests need on a Debian bookworm machine:
 # a Docker engine (+ buildx, which repo2docker builds and pushes through), a registry, git's daemon,
 # busybox-static and debootstrap for base images nothing can pull. Idempotent: a second run is a no-op.
+# Usage: scripts/install-system.sh [--browser]   (--browser: also Chromium, for the JupyterHub browser tests)
 set -euo pipefail
+browser=false
+[ "${1:-}" = "--browser" ] && browser=true
 
 need=()
 command -v dockerd >/dev/null || need+=(docker.io)
@@ -11,6 +14,10 @@ command -v docker-registry >/dev/null || need+=(docker-registry)
 command -v debootstrap >/dev/null || need+=(debootstrap)
 command -v git >/dev/null || need+=(git)
 command -v ip >/dev/null || need+=(iproute2)
+if $browser; then
+  [ -x /usr/bin/chromium ] || need+=(chromium)
+  command -v npm >/dev/null || need+=(npm)
+fi
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive

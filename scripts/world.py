@@ -5,6 +5,7 @@ and reused by every later run (images cached in the engine's data root). Stdlib 
 before the project is installed.
 
     python scripts/world.py up      # start what is missing, print `export ...` lines
+    python scripts/world.py up --hub  # ... and the single-user image JupyterHub tests spawn (cached)
     python scripts/world.py down    # stop the engine and the registry
 """
 
@@ -28,6 +29,12 @@ DOCKER_SOCK = WORLD_DIR / "docker.sock"
 DOCKER_HOST = f"unix://{DOCKER_SOCK}"
 REGISTRY_ADDR = os.environ.get("BINDER_WORLD_REGISTRY", "127.0.0.1:5055")
 BUSYBOX_IMAGE = "binder-world/busybox:1"
+# Debian bookworm with Python, from Debian's archive (debootstrap): the base of every Python image here.
+PYTHON_IMAGE = "binder-world/python:1"
+# JupyterHub's single-user server + JupyterLab in a venv, user jovyan (uid 1000): what DockerSpawner runs.
+SINGLEUSER_IMAGE = "binder-world/singleuser:1"
+DEBIAN_MIRROR = os.environ.get("BINDER_WORLD_DEBIAN_MIRROR", "http://deb.debian.org/debian")
+CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 # repo2docker's Docker buildpack runs through buildx; this docker CLI matches the engine's API.
 DOCKER_CLI = shutil.which("docker", path="/usr/bin") or "docker"
 
@@ -171,11 +178,85 @@ def ensure_busybox_image() -> str:
     return BUSYBOX_IMAGE
 
 
-def up() -> dict[str, str]:
-    """Everything the demo and the tests need; returns the environment that points at it."""
+def ensure_python_image() -> str:
+    """Debian bookworm (minbase) + python3, venv, pip and CA certificates, made with debootstrap (~100 s)."""
+    if image_exists(PYTHON_IMAGE):
+        return PYTHON_IMAGE
+    if not shutil.which("debootstrap"):
+        raise WorldError("debootstrap is not installed; run scripts/install-system.sh")
+    WORLD_DIR.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=WORLD_DIR, prefix="rootfs-") as tmp:
+        rootfs = Path(tmp) / "rootfs"
+        include = "--include=python3,python3-venv,python3-pip,ca-certificates"
+        proc = subprocess.run(
+            ["debootstrap", "--variant=minbase", include, "bookworm", str(rootfs), DEBIAN_MIRROR],
+            capture_output=True, check=False, timeout=1200,
+        )  # fmt: skip
+        if proc.returncode != 0:
+            tail = proc.stdout.decode(errors="replace")[-2000:]
+            raise WorldError(f"debootstrap failed ({proc.returncode}):\n{tail}")
+        shutil.rmtree(rootfs / "var/cache/apt/archives", ignore_errors=True)
+        tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
+        try:
+            env = {**os.environ, "DOCKER_HOST": DOCKER_HOST}
+            subprocess.run(
+                [DOCKER_CLI, "import", "--change", 'CMD ["/bin/bash"]', "-", PYTHON_IMAGE],
+                stdin=tar.stdout, env=env, check=True, capture_output=True, timeout=600,
+            )  # fmt: skip
+        finally:
+            if tar.stdout is not None:
+                tar.stdout.close()
+            tar.wait(60)
+    return PYTHON_IMAGE
+
+
+def ensure_singleuser_image() -> str:
+    """FROM the Python image: a venv with jupyterhub + jupyterlab from PyPI, user jovyan uid 1000 (~85 s)."""
+    if image_exists(SINGLEUSER_IMAGE):
+        return SINGLEUSER_IMAGE
+    ensure_python_image()
+    with tempfile.TemporaryDirectory() as ctx:
+        # Containers reach PyPI only when they trust the host's CA bundle: use it for the install and
+        # delete it again (the bundle differs between machines; the image must not keep it).
+        shutil.copy(CA_BUNDLE, Path(ctx) / "host-ca.crt")
+        (Path(ctx) / "Dockerfile").write_text(
+            f"FROM {PYTHON_IMAGE}\n"
+            "ENV VIRTUAL_ENV=/opt/venv\n"
+            "ENV PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n"
+            "COPY host-ca.crt /tmp/host-ca.crt\n"
+            "RUN python3 -m venv /opt/venv \\\n"
+            " && PIP_CERT=/tmp/host-ca.crt pip install --no-cache-dir -q --disable-pip-version-check"
+            " jupyterhub jupyterlab \\\n"
+            " && rm /tmp/host-ca.crt\n"
+            "RUN useradd -m -u 1000 -s /bin/bash jovyan\n"
+            "USER 1000\n"
+            "WORKDIR /home/jovyan\n"
+            "ENV HOME=/home/jovyan SHELL=/bin/bash\n"
+            "EXPOSE 8888\n"
+            'CMD ["jupyterhub-singleuser"]\n'
+        )
+        env = {**os.environ, "DOCKER_HOST": DOCKER_HOST, "DOCKER_BUILDKIT": "0"}
+        proc = subprocess.run(
+            [DOCKER_CLI, "build", "-q", "-t", SINGLEUSER_IMAGE, ctx],
+            env=env, capture_output=True, check=False, timeout=1800,
+        )  # fmt: skip
+        if proc.returncode != 0:
+            raise WorldError(
+                f"building {SINGLEUSER_IMAGE} failed:\n{proc.stderr.decode(errors='replace')[-3000:]}"
+            )
+    return SINGLEUSER_IMAGE
+
+
+def up(*, hub: bool = False) -> dict[str, str]:
+    """Everything the demo and the tests need; returns the environment that points at it.
+
+    `hub`: also the single-user image the JupyterHub tests spawn (minutes the first time, then cached).
+    """
     docker_host = ensure_docker()
     registry = ensure_registry()
     ensure_busybox_image()
+    if hub:
+        ensure_singleuser_image()
     return {"DOCKER_HOST": docker_host, "BINDER_WORLD_REGISTRY": registry}
 
 
@@ -191,7 +272,7 @@ def main(argv: list[str]) -> int:
     cmd = argv[1] if len(argv) > 1 else "up"
     try:
         if cmd == "up":
-            for key, value in up().items():
+            for key, value in up(hub="--hub" in argv[2:]).items():
                 print(f"export {key}={value}")
         elif cmd == "down":
             down()

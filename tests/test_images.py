@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from binder_service.images import (
+    build_pod_name,
     image_name,
     is_valid_image_name,
     qualified_prefix,
@@ -85,3 +88,32 @@ def test_names_are_always_registry_valid(prefix: str, identity: str, ref: str) -
 def test_distinct_identities_get_distinct_slugs(a: str, b: str) -> None:
     if a != b:
         assert slugify(a) != slugify(b)
+
+
+DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+
+
+@pytest.mark.parametrize(
+    ("image", "expected"),
+    [
+        ("binder-x:v1", "build-binder-x-0f78bdaf2f737e2a"),
+        (
+            "127.0.0.1:5055/binder-git-git-127-0-0-1-9419-hello-0123456789:" + "a" * 40,
+            "build-binder-git-git-127-0-0-1-9419-hello-0123-d004831630b4b413",
+        ),
+        ("quay.io/org/" + "Z" * 300 + ":t", "build-" + "z" * 40 + "-da3260f5920bdf0a"),
+        ("reg:5000/---:t", "build-7ce4079cda36606b"),  # nothing readable: the hash alone
+    ],
+)
+def test_build_pod_name_table(image: str, expected: str) -> None:
+    assert build_pod_name(image) == expected
+
+
+@given(a=st.text(min_size=1, max_size=400), b=st.text(min_size=1, max_size=400))
+def test_build_pod_names_are_dns_labels_and_distinct(a: str, b: str) -> None:
+    name = build_pod_name(a)
+    assert len(name) <= 63
+    assert DNS_LABEL.fullmatch(name), name
+    assert name == build_pod_name(a)
+    if a != b:
+        assert name != build_pod_name(b)

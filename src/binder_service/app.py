@@ -12,19 +12,39 @@ from fastapi import FastAPI
 from . import __version__
 from .api import errors as api_errors
 from .api import router
+from .auth import RequestRate, authenticator
 from .builds import BuildManager, Executor
 from .builds.local import LocalExecutor
+from .credentials import GitCredentials
+from .egress import EgressPolicy
 from .images import qualified_prefix, registry_host, validate_prefix
 from .metrics import Metrics
+from .policy import SpecPolicy
 from .providers import Providers, RepoProvider
+from .providers.ckan import CKANProvider
+from .providers.datasets import DatasetOptions
+from .providers.dataverse import DataverseProvider
+from .providers.detect import host_of
+from .providers.doi import DoiResolver
+from .providers.figshare import FigshareProvider
 from .providers.gist import GistProvider
 from .providers.git import GitProvider
 from .providers.git_remote import GitRemote
 from .providers.github import GitHubProvider, github_api
 from .providers.gitlab import GitLabProvider, gitlab_api
+from .providers.http_api import HttpApi, QuotaObserver
+from .providers.hydroshare import HydroShareProvider
+from .providers.zenodo import ZenodoProvider
 from .registry import DockerConfig, EngineImageStore, ImageStore, RegistryImageStore
 from .service import BinderService
 from .settings import Settings
+
+
+async def _kubernetes_executor(settings: Settings, environ: Mapping[str, str]) -> Executor:
+    # Imported here: kubernetes-asyncio is the optional `kubernetes` extra.
+    from .builds.kubernetes import kubernetes_executor
+
+    return await kubernetes_executor(settings, environ)
 
 
 def _image_store(settings: Settings, http: httpx.AsyncClient) -> ImageStore:
@@ -39,14 +59,29 @@ def _image_store(settings: Settings, http: httpx.AsyncClient) -> ImageStore:
     return EngineImageStore(settings.docker_host, timeout=settings.docker_timeout)
 
 
-def _providers(settings: Settings, http: httpx.AsyncClient) -> Providers:
-    """The enabled providers, in the order of `settings.providers` (which is URL detection's order)."""
+def _providers(
+    settings: Settings,
+    http: httpx.AsyncClient,
+    *,
+    egress: EgressPolicy | None = None,
+    credentials: GitCredentials | None = None,
+    observe_quota: QuotaObserver | None = None,
+) -> Providers:
+    """The enabled providers, in the order of `settings.providers` (which is URL detection's order).
+
+    `http` should be `egress.http_client()`: the providers' HTTP is then checked by the same policy
+    that `egress` applies to git:// and ssh.
+    """
     protocols = frozenset(settings.allowed_git_protocols)
     max_input = settings.max_input_length
     ref_ttl, missing_ttl = settings.ref_cache_ttl, settings.not_found_cache_ttl
     # One GitHub API client for `gh` and `gist`: they share the token and its rate limit.
     github = github_api(
-        http, api_url=settings.github_api_url, token=settings.github_token, timeout=settings.resolve_timeout
+        http,
+        api_url=settings.github_api_url,
+        token=settings.github_token,
+        timeout=settings.resolve_timeout,
+        observe_quota=observe_quota,
     )
 
     def git() -> RepoProvider:
@@ -56,6 +91,8 @@ def _providers(settings: Settings, http: httpx.AsyncClient) -> Providers:
             allowed_protocols=protocols,
             allow_local=settings.allow_local_repos,
             max_url_length=settings.max_input_length,
+            egress=egress,
+            credentials=credentials,
         )
         return GitProvider(
             remote,
@@ -67,7 +104,11 @@ def _providers(settings: Settings, http: httpx.AsyncClient) -> Providers:
 
     def gitlab() -> RepoProvider:
         api = gitlab_api(
-            http, url=settings.gitlab_url, token=settings.gitlab_token, timeout=settings.resolve_timeout
+            http,
+            url=settings.gitlab_url,
+            token=settings.gitlab_token,
+            timeout=settings.resolve_timeout,
+            observe_quota=observe_quota,
         )
         return GitLabProvider(
             api,
@@ -95,8 +136,51 @@ def _providers(settings: Settings, http: httpx.AsyncClient) -> Providers:
             not_found_ttl=missing_ttl,
         ),
         "git": git,
+        **_dataset_makers(settings, http, observe_quota),
     }
     return Providers([makers[name]() for name in settings.providers])
+
+
+def _dataset_makers(
+    settings: Settings, http: httpx.AsyncClient, observe_quota: QuotaObserver | None
+) -> dict[str, Callable[[], RepoProvider]]:
+    """Makers of the dataset providers (docs/providers.md); all their HTTP goes through `http`."""
+    timeout = settings.resolve_timeout
+    common: DatasetOptions = {
+        "max_input_length": settings.max_input_length,
+        "ref_cache_ttl": settings.ref_cache_ttl,
+        "not_found_ttl": settings.not_found_cache_ttl,
+    }
+    doi = DoiResolver(
+        http, base_url=settings.doi_resolver_url, timeout=timeout, cache_ttl=settings.doi_cache_ttl
+    )
+
+    def api(name: str, base_url: str) -> HttpApi:
+        return HttpApi(http, name=name, base_url=base_url, timeout=timeout, observe_quota=observe_quota)
+
+    return {
+        "zenodo": lambda: ZenodoProvider(
+            {u: api(f"Zenodo API at {host_of(u)}", u + "/api") for u in settings.zenodo_urls},
+            doi,
+            doi_prefixes=settings.zenodo_doi_prefixes,
+            **common,
+        ),
+        "figshare": lambda: FigshareProvider(
+            api("Figshare API", settings.figshare_api_url), doi, web_url=settings.figshare_url, **common
+        ),
+        "hydroshare": lambda: HydroShareProvider(
+            api("HydroShare API", settings.hydroshare_url + "/hsapi"),
+            web_url=settings.hydroshare_url,
+            **common,
+        ),
+        "dataverse": lambda: DataverseProvider(
+            {u: api(f"Dataverse API at {host_of(u)}", u + "/api") for u in settings.dataverse_installations},
+            doi,
+            doi_prefixes=settings.dataverse_doi_prefixes,
+            **common,
+        ),
+        "ckan": lambda: CKANProvider(http, hosts=settings.ckan_hosts, timeout=timeout, **common),
+    }
 
 
 def create_app(
@@ -108,17 +192,38 @@ def create_app(
     if settings.docker_config is not None and not settings.docker_config.is_file():
         raise ValueError(f"docker config {settings.docker_config} does not exist")
     metrics = Metrics()
+    credentials = GitCredentials.from_config(
+        settings.git_credentials,
+        github_url=settings.github_url,
+        github_token=settings.github_token,
+        gitlab_url=settings.gitlab_url,
+        gitlab_token=settings.gitlab_token,
+    )  # ValueError (without the secret) for a malformed entry
+    egress = EgressPolicy(
+        allow_private=settings.allow_private_networks, allowed_networks=settings.allowed_networks
+    )
+    policy = SpecPolicy(
+        banned=settings.banned_specs,
+        banned_message=settings.banned_specs_message,
+        allowed=settings.allowed_specs,
+        spec_config=settings.spec_config,
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
-            # One client for every outgoing HTTP call; each call still sets its own timeout.
+            # The registry's client: operator-configured, so outside the egress policy.
             http = await stack.enter_async_context(
                 httpx.AsyncClient(timeout=settings.resolve_timeout, follow_redirects=False)
             )
+            # Repository hosts are named by users: every connection (and redirect hop) is checked.
+            fetch = await stack.enter_async_context(egress.http_client(timeout=settings.resolve_timeout))
             images = _image_store(settings, http)
             stack.push_async_callback(images.aclose)
-            runner = executor or LocalExecutor(
+            chosen = executor
+            if chosen is None and settings.executor == "kubernetes":
+                chosen = await _kubernetes_executor(settings, os.environ if environ is None else environ)
+            runner = chosen or LocalExecutor(
                 docker_host=settings.docker_host,
                 docker_config=settings.resolved_docker_config(),
                 command=settings.repo2docker_command,
@@ -127,6 +232,7 @@ def create_app(
                 allow_local=settings.allow_local_repos,
                 environ=os.environ if environ is None else environ,
                 docker_timeout=settings.docker_timeout,
+                git_credentials=credentials,
             )
             stack.push_async_callback(runner.aclose)
             builds = BuildManager(
@@ -142,11 +248,21 @@ def create_app(
             )
             stack.push_async_callback(builds.aclose)
             metrics.track_queue(lambda: builds.queue.waiting)
+            # JupyterHub is operator-configured: its own client, outside the providers' egress policy.
+            hub_http = await stack.enter_async_context(httpx.AsyncClient(timeout=settings.hub_timeout))
+            app.state.auth = authenticator(settings, hub_http)
+            providers = _providers(
+                settings,
+                fetch,
+                egress=egress,
+                credentials=credentials,
+                observe_quota=metrics.observe_ratelimit,
+            )
             app.state.service = BinderService(
-                providers=_providers(settings, http), builds=builds, image_prefix=prefix, metrics=metrics
+                providers=providers, builds=builds, image_prefix=prefix, metrics=metrics, policy=policy
             )
             app.state.health_checks = [
-                ("Docker engine", runner.check),
+                ("Kubernetes API" if settings.executor == "kubernetes" else "Docker engine", runner.check),
                 ("Registry" if settings.registry_url else "Local image store", images.check),
             ]
             yield
@@ -163,6 +279,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.metrics = metrics
+    app.state.request_rate = RequestRate(settings.max_requests_per_minute)
     api_errors.install(app)
     app.add_middleware(api_errors.BodyLimit)
     app.include_router(router, prefix=base.rstrip("/"))

@@ -38,10 +38,10 @@ def serve(args: argparse.Namespace) -> int:
     except ValidationError as e:
         print(f"binder-service: invalid configuration:\n{e}", file=sys.stderr)
         return 2
-    if not _is_loopback(settings.host) and not settings.api_tokens:
+    if not _is_loopback(settings.host) and not settings.api_tokens and not settings.hub_enabled:
         print(
             f"binder-service: refusing to listen on {settings.host} without authentication; "
-            "set BINDER_SERVICE_API_TOKENS (or listen on 127.0.0.1)",
+            "set BINDER_SERVICE_API_TOKENS, run it as a JupyterHub service, or listen on 127.0.0.1",
             file=sys.stderr,
         )
         return 2

@@ -8,6 +8,8 @@ for plain HTTP, or to a ``failed`` event for a stream. Messages are for people a
     │   ├── InvalidSpec              400 invalid_spec
     │   ├── InputTooLarge            413 input_too_large
     │   └── RepoNotAllowed           403 repo_not_allowed
+    │       ├── RepoBanned           403 repo_banned
+    │       └── DestinationNotAllowed 403 destination_not_allowed
     ├── NotFound                     404 not_found
     │   ├── UnknownProvider          404 unknown_provider
     │   ├── RepoNotFound             404 repo_not_found
@@ -15,7 +17,12 @@ for plain HTTP, or to a ``failed`` event for a stream. Messages are for people a
     │   └── BuildNotFound            404 build_not_found
     ├── Unauthorized                 401 unauthorized
     ├── Forbidden                    403 forbidden
+    ├── BuildShared                  409 build_shared
+    ├── TooManyRequests              429 too_many_requests
+    │   ├── TooManyBuilds            429 too_many_builds
+    │   └── QuotaExceeded            429 quota_exceeded
     ├── UpstreamError                502 upstream_error
+    │   ├── HubUnavailable           503 hub_unavailable
     │   ├── RepoUnreachable          502 repo_unreachable
     │   ├── UpstreamTimeout          504 upstream_timeout
     │   ├── RateLimited              429 rate_limited
@@ -69,6 +76,18 @@ class RepoNotAllowed(InvalidRequest):
     status = 403
 
 
+class RepoBanned(RepoNotAllowed):
+    """The repository matches a banned pattern, or no allowed one (operator's spec policy)."""
+
+    code = "repo_banned"
+
+
+class DestinationNotAllowed(RepoNotAllowed):
+    """A repository host that resolves to a loopback, private, link-local or other non-public address."""
+
+    code = "destination_not_allowed"
+
+
 class NotFound(BinderError):
     """Something named in the request does not exist."""
 
@@ -114,11 +133,44 @@ class Forbidden(BinderError):
     status = 403
 
 
+class BuildShared(BinderError):
+    """A user asked to cancel a build that other users are waiting for too."""
+
+    code = "build_shared"
+    status = 409
+
+
+class TooManyRequests(BinderError):
+    """A user went past their request rate."""
+
+    code = "too_many_requests"
+    status = 429
+
+
+class TooManyBuilds(TooManyRequests):
+    """A user already has as many builds queued or running as they may."""
+
+    code = "too_many_builds"
+
+
+class QuotaExceeded(TooManyRequests):
+    """As many builds of matching repositories are running as the operator's per-spec quota allows."""
+
+    code = "quota_exceeded"
+
+
 class UpstreamError(BinderError):
     """Something binder-service depends on answered badly."""
 
     code = "upstream_error"
     status = 502
+
+
+class HubUnavailable(UpstreamError):
+    """JupyterHub's API, which identifies users, did not answer properly."""
+
+    code = "hub_unavailable"
+    status = 503
 
 
 class RepoUnreachable(UpstreamError):

@@ -80,3 +80,17 @@ def is_valid_image_name(name: str) -> bool:
         return False
     path = repo.split("/", 1)[1] if _has_host(repo) else repo
     return all(_COMPONENT.fullmatch(part) for part in path.split("/"))
+
+
+POD_NAME_MAX = 63  # a DNS-1123 label: Kubernetes' limit on pod names that also serve as hostnames
+POD_HASH_LEN = 16
+
+
+def build_pod_name(image: str) -> str:
+    """The build pod for `image`: deterministic (it is the lock between replicas), a DNS-1123 label,
+    readable from the image's last path component, unique by a hash of the whole name."""
+    digest = hashlib.sha256(image.encode("utf-8", "surrogatepass")).hexdigest()[:POD_HASH_LEN]
+    repo = image.rsplit("/", 1)[-1].split(":", 1)[0]
+    room = POD_NAME_MAX - len("build--") - POD_HASH_LEN
+    readable = _NOT_SLUG.sub("-", repo.lower()).strip("-")[:room].strip("-")
+    return f"build-{readable}-{digest}" if readable else f"build-{digest}"

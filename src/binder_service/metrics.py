@@ -44,6 +44,38 @@ class Metrics:
             registry=r,
         )
 
+        # Labelled by API name ("GitHub API"), never by token or user.
+        self.ratelimit_limit = Gauge(
+            "binder_upstream_ratelimit_limit",
+            "Requests allowed per window by a host's API.",
+            ["api"],
+            registry=r,
+        )
+        self.ratelimit_remaining = Gauge(
+            "binder_upstream_ratelimit_remaining",
+            "Requests left in the current window of a host's API.",
+            ["api"],
+            registry=r,
+        )
+        self.ratelimit_reset = Gauge(
+            "binder_upstream_ratelimit_reset_timestamp",
+            "Unix time when a host's API rate-limit window resets.",
+            ["api"],
+            registry=r,
+        )
+
+    def observe_ratelimit(
+        self, api: str, limit: float | None, remaining: float | None, reset: float | None
+    ) -> None:
+        """Record the rate-limit headers of one API answer (a QuotaObserver)."""
+        for gauge, value in (
+            (self.ratelimit_limit, limit),
+            (self.ratelimit_remaining, remaining),
+            (self.ratelimit_reset, reset),
+        ):
+            if value is not None:
+                gauge.labels(api).set(value)
+
     def track_queue(self, waiting: Callable[[], int]) -> None:
         self.builds_queued.set_function(waiting)
 

@@ -7,6 +7,7 @@ import time
 from .builds import Build, BuildManager
 from .images import image_name
 from .metrics import Metrics
+from .policy import SpecPolicy, spec_key
 from .providers import Providers, RepoSpec
 
 
@@ -14,12 +15,19 @@ class BinderService:
     """Resolve -> name -> look up or build. Both API faces and the CLI go through `request_build`."""
 
     def __init__(
-        self, *, providers: Providers, builds: BuildManager, image_prefix: str, metrics: Metrics
+        self,
+        *,
+        providers: Providers,
+        builds: BuildManager,
+        image_prefix: str,
+        metrics: Metrics,
+        policy: SpecPolicy | None = None,
     ) -> None:
         self.providers = providers
         self.builds = builds
         self.image_prefix = image_prefix
         self.metrics = metrics
+        self.policy = policy or SpecPolicy()
 
     def parse_binderhub(self, provider: str, spec: str) -> RepoSpec:
         """BinderHub's `/build/<provider>/<spec>` -> a RepoSpec."""
@@ -29,11 +37,20 @@ class BinderService:
         """The native API's repository + ref -> a RepoSpec."""
         return self.providers.for_repo(repo, provider).from_repo(repo, ref)
 
-    async def request_build(self, spec: RepoSpec, *, requester: str | None = None) -> Build:
+    async def request_build(
+        self, spec: RepoSpec, *, requester: str | None = None, max_active: int = 0
+    ) -> Build:
         """The build of the image for `spec`: existing (already `ready`), running, or newly started."""
+        rule = self.policy.check(spec)  # before any network call: a banned repository costs nothing
         started = time.perf_counter()
         resolved = await self.providers.get(spec.provider).resolve(spec)
         image = image_name(self.image_prefix, f"{resolved.provider}-{resolved.build_slug}", resolved.commit)
-        build = await self.builds.request(resolved, image, requester=requester)
+        with self.policy.quota_place(rule, spec_key(spec), attachable=lambda: self._running(image)) as hold:
+            build = await self.builds.request(resolved, image, requester=requester, max_active=max_active)
+            hold(None if build.done else build.task)
         self.metrics.resolve_seconds.labels(spec.provider).observe(time.perf_counter() - started)
         return build
+
+    def _running(self, image: str) -> bool:
+        """A build of `image` is queued or running (a new request joins it rather than starting one)."""
+        return any(b.image_name == image and not b.done for b in self.builds.list(limit=10_000))

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -21,13 +22,15 @@ def _split_list(value: object) -> object:
     return value
 
 
-PROVIDERS = ("gh", "gl", "gist", "git")  # every provider there is, in the default detection order
+# every provider there is, in the default detection order; the dataset providers cost nothing unused
+PROVIDERS = ("gh", "gl", "gist", "zenodo", "figshare", "hydroshare", "dataverse", "ckan", "git")
 
 
 class Settings(BaseSettings):
     """binder-service configuration. Every field is an environment variable ``BINDER_SERVICE_<NAME>``."""
 
-    model_config = SettingsConfigDict(env_prefix="BINDER_SERVICE_", extra="ignore")
+    # populate_by_name: fields with environment aliases (DOCKER_HOST, JUPYTERHUB_*) can still be set by name.
+    model_config = SettingsConfigDict(env_prefix="BINDER_SERVICE_", extra="ignore", populate_by_name=True)
 
     # --- where images go ---
     registry_url: str = Field(
@@ -91,7 +94,8 @@ class Settings(BaseSettings):
     providers: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: list(PROVIDERS),
         description="Enabled repository providers, in the order URL detection tries them: "
-        "`gh` (GitHub), `gl` (GitLab), `gist` (GitHub gists), `git` (any git URL).",
+        "`gh` (GitHub), `gl` (GitLab), `gist` (GitHub gists), `zenodo`, `figshare`, `hydroshare`, "
+        "`dataverse`, `ckan` (datasets, docs/providers.md), `git` (any git URL).",
     )
     github_url: str = Field("https://github.com", description="GitHub's web address (Enterprise: yours).")
     github_api_url: str = Field(
@@ -108,6 +112,144 @@ class Settings(BaseSettings):
     gitlab_token: SecretStr | None = Field(
         None, description="Token sent to the GitLab API as `PRIVATE-TOKEN`: private projects."
     )
+    git_credentials: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description="Credentials for private git repositories, one per host as git's credential store "
+        "writes them: `https://user:token@host[:port]` (JSON list, or separated by spaces). Used to resolve "
+        "refs over HTTP(S) and given to repo2docker's git in a private credential file. `github_token` and "
+        "`gitlab_token` are added for their hosts.",
+    )
+
+    # --- dataset providers ---
+    doi_resolver_url: str = Field(
+        "https://doi.org", description="DOI resolver the dataset providers follow DOIs through (hop by hop)."
+    )
+    doi_cache_ttl: float = Field(
+        3600.0, ge=0, description="Seconds the URL a DOI is registered to is remembered."
+    )
+    zenodo_urls: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["https://zenodo.org", "https://sandbox.zenodo.org"],
+        description="Zenodo (InvenioRDM) sites `zenodo` resolves records on; the API is `<site>/api`.",
+    )
+    zenodo_doi_prefixes: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["10.5281"],
+        description="DOI prefixes the native API hands to `zenodo` without being told the provider.",
+    )
+    figshare_url: str = Field("https://figshare.com", description="Figshare's web address (`figshare`).")
+    figshare_api_url: str = Field("https://api.figshare.com/v2", description="Figshare's public API v2.")
+    hydroshare_url: str = Field(
+        "https://www.hydroshare.org", description="HydroShare's web address; its API is `<url>/hsapi`."
+    )
+    dataverse_installations: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["https://dataverse.harvard.edu"],
+        description="Dataverse installations `dataverse` resolves datasets on (and repo2docker may fetch "
+        "from), as URLs.",
+    )
+    dataverse_doi_prefixes: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["10.7910"],
+        description="DOI prefixes the native API hands to `dataverse` without being told the provider.",
+    )
+    ckan_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Hosts (`host` or `host:port`) `ckan` may resolve datasets on; empty: any host "
+        "(egress rules still apply). The native API detects CKAN URLs only on these hosts.",
+    )
+
+    # --- egress and spec policy (docs/security.md) ---
+    allow_private_networks: bool = Field(
+        False,
+        description="Let repository URLs reach loopback, private, link-local and other non-public "
+        "addresses (tests, demos, on-premises hosts). Off: such destinations are refused, after DNS and "
+        "on every redirect.",
+    )
+    allowed_networks: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Non-public networks repository hosts may still be on (CIDRs, e.g. `10.20.0.0/16` for an "
+        "on-premises GitLab).",
+    )
+    banned_specs: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Case-insensitive regexes of repositories that may not be built, searched in "
+        "`<provider>/<repository>` (e.g. `^gh/evil-org/`). JSON list, or separated by spaces.",
+    )
+    banned_specs_message: str = Field(
+        "", description="Shown to the user when a repository is banned (or not on `allowed_specs`)."
+    )
+    allowed_specs: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="When set, only repositories matching one of these regexes may be built (same form as "
+        "`banned_specs`).",
+    )
+    spec_config: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description='Per-repository options (JSON), the first matching pattern wins: `[{"pattern": '
+        '"^gh/big-org/", "quota": 5}]`; `quota` is the most builds of matching repositories at once.',
+    )
+
+    # --- kubernetes executor ---
+    executor: Literal["local", "kubernetes"] = Field(
+        "local",
+        description="What runs builds: `local` (repo2docker as a process here) or `kubernetes` (a build pod "
+        "per image; needs `registry_url`).",
+    )
+    k8s_namespace: str = Field(
+        "",
+        description="Namespace of build pods. Empty: the service's own namespace when it runs in a pod, "
+        "else `default`.",
+    )
+    k8s_build_image: str = Field(
+        "quay.io/jupyterhub/repo2docker:2026.4.0", description="The repo2docker image build pods run."
+    )
+    k8s_docker_socket: str = Field(
+        "/var/run/docker.sock",
+        description="Host path of the docker-api DaemonSet's socket, mounted into build pods (hostPath, "
+        "type Socket).",
+    )
+    k8s_push_secret: str = Field(
+        "",
+        description="Secret with key `config.json` (docker config with registry credentials) mounted into "
+        "build pods as `$DOCKER_CONFIG/config.json`. Empty: push without credentials.",
+    )
+    k8s_git_credentials_secret: str = Field(
+        "",
+        description="Secret with key `credentials` (git credential lines, `https://user:token@host`) given "
+        "to repo2docker in build pods as `GIT_CREDENTIAL_ENV`.",
+    )
+    k8s_node_selector: dict[str, str] = Field(
+        default_factory=dict, description="nodeSelector of build pods (JSON), e.g. docker-api nodes."
+    )
+    k8s_tolerations: list[dict[str, Any]] = Field(
+        default_factory=list, description="Tolerations of build pods (JSON list)."
+    )
+    k8s_affinity: dict[str, Any] = Field(default_factory=dict, description="Affinity of build pods (JSON).")
+    k8s_build_resources: dict[str, Any] = Field(
+        default_factory=dict,
+        description='Resources of the build container (JSON), e.g. `{"requests": {"memory": "1Gi"}, '
+        '"limits": {"memory": "4Gi"}}`.',
+    )
+    k8s_api_timeout: float = Field(10.0, gt=0, description="Seconds for every Kubernetes API call.")
+    k8s_reap_interval: float = Field(
+        60.0, gt=0, description="Seconds between sweeps that delete finished and over-age build pods."
+    )
+    k8s_pod_max_age: float = Field(
+        0.0,
+        ge=0,
+        description="Build pods older than this are deleted by the sweep; 0: `build_timeout` + 300.",
+    )
+    k8s_sticky_builds: bool = Field(
+        False,
+        description="Prefer the node that last built the same repository (its layer cache), chosen by "
+        "rendezvous hashing over the nodes of the docker-api pods.",
+    )
+    k8s_docker_api_selector: str = Field(
+        "",
+        description="Label selector of the docker-api DaemonSet's pods in `k8s_namespace`; their nodes are "
+        "the candidates for sticky builds (required by `k8s_sticky_builds`).",
+    )
+    k8s_build_labels: dict[str, str] = Field(
+        default_factory=dict,
+        description="Extra labels on build pods (JSON); the sweep only touches pods that carry them.",
+    )
 
     # --- timeouts (seconds) for every network call ---
     resolve_timeout: float = Field(10.0, gt=0, description="Resolving a ref with the repository host.")
@@ -119,7 +261,79 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="Interface `binder-service serve` listens on.")
     port: int = Field(8585, ge=0, le=65535, description="Port `binder-service serve` listens on.")
     base_url: str = Field(
-        "/", description="Path prefix the service is served under, e.g. `/services/binder/`."
+        "/",
+        validation_alias=AliasChoices("BINDER_SERVICE_BASE_URL", "JUPYTERHUB_SERVICE_PREFIX"),
+        description="Path prefix the service is served under, e.g. `/services/binder/` "
+        "(`JUPYTERHUB_SERVICE_PREFIX` is honoured).",
+    )
+    service_url: str = Field(
+        "",
+        validation_alias=AliasChoices("BINDER_SERVICE_SERVICE_URL", "JUPYTERHUB_SERVICE_URL"),
+        description="Where JupyterHub expects this service (`JUPYTERHUB_SERVICE_URL`); its host and port are "
+        "listened on unless `host`/`port` are set.",
+    )
+
+    # --- JupyterHub (set by the hub for its services; hub mode is on when the API URL and token are set) ---
+    hub_api_url: str = Field(
+        "",
+        validation_alias=AliasChoices("BINDER_SERVICE_HUB_API_URL", "JUPYTERHUB_API_URL"),
+        description="JupyterHub's API, e.g. `http://127.0.0.1:8081/hub/api` (`JUPYTERHUB_API_URL`).",
+    )
+    hub_api_token: SecretStr | None = Field(
+        None,
+        validation_alias=AliasChoices("BINDER_SERVICE_HUB_API_TOKEN", "JUPYTERHUB_API_TOKEN"),
+        description="This service's JupyterHub token (`JUPYTERHUB_API_TOKEN`); also its OAuth client secret.",
+    )
+    hub_service_name: str = Field(
+        "binder",
+        validation_alias=AliasChoices("BINDER_SERVICE_HUB_SERVICE_NAME", "JUPYTERHUB_SERVICE_NAME"),
+        description="This service's name in JupyterHub (`JUPYTERHUB_SERVICE_NAME`).",
+    )
+    hub_client_id: str = Field(
+        "",
+        validation_alias=AliasChoices("BINDER_SERVICE_HUB_CLIENT_ID", "JUPYTERHUB_CLIENT_ID"),
+        description="OAuth client id (`JUPYTERHUB_CLIENT_ID`); default `service-<name>`.",
+    )
+    hub_oauth_callback_url: str = Field(
+        "",
+        validation_alias=AliasChoices(
+            "BINDER_SERVICE_HUB_OAUTH_CALLBACK_URL", "JUPYTERHUB_OAUTH_CALLBACK_URL"
+        ),
+        description="OAuth redirect URI (`JUPYTERHUB_OAUTH_CALLBACK_URL`); "
+        "default `<base_url>oauth_callback`.",
+    )
+    hub_base_url: str = Field(
+        "/",
+        validation_alias=AliasChoices("BINDER_SERVICE_HUB_BASE_URL", "JUPYTERHUB_BASE_URL"),
+        description="JupyterHub's base URL (`JUPYTERHUB_BASE_URL`): browsers are sent to "
+        "`<hub_host><hub_base_url>hub/api/oauth2/authorize` to log in.",
+    )
+    hub_host: str = Field(
+        "",
+        validation_alias=AliasChoices("BINDER_SERVICE_HUB_HOST", "JUPYTERHUB_HOST"),
+        description="JupyterHub's public origin when it differs from this service's (`JUPYTERHUB_HOST`).",
+    )
+    hub_build_scopes: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Scopes that allow building (any one is enough). Default: "
+        "`access:services!service=<name>`, `access:services`, `custom:binder:build`, `custom:binder:admin`. "
+        "Set `custom:binder:build` to require the build scope.",
+    )
+    hub_admin_scopes: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["custom:binder:admin"],
+        description="Scopes that see and cancel every build (others see only their own).",
+    )
+    hub_auth_cache_ttl: float = Field(
+        60.0, ge=0, description="Seconds a token's identity from JupyterHub is reused (keyed by a hash)."
+    )
+    hub_timeout: float = Field(5.0, gt=0, description="One request to JupyterHub's API.")
+
+    # --- per-user limits (0: none) ---
+    max_builds_per_user: int = Field(
+        0, ge=0, description="Builds one user may have queued or running at once; 0: no limit."
+    )
+    max_requests_per_minute: int = Field(
+        0, ge=0, description="Build requests one user may make per minute; 0: no limit."
     )
     api_tokens: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list,
@@ -133,11 +347,49 @@ class Settings(BaseSettings):
         "allowed_git_protocols",
         "api_tokens",
         "providers",
+        "zenodo_urls",
+        "zenodo_doi_prefixes",
+        "dataverse_installations",
+        "dataverse_doi_prefixes",
+        "ckan_hosts",
+        "hub_build_scopes",
+        "hub_admin_scopes",
         mode="before",
     )
     @classmethod
     def _lists(cls, value: object) -> object:
         return _split_list(value)
+
+    @field_validator("git_credentials", "allowed_networks", "banned_specs", "allowed_specs", mode="before")
+    @classmethod
+    def _policy_lists(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip().startswith("["):
+            return value.split()  # regexes and credentials may hold commas: split on whitespace only
+        return _split_list(value)
+
+    @field_validator("allowed_networks")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        from .egress import parse_networks
+
+        parse_networks(value)
+        return value
+
+    @field_validator("banned_specs", "allowed_specs")
+    @classmethod
+    def _patterns(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        from .policy import compile_patterns
+
+        compile_patterns(value, info.field_name or "pattern")
+        return value
+
+    @field_validator("spec_config")
+    @classmethod
+    def _spec_config(cls, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        from .policy import parse_spec_config
+
+        parse_spec_config(value)
+        return value
 
     @field_validator("base_url")
     @classmethod
@@ -170,7 +422,21 @@ class Settings(BaseSettings):
             raise ValueError("at least one provider must be enabled")
         return list(dict.fromkeys(value))  # a repeated name is still one provider
 
-    @field_validator("github_url", "github_api_url", "gist_url", "gitlab_url")
+    @field_validator("zenodo_urls", "dataverse_installations")
+    @classmethod
+    def _web_url_lists(cls, value: list[str]) -> list[str]:
+        return [cls._web_urls(v) for v in value]
+
+    @field_validator(
+        "github_url",
+        "github_api_url",
+        "gist_url",
+        "gitlab_url",
+        "doi_resolver_url",
+        "figshare_url",
+        "figshare_api_url",
+        "hydroshare_url",
+    )
     @classmethod
     def _web_urls(cls, value: str) -> str:
         value = value.strip().rstrip("/")
@@ -179,6 +445,37 @@ class Settings(BaseSettings):
         if "@" in value.split("/", 3)[2]:
             raise ValueError("must not hold credentials (use the token settings)")
         return value
+
+    @model_validator(mode="after")
+    def _kubernetes_needs(self) -> Settings:
+        if self.executor == "kubernetes" and not self.registry_url:
+            raise ValueError("executor 'kubernetes' needs registry_url: build pods push there")
+        if self.k8s_sticky_builds and not self.k8s_docker_api_selector:
+            raise ValueError("k8s_sticky_builds needs k8s_docker_api_selector (the docker-api pods' labels)")
+        return self
+
+    @model_validator(mode="after")
+    def _listen_where_the_hub_expects(self) -> Settings:
+        # A managed JupyterHub service is told its URL; listen there unless host/port were set.
+        if self.service_url:
+            parts = urlsplit(self.service_url)
+            if "host" not in self.model_fields_set and parts.hostname:
+                self.host = parts.hostname
+            if "port" not in self.model_fields_set and parts.port:
+                self.port = parts.port
+        return self
+
+    @property
+    def hub_enabled(self) -> bool:
+        """Hub mode: users are JupyterHub users, identified by the hub."""
+        return bool(self.hub_api_url and self.hub_api_token and self.hub_api_token.get_secret_value())
+
+    def effective_build_scopes(self) -> frozenset[str]:
+        if self.hub_build_scopes:
+            return frozenset(self.hub_build_scopes)
+        name = self.hub_service_name
+        defaults = {f"access:services!service={name}", "access:services", "custom:binder:build"}
+        return frozenset(defaults | set(self.hub_admin_scopes))
 
     def resolved_docker_config(self) -> Path | None:
         """The docker config.json to use: the setting, else where the docker CLI would look."""

@@ -72,11 +72,13 @@ def test_detection(providers: Providers, repo: str, provider: str) -> None:
 
 
 def test_detection_order_and_explicit_choice(providers: Providers) -> None:
-    assert [p.name for p in providers] == ["gh", "gl", "gist", "git"]
+    assert [p.name for p in providers] == [
+        "gh", "gl", "gist", "zenodo", "figshare", "hydroshare", "dataverse", "ckan", "git"
+    ]  # fmt: skip
     assert providers.for_repo("https://github.com/org/repo", "git").name == "git"
     assert providers.for_repo("org/repo", "gh").name == "gh"
     with pytest.raises(UnknownProvider):
-        providers.for_repo("org/repo", "zenodo")
+        providers.for_repo("org/repo", "nosuch")
 
 
 async def test_enterprise_hosts_and_disabled_providers(http: httpx.AsyncClient) -> None:
@@ -149,6 +151,11 @@ def test_metadata(providers: Providers) -> None:
         "gh": "GitHub",
         "gl": "GitLab",
         "gist": "GitHub Gist",
+        "zenodo": "Zenodo DOI",
+        "figshare": "Figshare DOI",
+        "hydroshare": "HydroShare resource",
+        "dataverse": "Dataverse DOI",
+        "ckan": "CKAN dataset",
         "git": "Git repository",
     }
 
@@ -171,7 +178,7 @@ def test_provider_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch)
 
 def test_provider_defaults() -> None:
     s = Settings()
-    assert s.providers == ["gh", "gl", "gist", "git"]
+    assert s.providers == ["gh", "gl", "gist", "zenodo", "figshare", "hydroshare", "dataverse", "ckan", "git"]
     assert (s.github_url, s.github_api_url, s.gitlab_url) == (
         "https://github.com",
         "https://api.github.com",
@@ -185,7 +192,7 @@ def test_provider_defaults() -> None:
 @pytest.mark.parametrize(
     "bad",
     [
-        {"providers": "gh,zenodo"},
+        {"providers": "gh,nosuch"},
         {"providers": ""},
         {"github_api_url": "api.github.com"},
         {"gitlab_url": "https://user:pw@gitlab.com"},

@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from binder_service.credentials import GitCredentials, parse_credential
 from binder_service.errors import (
     InputTooLarge,
     InvalidSpec,
@@ -220,28 +221,47 @@ def processes_mentioning(text: str) -> list[str]:
     return found
 
 
-async def test_credentials_sent_as_basic_auth_never_shown(repo: Repo, git_http_url: str) -> None:
+async def test_operator_credentials_sent_as_basic_auth_never_shown(repo: Repo, git_http_url: str) -> None:
     sent: list[httpx.Request] = []
 
     async def record(request: httpx.Request) -> None:
         sent.append(request)
 
+    creds = GitCredentials([parse_credential(git_http_url.replace("http://", "http://alice:s3cr%40t@"))])
     async with httpx.AsyncClient(event_hooks={"request": [record]}) as client:
-        remote = GitRemote(client, timeout=TIMEOUT)
-        with_creds = git_http_url.replace("http://", "http://alice:s3cr%40t@")
-        assert await remote.resolve(with_creds + repo.name, "main") == repo.main
+        remote = GitRemote(client, timeout=TIMEOUT, credentials=creds)
+        assert await remote.resolve(git_http_url + repo.name, "main") == repo.main
         assert sent[0].headers["authorization"] == "Basic " + base64.b64encode(b"alice:s3cr@t").decode()
         assert "s3cr" not in str(sent[0].url)
 
-        failures = [with_creds + "no-such-repo", f"http://alice:s3cr%40t@127.0.0.1:{free_port()}/x"]
-        for url in failures:
-            with pytest.raises((RepoNotFound, RepoUnreachable)) as info:
-                await remote.resolve(url, "main")
-            assert "s3cr" not in str(info.value)
-            assert "alice" not in str(info.value)
+        # Another origin (same host, other port) gets nothing.
+        other = f"http://127.0.0.1:{free_port()}/x"
+        with pytest.raises(RepoUnreachable) as info:
+            await remote.resolve(other, "main")
+        assert "s3cr" not in str(info.value)
+        with pytest.raises(RepoNotFound) as missing:
+            await remote.resolve(git_http_url + "no-such-repo", "main")
+        assert "s3cr" not in str(missing.value)
+        assert "alice" not in str(missing.value)
         with pytest.raises(RefNotFound) as ref_info:
-            await remote.resolve(with_creds + repo.name, "nope")
+            await remote.resolve(git_http_url + repo.name, "nope")
         assert "s3cr" not in str(ref_info.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://alice:s3cr%40t@example.com/repo.git",
+        "https://ghp_s3cret@github.com/org/repo",
+        "https://alice:@example.com/repo",
+        "git://alice:s3cret@example.com/repo",
+        "ssh://git:s3cret@example.com/repo.git",
+    ],
+)
+def test_user_urls_with_credentials_are_refused(url: str) -> None:
+    with pytest.raises(RepoNotAllowed, match="git_credentials") as info:
+        check_git_url(url, allowed_protocols=ALL, allow_local=False, max_length=2048)
+    assert "s3cr" not in str(info.value)
 
 
 class _BadGitHandler(BaseHTTPRequestHandler):
@@ -396,7 +416,6 @@ def test_check_git_url_rejects(url: str, error: type[Exception]) -> None:
     "url",
     [
         "https://github.com/binder-examples/requirements",
-        "https://user:token@gitlab.example.com/group/sub/repo.git",
         "http://127.0.0.1:8080/repo",
         "https://[::1]:8443/repo",
         "git://example.com/repo.git",

@@ -30,6 +30,7 @@ def make_settings(world_env: dict[str, str]) -> Callable[..., Settings]:
             "keepalive_interval": 0.5,
             "build_timeout": 120.0,
             "max_concurrent_builds": 2,
+            "allow_private_networks": True,  # the world's git servers and fakes are on loopback
         }
         values.update(overrides)
         return Settings(**values)

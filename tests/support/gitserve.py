@@ -6,6 +6,7 @@ fixed author and date, so the same files always give the same commit id.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
 import signal
@@ -155,6 +156,8 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 class _GitHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     git_root: Path
+    auth: str | None = None  # expected "Authorization" header; None: no authentication
+    unauthorized: int = 0  # requests answered 401
 
 
 class _GitHTTPHandler(BaseHTTPRequestHandler):
@@ -190,6 +193,13 @@ class _GitHTTPHandler(BaseHTTPRequestHandler):
         try:
             path, _, query = self.path.partition("?")
             body = self._body()
+            if self.server.auth is not None and self.headers.get("Authorization") != self.server.auth:
+                self.server.unauthorized += 1
+                self.send_response(401)  # as a real git host: git then asks its credential helper
+                self.send_header("WWW-Authenticate", 'Basic realm="git"')
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             env = {
                 **os.environ,
                 "GIT_PROJECT_ROOT": str(self.server.git_root),
@@ -237,10 +247,15 @@ class _GitHTTPHandler(BaseHTTPRequestHandler):
 
 
 @contextlib.contextmanager
-def serve_git_http(root: Path) -> Iterator[str]:
-    """Smart HTTP for every repository under `root`; yields "http://127.0.0.1:PORT/"."""
+def serve_git_http(root: Path, *, auth: tuple[str, str] | None = None) -> Iterator[str]:
+    """Smart HTTP for every repository under `root`; yields "http://127.0.0.1:PORT/".
+
+    With `auth` (user, password) every request needs that Basic authentication, else answers 401.
+    """
     server = _GitHTTPServer(("127.0.0.1", 0), _GitHTTPHandler)
     server.git_root = root.resolve()
+    if auth is not None:
+        server.auth = "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
     with serve_threaded(server) as url:
         yield url
 

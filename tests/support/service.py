@@ -19,10 +19,11 @@ from binder_service.settings import Settings
 
 
 @contextmanager
-def running_service(settings: Settings, *, executor: Executor | None = None) -> Iterator[str]:
-    """The service on a free loopback port; yields its base URL (with the settings' base_url)."""
+def running_service(settings: Settings, *, executor: Executor | None = None, port: int = 0) -> Iterator[str]:
+    """The service on loopback (a free port unless given); yields its base URL (with the settings' base_url)."""
     app = create_app(settings, environ=dict(os.environ), executor=executor)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on"))
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20

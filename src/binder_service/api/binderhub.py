@@ -11,7 +11,7 @@ from fastapi import APIRouter, Query, Request, Response
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from ..errors import BinderError, InvalidRequest
-from .deps import MetricsDep, ServiceDep, SettingsDep, UserDep
+from .deps import BuilderDep, MetricsDep, ServiceDep, SettingsDep
 from .sse import complete_stream, event_stream, failed_payload
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ async def build(
     service: ServiceDep,
     settings: SettingsDep,
     metrics: MetricsDep,
-    user: UserDep,
+    user: BuilderDep,
     build_only: str = Query("false", description="Must be `true`: this service builds; JupyterHub launches."),
 ) -> Response:
     raw_spec = _raw_spec(request, settings.base_url, provider, spec)
@@ -52,7 +52,10 @@ async def build(
             raise InvalidRequest(
                 "this service only builds images: add ?build_only=true (JupyterHub launches the server)"
             )
-        found = await service.request_build(service.parse_binderhub(provider, raw_spec), requester=user)
+        limit = 0 if user.admin else settings.max_builds_per_user
+        found = await service.request_build(
+            service.parse_binderhub(provider, raw_spec), requester=user.name, max_active=limit
+        )
     except BinderError as e:
         metrics.requests.labels("binderhub", e.code).inc()
         return complete_stream([failed_payload(e)])

@@ -9,9 +9,10 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Request, Response, status
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
+from ..auth import Identity
 from ..builds import Build, BuildStatus
-from ..errors import BinderError
-from .deps import MetricsDep, ServiceDep, SettingsDep, UserDep
+from ..errors import BinderError, BuildShared, Forbidden
+from .deps import BuilderDep, MetricsDep, ServiceDep, SettingsDep, UserDep
 from .models import BuildCreate, BuildList, BuildPublic, ErrorBody
 from .sse import event_stream
 
@@ -23,6 +24,13 @@ _ERRORS: dict[int | str, dict[str, object]] = {
 
 def _public(request: Request, build: Build) -> BuildPublic:
     return BuildPublic.of(build, str(request.url_for("build_events", build_id=build.id).path))
+
+
+def _visible(user: Identity, build: Build) -> Build:
+    """A build the caller asked for (admins: any build)."""
+    if not user.may_see(build.requesters):
+        raise Forbidden("this build belongs to another user")
+    return build
 
 
 @router.post(
@@ -39,12 +47,14 @@ async def create_build(
     response: Response,
     service: ServiceDep,
     metrics: MetricsDep,
-    user: UserDep,
+    settings: SettingsDep,
+    user: BuilderDep,
 ) -> BuildPublic:
     """Resolve the ref and return the build of its image: new (201), or one that is running or done (200)."""
     try:
         spec = service.parse_native(body.repo, body.ref, body.provider)
-        build = await service.request_build(spec, requester=user)
+        limit = 0 if user.admin else settings.max_builds_per_user
+        build = await service.request_build(spec, requester=user.name, max_active=limit)
     except BinderError as e:
         metrics.requests.labels("native", e.code).inc()
         raise
@@ -63,19 +73,25 @@ async def list_builds(
     cached: Annotated[bool, Query(description="Include answers from existing images.")] = False,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> BuildList:
-    """Recent builds, newest first."""
-    builds = service.builds.list(status=status, cached=cached, limit=limit)
+    """Recent builds, newest first: your own (admins: everyone's)."""
+    builds = service.builds.list(status=status, cached=cached, limit=limit, visible=user.may_see)
     return BuildList(builds=[_public(request, b) for b in builds])
 
 
 @router.get("/{build_id}", responses=_ERRORS)
 async def get_build(build_id: str, request: Request, service: ServiceDep, user: UserDep) -> BuildPublic:
-    return _public(request, service.builds.get(build_id))
+    return _public(request, _visible(user, service.builds.get(build_id)))
 
 
 @router.post("/{build_id}/cancel", responses=_ERRORS)
 async def cancel_build(build_id: str, request: Request, service: ServiceDep, user: UserDep) -> BuildPublic:
-    """Stop a queued or running build (every watcher gets a `failed` event with code `build_cancelled`)."""
+    """Stop a queued or running build (every watcher gets a `failed` event with code `build_cancelled`).
+
+    A build other users asked for too is only stopped by an admin (`build_shared` otherwise).
+    """
+    build = _visible(user, service.builds.get(build_id))
+    if not user.admin and not build.done and build.requesters - {user.name}:
+        raise BuildShared("other users are waiting for this build too; it keeps running")
     return _public(request, await service.builds.cancel(build_id))
 
 
@@ -103,7 +119,7 @@ async def build_events(
 
     Reconnect with `Last-Event-ID` (or `?after=`) to get exactly the events you missed.
     """
-    build = service.builds.get(build_id)
+    build = _visible(user, service.builds.get(build_id))
     start = after if after is not None else _event_id(last_event_id)
     if build.done and start >= build.last_event_id:
         # An EventSource reconnects after every stream end; 204 is its signal to stop for good.

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import hmac
 from typing import Annotated
 
 from fastapi import Depends, Request
 
-from ..errors import Unauthorized
+from ..auth import Authenticator, Identity, RequestRate
 from ..metrics import Metrics
 from ..service import BinderService
 from ..settings import Settings
@@ -28,27 +27,22 @@ async def get_metrics(request: Request) -> Metrics:
     return metrics
 
 
-def _bearer(request: Request) -> str | None:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    # Only the header: a token in the query string would end up in access logs.
-    return token.strip() if scheme.lower() in ("bearer", "token") and token.strip() else None
+async def get_identity(request: Request) -> Identity:
+    """The caller (401 without a valid token, 403 without the scope, a login redirect for a browser)."""
+    auth: Authenticator = request.app.state.auth
+    return await auth.identify(request)
 
 
-async def require_user(request: Request, settings: Annotated[Settings, Depends(get_settings)]) -> str | None:
-    """The caller's name, checked against the static tokens when any are configured (else open: loopback)."""
-    if not settings.api_tokens:
-        return None
-    token = _bearer(request)
-    if token is None:
-        raise Unauthorized("this service needs a token: Authorization: Bearer <token>")
-    for index, allowed in enumerate(settings.api_tokens):
-        if hmac.compare_digest(token.encode(), allowed.get_secret_value().encode()):
-            return f"token-{index}"
-    raise Unauthorized("invalid token")
+async def get_builder(request: Request, identity: Annotated[Identity, Depends(get_identity)]) -> Identity:
+    """The caller of a request that may start a build: also within their request rate."""
+    rate: RequestRate = request.app.state.request_rate
+    if identity.name is not None and not identity.admin:
+        rate.check(identity.name)
+    return identity
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 ServiceDep = Annotated[BinderService, Depends(get_service)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
-UserDep = Annotated[str | None, Depends(require_user)]
+UserDep = Annotated[Identity, Depends(get_identity)]
+BuilderDep = Annotated[Identity, Depends(get_builder)]

@@ -6,10 +6,11 @@ import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ..auth import Authenticator, LoginRequired
 from ..errors import BinderError
 
 log = logging.getLogger(__name__)
@@ -24,6 +25,12 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(BinderError)
     async def _binder(request: Request, exc: BinderError) -> JSONResponse:
         return _error(exc.status, exc.code, exc.message)
+
+    @app.exception_handler(LoginRequired)
+    async def _login(request: Request, exc: LoginRequired) -> Response:
+        auth: Authenticator = request.app.state.auth
+        assert auth.oauth is not None  # only the OAuth flow raises it
+        return auth.oauth.redirect(exc, request)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

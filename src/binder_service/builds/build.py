@@ -39,7 +39,8 @@ class Build:
     id: str
     image_name: str
     repo: ResolvedRepo
-    requester: str | None = None
+    requester: str | None = None  # who asked first
+    requesters: set[str] = field(default_factory=set)  # everyone who asked (they may see and cancel it)
     max_events: int = 20000
     status: BuildStatus = BuildStatus.QUEUED
     cached: bool = False  # the image already existed; nothing was built

@@ -12,6 +12,10 @@ from ..providers import ResolvedRepo
 # (phase, message) -> None; the executor reports progress through it, the manager stamps ids.
 Emit = Callable[[Phase, str], None]
 
+# The message the manager cancels running builds with when the service shuts down (not a user's cancel):
+# an executor whose build outlives the process (a pod) leaves it running for a restarted replica to attach to.
+SHUTDOWN = "binder-service shutdown"
+
 
 @dataclass(frozen=True, slots=True)
 class BuildJob:
@@ -19,6 +23,7 @@ class BuildJob:
     image_name: str
     repo: ResolvedRepo
     push: bool  # push to the registry (else keep the image in the engine)
+    requester: str | None = None  # who asked first (recorded on the build pod)
 
 
 class Executor(Protocol):

@@ -4,34 +4,30 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import os
+import shlex
 import shutil
 import signal
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
+from ..credentials import GitCredentials
 from ..errors import BuildError
 from ..events import Phase
 from ..registry import EngineImageStore
 from .executor import BuildJob, Emit
-from .r2d_logs import parse_line
+from .r2d_args import r2d_args, r2d_config
+from .r2d_logs import Progress, read_lines
 
 log = logging.getLogger(__name__)
 
-MAX_LINE = 64 * 1024  # longer output lines are cut: one huge line must not hold the build's memory
 KILL_GRACE = 5.0  # seconds between SIGTERM and SIGKILL when a build is stopped
 # Our own configuration never reaches repo2docker (it may hold tokens).
 _PRIVATE_ENV_PREFIXES = ("BINDER_SERVICE_", "JUPYTERHUB_")
-
-# Only the content provider the request needs: faster, and repo2docker's Dataverse/Mercurial detection
-# would otherwise reach out to the internet (or run `hg`) for every URL.
-_R2D_CONFIG = """\
-from repo2docker.contentproviders import {provider}
-c.Repo2Docker.content_providers = [{provider}]
-"""
 
 
 class LocalExecutor:
@@ -48,18 +44,39 @@ class LocalExecutor:
         allow_local: bool,
         environ: Mapping[str, str],
         docker_timeout: float,
+        git_credentials: GitCredentials | None = None,
     ) -> None:
         self._docker_host = docker_host
         self._command = _locate(command, environ)
         self._extra_args = extra_args
-        self._workdir = Path(tempfile.mkdtemp(prefix="binder-service-"))
-        self._env = self._build_env(environ, docker_config, allowed_git_protocols, allow_local)
+        self._workdir = Path(tempfile.mkdtemp(prefix="binder-service-"))  # mode 0700: ours alone
+        self._env = self._build_env(
+            environ, docker_config, allowed_git_protocols, allow_local, git_credentials
+        )
         self._engine = EngineImageStore(docker_host, timeout=docker_timeout)
 
     def _build_env(
-        self, environ: Mapping[str, str], docker_config: Path | None, protocols: list[str], allow_local: bool
+        self,
+        environ: Mapping[str, str],
+        docker_config: Path | None,
+        protocols: list[str],
+        allow_local: bool,
+        credentials: GitCredentials | None = None,
     ) -> dict[str, str]:
         env = {k: v for k, v in environ.items() if not k.startswith(_PRIVATE_ENV_PREFIXES)}
+        if credentials:
+            for key in [k for k in env if k.startswith(("GIT_CONFIG_KEY_", "GIT_CONFIG_VALUE_"))]:
+                del env[key]  # GIT_CONFIG_COUNT below is ours: no inherited entry may fall into its range
+            # git asks this helper for a password: the secrets stay in a 0600 file in our private workdir,
+            # never on a command line (ps) or in a URL (repo2docker's logs, the image's labels).
+            store = self._workdir / "git-credentials"
+            store.unlink(missing_ok=True)
+            fd = os.open(store, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(credentials.store_text())
+            env["GIT_CONFIG_COUNT"] = "1"
+            env["GIT_CONFIG_KEY_0"] = "credential.helper"
+            env["GIT_CONFIG_VALUE_0"] = f"store --file={shlex.quote(str(store))}"
         env["DOCKER_HOST"] = self._docker_host
         env["GIT_TERMINAL_PROMPT"] = "0"  # a private repository fails instead of waiting for a password
         env["GIT_ALLOW_PROTOCOL"] = ":".join([*protocols, *(["file"] if allow_local else [])])
@@ -73,30 +90,18 @@ class LocalExecutor:
             env["DOCKER_CONFIG"] = str(conf_dir)
         return env
 
-    def _config_file(self, content_provider: str) -> Path:
-        if not content_provider.isidentifier():
-            raise BuildError(f"unknown repo2docker content provider {content_provider!r}")
-        path = self._workdir / f"r2d-{content_provider}.py"
+    def _config_file(self, content_provider: str, repo_url: str = "") -> Path:
+        config = r2d_config(content_provider, repo_url)  # checks the name before it becomes a file name
+        digest = hashlib.sha256(config.encode()).hexdigest()[:12]  # Dataverse's differs per installation
+        path = self._workdir / f"r2d-{content_provider}-{digest}.py"
         if not path.exists():
-            path.write_text(_R2D_CONFIG.format(provider=content_provider))
+            path.write_text(config)
         return path
 
     def argv(self, job: BuildJob) -> list[str]:
         """The repo2docker command line. The repository URL comes after `--`: never an option."""
-        return [
-            *self._command,
-            "--config", str(self._config_file(job.repo.content_provider)),
-            "--json-logs",
-            "--no-run",
-            "--user-id", "1000",
-            "--user-name", "jovyan",
-            "--image-name", job.image_name,
-            "--ref", job.repo.commit,
-            *(["--push"] if job.push else []),
-            *self._extra_args,
-            "--",
-            job.repo.repo_url,
-        ]  # fmt: skip
+        config = str(self._config_file(job.repo.content_provider, job.repo.repo_url))
+        return [*self._command, "--config", config, *r2d_args(job, self._extra_args)]
 
     async def _spawn(self, job: BuildJob) -> asyncio.subprocess.Process:
         return await asyncio.create_subprocess_exec(
@@ -116,26 +121,17 @@ class LocalExecutor:
         except FileNotFoundError as e:
             raise BuildError(f"repo2docker is not installed here ({self._command[0]} not found)") from e
         log.info("build started", extra={"build_id": job.build_id, "image": job.image_name, "pid": proc.pid})
-        phase = Phase.FETCHING
-        errors: list[str] = []
+        progress = Progress(emit)
         try:
             assert proc.stdout is not None
-            async for raw in _lines(proc.stdout):
-                line = parse_line(raw)
-                if line.error:
-                    errors.append(line.message.strip())
-                    continue
-                # buildx prints its push inside the build's output: once pushing, stay there.
-                if line.phase is not None and not (phase is Phase.PUSHING and line.phase is Phase.BUILDING):
-                    phase = line.phase
-                emit(phase, line.message)
+            async for raw in read_lines(proc.stdout):
+                progress.feed(raw)
             code = await proc.wait()
         except BaseException:
             await _stop(proc)
             raise
         if code != 0:
-            reason = errors[-1] if errors else f"repo2docker exited with code {code}"
-            raise BuildError(reason)
+            raise BuildError(progress.failure(f"repo2docker exited with code {code}"))
 
     async def check(self) -> None:
         await self._engine.check()
@@ -150,21 +146,6 @@ def _locate(command: list[str], environ: Mapping[str, str]) -> list[str]:
         return command
     sibling = Path(sys.executable).parent / command[0]
     return [str(sibling), *command[1:]] if sibling.exists() else command
-
-
-async def _lines(stream: asyncio.StreamReader) -> AsyncIterator[str]:
-    """Decoded lines of at most MAX_LINE characters, without holding more than one chunk of a long line."""
-    pending = b""
-    while chunk := await stream.read(65536):
-        pending += chunk
-        *complete, pending = pending.split(b"\n")
-        for line in complete:
-            yield line[:MAX_LINE].decode("utf-8", "replace")
-        if len(pending) > MAX_LINE:
-            yield pending[:MAX_LINE].decode("utf-8", "replace")
-            pending = b""
-    if pending:
-        yield pending[:MAX_LINE].decode("utf-8", "replace")
 
 
 async def _stop(proc: asyncio.subprocess.Process) -> None:

@@ -6,17 +6,18 @@ import asyncio
 import logging
 import secrets
 from collections import OrderedDict
+from collections.abc import Callable
 from itertools import islice
 from typing import Any
 
 from ..caching import AsyncCache
-from ..errors import BinderError, BuildCancelled, BuildError, BuildNotFound, BuildTimeout
+from ..errors import BinderError, BuildCancelled, BuildError, BuildNotFound, BuildTimeout, TooManyBuilds
 from ..events import BuildEvent, Phase
 from ..metrics import Metrics
 from ..providers import ResolvedRepo
 from ..registry import ImageStore
 from .build import Build, BuildStatus, now
-from .executor import BuildJob, Executor
+from .executor import SHUTDOWN, BuildJob, Executor
 from .queue import BuildQueue
 
 log = logging.getLogger(__name__)
@@ -62,8 +63,14 @@ class BuildManager:
     async def image_exists(self, image: str) -> bool:
         return await self._exists.get_or_compute(image, lambda: self._images.exists(image), keep=bool)
 
-    async def request(self, repo: ResolvedRepo, image: str, *, requester: str | None = None) -> Build:
-        """The build for `image`: the running one, an already-ready one if the image exists, or a new one."""
+    async def request(
+        self, repo: ResolvedRepo, image: str, *, requester: str | None = None, max_active: int = 0
+    ) -> Build:
+        """The build for `image`: the running one, an already-ready one if the image exists, or a new one.
+
+        `max_active` (when > 0) is how many queued or running builds `requester` may have; joining or
+        starting one more is refused. An existing image is always answered.
+        """
         build = self._active.get(image)
         if build is None:
             exists = await self.image_exists(image)
@@ -72,9 +79,24 @@ class BuildManager:
                 self._metrics.cache_hits.inc()
                 build = self._ready(repo, image, requester)
             elif build is None:
+                self._check_quota(requester, max_active)
                 build = self._start(repo, image, requester)
+        elif requester not in build.requesters:
+            self._check_quota(requester, max_active)
         build.requests += 1
+        if requester is not None:
+            build.requesters.add(requester)
         return build
+
+    def active_for(self, requester: str) -> int:
+        """Queued or running builds `requester` asked for."""
+        return sum(requester in b.requesters for b in self._active.values())
+
+    def _check_quota(self, requester: str | None, max_active: int) -> None:
+        if requester is not None and max_active > 0 and self.active_for(requester) >= max_active:
+            raise TooManyBuilds(
+                f"you already have {max_active} build(s) queued or running; wait for one to finish"
+            )
 
     def _new(self, repo: ResolvedRepo, image: str, requester: str | None, *, cached: bool = False) -> Build:
         build = Build(
@@ -114,7 +136,13 @@ class BuildManager:
         return build
 
     async def _run(self, build: Build) -> None:
-        job = BuildJob(build_id=build.id, image_name=build.image_name, repo=build.repo, push=self._push)
+        job = BuildJob(
+            build_id=build.id,
+            image_name=build.image_name,
+            repo=build.repo,
+            push=self._push,
+            requester=build.requester,
+        )
         status, outcome = BuildStatus.FAILED, "failed"
         try:
             await self._queue.acquire(build)
@@ -171,13 +199,23 @@ class BuildManager:
         return build
 
     def list(
-        self, *, status: BuildStatus | None = None, cached: bool = False, limit: int = 100
+        self,
+        *,
+        status: BuildStatus | None = None,
+        cached: bool = False,
+        limit: int = 100,
+        visible: Callable[[set[str]], bool] = lambda _: True,
     ) -> list[Build]:
-        """Newest first: builds that ran, and with `cached=True` also answers from existing images."""
+        """Newest first: builds that ran, and with `cached=True` also answers from existing images.
+
+        `visible` is asked with each build's requesters (the caller's own builds, or all for an admin).
+        """
         builds = list(self._builds.values()) + (list(self._cached.values()) if cached else [])
         if cached:
             builds.sort(key=lambda b: b.created_at)
-        wanted = (b for b in reversed(builds) if status is None or b.status == status)
+        wanted = (
+            b for b in reversed(builds) if (status is None or b.status == status) and visible(b.requesters)
+        )
         return list(islice(wanted, limit))
 
     async def cancel(self, build_id: str) -> Build:
@@ -192,7 +230,7 @@ class BuildManager:
         """Stop every running build (service shutdown)."""
         tasks = [b.task for b in self._active.values() if b.task is not None]
         for task in tasks:
-            task.cancel()
+            task.cancel(SHUTDOWN)
         if tasks:
             await asyncio.wait(tasks)
 

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Protocol
 
 from ..events import Phase
+from .executor import Emit
 
 _PHASES = {
     "fetching": Phase.FETCHING,
@@ -41,3 +44,50 @@ def parse_line(raw: str) -> LogLine:
     if phase is Phase.BUILDING and _BUILDX_PUSH.match(message):
         phase = Phase.PUSHING
     return LogLine(phase, message)
+
+
+MAX_LINE = 64 * 1024  # longer output lines are cut: one huge line must not hold the build's memory
+
+
+class _Readable(Protocol):
+    async def read(self, n: int = -1, /) -> bytes: ...
+
+
+async def read_lines(stream: _Readable) -> AsyncIterator[str]:
+    """Decoded lines of at most MAX_LINE characters, without holding more than one chunk of a long line.
+
+    Works on a subprocess pipe (asyncio) and on an HTTP body (aiohttp) alike."""
+    pending = b""
+    while chunk := await stream.read(65536):
+        pending += chunk
+        *complete, pending = pending.split(b"\n")
+        for line in complete:
+            yield line[:MAX_LINE].decode("utf-8", "replace")
+        if len(pending) > MAX_LINE:
+            yield pending[:MAX_LINE].decode("utf-8", "replace")
+            pending = b""
+    if pending:
+        yield pending[:MAX_LINE].decode("utf-8", "replace")
+
+
+class Progress:
+    """Feeds repo2docker output lines to `emit` as phases; keeps the lines repo2docker called failures."""
+
+    def __init__(self, emit: Emit, phase: Phase = Phase.FETCHING) -> None:
+        self._emit = emit
+        self.phase = phase
+        self.errors: list[str] = []
+
+    def feed(self, raw: str) -> None:
+        line = parse_line(raw)
+        if line.error:
+            self.errors.append(line.message.strip())
+            return
+        # buildx prints its push inside the build's output: once pushing, stay there.
+        if line.phase is not None and not (self.phase is Phase.PUSHING and line.phase is Phase.BUILDING):
+            self.phase = line.phase
+        self._emit(self.phase, line.message)
+
+    def failure(self, fallback: str) -> str:
+        """The reason to report for a failed build: repo2docker's own last word, else `fallback`."""
+        return self.errors[-1] if self.errors else fallback

@@ -18,10 +18,12 @@ import socket
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Final, Literal
-from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
+from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 import httpx
 
+from ..credentials import GitCredentials
+from ..egress import EgressPolicy
 from ..errors import (
     BinderError,
     InputTooLarge,
@@ -143,6 +145,12 @@ def _check_netloc(url: str, proto: str) -> None:
     # ssh would read a host or user starting with "-" as an option (CVE-2017-1000117).
     if host.startswith("-") or (parts.username or "").startswith("-"):
         raise RepoNotAllowed("repository host or user must not start with '-'")
+    # A secret in a URL ends up in repo2docker's argv, logs and image labels. ssh's user name is not one.
+    if parts.password is not None or (proto != "ssh" and parts.username is not None):
+        raise RepoNotAllowed(
+            f"repository URLs must not contain credentials ({redact_url(url)!r}); "
+            "private repositories use the credentials the operator configured (git_credentials)"
+        )
     if proto in ("git", "ssh") and parts.path.strip("/") == "":
         raise InvalidSpec(f"repository URL has no path: {redact_url(url)!r}")
 
@@ -322,8 +330,14 @@ class GitRemote:
         allowed_protocols: frozenset[str] = DEFAULT_PROTOCOLS,
         allow_local: bool = False,
         max_url_length: int = 2048,
+        egress: EgressPolicy | None = None,
+        credentials: GitCredentials | None = None,
     ) -> None:
+        """`egress` checks git:// and ssh destinations (HTTP is checked by `http`'s transport: pass
+        `egress.http_client()`); None checks nothing. `credentials` are sent over HTTP(S) to their origin."""
         self._http = http
+        self._egress = egress
+        self._credentials = credentials or GitCredentials()
         self._timeout = timeout
         self._allowed = allowed_protocols
         self._allow_local = allow_local
@@ -383,10 +397,9 @@ class GitRemote:
     async def _http_refs(self, url: str) -> RemoteRefs:
         shown = redact_url(url)
         parts = urlsplit(url)
-        auth = None
-        if parts.username is not None or parts.password is not None:
-            # Credentials travel as basic auth only, never inside the URL httpx might echo in errors.
-            auth = httpx.BasicAuth(unquote(parts.username or ""), unquote(parts.password or ""))
+        # The operator's credential for this exact origin. httpx drops it on a redirect to another origin
+        # (except http -> https on the same host), so it never reaches a host it was not meant for.
+        auth = self._credentials.basic_auth(url)
         info_refs = _info_refs_url(parts)
         headers = {"User-Agent": _USER_AGENT, "Pragma": "no-cache", "Cache-Control": "no-cache"}
         async with self._http.stream(
@@ -417,7 +430,10 @@ class GitRemote:
         # As git sends it: host as written (IPv6 keeps its brackets), port only when given.
         host_header = parts.netloc.rpartition("@")[2]
         request = f"git-upload-pack {parts.path}\0host={host_header}\0".encode()
-        reader, writer = await asyncio.open_connection(host, port)
+        if self._egress is not None:  # resolve, check, connect to the checked address
+            reader, writer = await self._egress.open_connection(host, port)
+        else:
+            reader, writer = await asyncio.open_connection(host, port)
         try:
             writer.write(_pkt(request))
             await writer.drain()
@@ -444,6 +460,12 @@ class GitRemote:
 
     async def _ls_remote(self, url: str) -> RemoteRefs:
         shown = redact_url(url)
+        host = _ssh_host(url)
+        if self._egress is not None and host is not None:
+            # ssh resolves the name again itself: a DNS answer that changes in between is not caught.
+            # A name we cannot resolve may be an alias in ssh's config: ssh decides about it.
+            with contextlib.suppress(socket.gaierror):
+                await self._egress.check_host(host)
         protocols = set(self._allowed) | ({"file"} if self._allow_local else set())
         env = {
             **os.environ,
@@ -486,6 +508,20 @@ class GitRemote:
             if line:
                 advert.add_ls_remote(line)
         return advert.result()
+
+
+def _ssh_host(url: str) -> str | None:
+    """The host an ssh URL (`ssh://[user@]host[:port]/path` or `[user@]host:path`) names; None for local."""
+    proto = _protocol(url)
+    if proto == "file":
+        return None
+    if _SCHEME.match(url):
+        return urlsplit(url).hostname
+    userhost = url[: url.find("]") + 1] if "[" in url.partition(":")[0] else url.partition(":")[0]
+    host = userhost.rpartition("@")[2].strip("[]").partition("%")[0]
+    if host.count(":") == 1:  # "[host:port]:path"
+        host = host.partition(":")[0]
+    return host or None
 
 
 def _info_refs_url(parts: SplitResult) -> str:

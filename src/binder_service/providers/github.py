@@ -22,7 +22,7 @@ from .detect import url_path
 from .git import check_ref
 from .git_remote import is_commit_id
 from .hosted import HostedProvider
-from .http_api import HttpApi, Reply, pick
+from .http_api import HttpApi, QuotaObserver, Reply, pick
 
 __all__ = ["GitHubProvider", "github_api"]
 
@@ -35,12 +35,26 @@ FALLBACK_REFS: Final = frozenset({"master", "main"})
 _NAME = re.compile(r"[A-Za-z0-9_.-]{1,100}")
 
 
-def github_api(http: httpx.AsyncClient, *, api_url: str, token: SecretStr | None, timeout: float) -> HttpApi:
+def github_api(
+    http: httpx.AsyncClient,
+    *,
+    api_url: str,
+    token: SecretStr | None,
+    timeout: float,
+    observe_quota: QuotaObserver | None = None,
+) -> HttpApi:
     """The GitHub REST API client `gh` and `gist` share (one rate limit, one token)."""
     headers = {"Accept": JSON_MEDIA_TYPE, "X-GitHub-Api-Version": API_VERSION}
     if token is not None and token.get_secret_value():
         headers["Authorization"] = f"Bearer {token.get_secret_value()}"
-    return HttpApi(http, name="GitHub API", base_url=api_url, timeout=timeout, headers=headers)
+    return HttpApi(
+        http,
+        name="GitHub API",
+        base_url=api_url,
+        timeout=timeout,
+        headers=headers,
+        observe_quota=observe_quota,
+    )
 
 
 def check_name(what: str, value: str) -> str:

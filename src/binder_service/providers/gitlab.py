@@ -19,7 +19,7 @@ from .git import check_ref
 from .git_remote import is_commit_id
 from .github import FALLBACK_REFS
 from .hosted import HostedProvider
-from .http_api import HttpApi, pick
+from .http_api import HttpApi, QuotaObserver, pick
 
 __all__ = ["GitLabProvider", "gitlab_api"]
 
@@ -28,13 +28,25 @@ _COMPONENT = re.compile(r"[A-Za-z0-9_.+-]{1,255}")
 MAX_DEPTH: Final = 21  # GitLab's subgroup nesting limit (20) plus the project
 
 
-def gitlab_api(http: httpx.AsyncClient, *, url: str, token: SecretStr | None, timeout: float) -> HttpApi:
+def gitlab_api(
+    http: httpx.AsyncClient,
+    *,
+    url: str,
+    token: SecretStr | None,
+    timeout: float,
+    observe_quota: QuotaObserver | None = None,
+) -> HttpApi:
     """The v4 REST API of the GitLab instance at `url`."""
     headers = {"Accept": "application/json"}
     if token is not None and token.get_secret_value():
         headers["PRIVATE-TOKEN"] = token.get_secret_value()
     return HttpApi(
-        http, name="GitLab API", base_url=url.rstrip("/") + "/api/v4", timeout=timeout, headers=headers
+        http,
+        name="GitLab API",
+        base_url=url.rstrip("/") + "/api/v4",
+        timeout=timeout,
+        headers=headers,
+        observe_quota=observe_quota,
     )
 
 

@@ -13,7 +13,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any, Final, TypeVar
@@ -24,7 +24,10 @@ import httpx
 from .. import __version__
 from ..errors import BinderError, RateLimited, RepoUnreachable, UpstreamError, UpstreamTimeout
 
-__all__ = ["MISSING", "HttpApi", "Reply", "pick"]
+__all__ = ["MISSING", "HttpApi", "QuotaObserver", "Reply", "pick"]
+
+# (api name, limit, remaining, reset epoch) from an answer's rate-limit headers, e.g. into a metric.
+QuotaObserver = Callable[[str, float | None, float | None, float | None], None]
 
 log = logging.getLogger(__name__)
 
@@ -141,8 +144,10 @@ class HttpApi:
         base_url: str,
         timeout: float,
         headers: Mapping[str, str] | None = None,
+        observe_quota: QuotaObserver | None = None,
     ) -> None:
         self.name = name
+        self._observe_quota = observe_quota
         self.base_url = base_url.rstrip("/")
         self._http = http
         self._timeout = timeout
@@ -166,7 +171,19 @@ class HttpApi:
         except (httpx.HTTPError, httpx.InvalidURL, UnicodeError) as e:  # refused, reset, bad host name
             reason = _clean(str(e)) or type(e).__name__
             raise RepoUnreachable(f"cannot reach {self.name} at {self._host}: {reason}") from e
+        self._quota(reply.headers)
         return self._check(reply)
+
+    def _quota(self, h: httpx.Headers) -> None:
+        """Pass the answer's rate-limit headers (GitHub's x-ratelimit-*, GitLab's ratelimit-*) on."""
+        if self._observe_quota is None:
+            return
+        limit, remaining, reset = (
+            _epoch(h.get(f"x-ratelimit-{name}", h.get(f"ratelimit-{name}")))
+            for name in ("limit", "remaining", "reset")
+        )
+        if limit is not None or remaining is not None or reset is not None:
+            self._observe_quota(self.name, limit, remaining, reset)
 
     async def _get(self, url: str, headers: dict[str, str]) -> Reply:
         for _ in range(MAX_REDIRECTS + 1):

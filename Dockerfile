@@ -1,0 +1,29 @@
+# The binder-service image: the service only (builds run repo2docker in build pods, not here).
+#   docker build -t binder-service .
+# Non-root (uid 65532) and fine with a read-only root filesystem: it writes nothing outside /tmp.
+ARG BASE_IMAGE=python:3.12-slim-bookworm
+
+FROM ${BASE_IMAGE} AS build
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PIP_ROOT_USER_ACTION=ignore
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY src ./src
+# A self-contained venv, copied whole into the final stage; no build tools or caches follow it.
+# Behind a TLS-intercepting proxy, give pip its CA bundle: --secret id=pip_cert,src=/path/to/ca-bundle.crt
+RUN --mount=type=secret,id=pip_cert,required=false \
+    if [ -s /run/secrets/pip_cert ]; then export PIP_CERT=/run/secrets/pip_cert; fi \
+ && python3 -m venv /opt/binder-service \
+ && /opt/binder-service/bin/pip install /src \
+ && /opt/binder-service/bin/binder-service --help >/dev/null
+
+FROM ${BASE_IMAGE}
+RUN useradd --uid 65532 --user-group --no-create-home --home-dir /tmp --shell /usr/sbin/nologin binder
+COPY --from=build /opt/binder-service /opt/binder-service
+ENV PATH=/opt/binder-service/bin:$PATH \
+    HOME=/tmp \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1
+USER 65532:65532
+WORKDIR /tmp
+EXPOSE 8585
+CMD ["binder-service", "serve"]

@@ -1,0 +1,83 @@
+{{- /*
+  Names of every resource, in one place so a parent chart can reuse them
+  (include "binder-service.fullname" with the subchart's context).
+*/}}
+
+{{- define "binder-service.name" -}}
+{{- .Values.nameOverride | default .Chart.Name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "binder-service.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := include "binder-service.name" . }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- /* The service (Deployment, Service, Ingress, ServiceAccount, Role): <fullname> */}}
+{{- define "binder-service.service.fullname" -}}
+{{- include "binder-service.fullname" . }}
+{{- end }}
+
+{{- define "binder-service.config.fullname" -}}
+{{- include "binder-service.fullname" . | trunc 56 | trimSuffix "-" }}-config
+{{- end }}
+
+{{- define "binder-service.auth.fullname" -}}
+{{- include "binder-service.fullname" . | trunc 58 | trimSuffix "-" }}-auth
+{{- end }}
+
+{{- define "binder-service.docker-api.fullname" -}}
+{{- include "binder-service.fullname" . | trunc 52 | trimSuffix "-" }}-docker-api
+{{- end }}
+
+{{- define "binder-service.build.fullname" -}}
+{{- include "binder-service.fullname" . | trunc 57 | trimSuffix "-" }}-build
+{{- end }}
+
+{{- /* The build pods' docker config.json: the user's existing Secret, else ours when credentials are given. */}}
+{{- define "binder-service.push-secret.fullname" -}}
+{{- if .Values.registry.existingSecret }}
+{{- .Values.registry.existingSecret }}
+{{- else if .Values.registry.username }}
+{{- include "binder-service.fullname" . | trunc 51 | trimSuffix "-" }}-push-secret
+{{- end }}
+{{- end }}
+
+{{- /*
+  Host paths of the docker-api DaemonSet, scoped to namespace and release so two installs can share a node.
+*/}}
+{{- define "binder-service.docker-api.hostDir" -}}
+{{- printf "%s-%s" .Release.Namespace .Release.Name }}
+{{- end }}
+
+{{- define "binder-service.docker-api.runDir" -}}
+{{- printf "%s/%s/docker-api" (.Values.dockerApi.hostRunRoot | trimSuffix "/") (include "binder-service.docker-api.hostDir" .) }}
+{{- end }}
+
+{{- define "binder-service.docker-api.dataDir" -}}
+{{- printf "%s/%s/docker-api" (.Values.dockerApi.hostDataRoot | trimSuffix "/") (include "binder-service.docker-api.hostDir" .) }}
+{{- end }}
+
+{{- define "binder-service.docker-api.socket" -}}
+{{- include "binder-service.docker-api.runDir" . }}/docker-api.sock
+{{- end }}
+
+{{- /*
+  The path prefix the service is served under: config.base_url, else the JupyterHub service prefix
+  (<hub base url>services/<name>/) when paired with a hub, else "/". Always "/x/y/" shaped.
+*/}}
+{{- define "binder-service.baseUrl" -}}
+{{- $url := .Values.config.base_url }}
+{{- if and (not $url) .Values.jupyterhub.enabled }}
+{{- $url = printf "%s/services/%s/" (.Values.jupyterhub.baseUrl | trimSuffix "/") .Values.jupyterhub.serviceName }}
+{{- end }}
+{{- $url = trimAll "/" ($url | default "/") }}
+{{- if $url }}{{ printf "/%s/" $url }}{{ else }}/{{ end }}
+{{- end }}

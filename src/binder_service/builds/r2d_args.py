@@ -1,0 +1,44 @@
+"""repo2docker's command line, the same for the local process and the build pod."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from ..errors import BuildError
+from .executor import BuildJob
+
+# Only the content provider the request needs: faster, and repo2docker's Dataverse/Mercurial detection
+# would otherwise reach out to the internet (or run `hg`) for every URL.
+_R2D_CONFIG = """\
+from repo2docker.contentproviders import {provider}
+c.Repo2Docker.content_providers = [{provider}]
+"""
+
+
+def r2d_config(content_provider: str, repo_url: str = "") -> str:
+    """The repo2docker config file (Python) that restricts it to `content_provider`."""
+    if not content_provider.isidentifier():
+        raise BuildError(f"unknown repo2docker content provider {content_provider!r}")
+    config = _R2D_CONFIG.format(provider=content_provider)
+    if content_provider == "Dataverse":
+        # Its installation list would be downloaded first; the dataset's (configured, checked) host is
+        # the one it needs.
+        host = urlsplit(repo_url).netloc
+        config += f"Dataverse.hosts = [{{'hostname': {host!r}}}]\n"
+    return config
+
+
+def r2d_args(job: BuildJob, extra_args: list[str]) -> list[str]:
+    """All after `repo2docker --config <file>`; the repository URL comes after `--`: never an option."""
+    return [
+        "--json-logs",
+        "--no-run",
+        "--user-id", "1000",
+        "--user-name", "jovyan",
+        "--image-name", job.image_name,
+        "--ref", job.repo.commit,
+        *(["--push"] if job.push else []),
+        *extra_args,
+        "--",
+        job.repo.repo_url,
+    ]  # fmt: skip

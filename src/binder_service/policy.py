@@ -1,0 +1,140 @@
+"""The operator's spec policy: banned and allowed repositories, and per-repository options (quota).
+
+Every pattern is a case-insensitive regular expression searched (`re.search`: anchor it with `^...$` to
+match the whole string) in one normalised string per request, the same for both API faces:
+
+    <provider>/<repository>        e.g. gh/org/repo, gl/group/sub/project, gist/user/abc123,
+                                   git/https://example.org/repo.git
+
+The repository part is what the provider made of the request, without the ref: GitHub's `org/repo`
+(a `.git` suffix and URL form removed), GitLab's unescaped project path, the git URL as given.
+The check runs before anything is resolved, so a banned repository costs no network call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Final
+
+from .errors import QuotaExceeded, RepoBanned
+from .providers import RepoSpec
+
+__all__ = ["SpecPolicy", "SpecRule", "compile_patterns", "parse_spec_config", "spec_key"]
+
+DEFAULT_BANNED_MESSAGE: Final = "This repository cannot be built here."
+_OPTIONS: Final = {"quota": int}  # per-spec options and their types
+
+
+def spec_key(spec: RepoSpec) -> str:
+    """The string every pattern is matched against: `<provider>/<repository>`."""
+    return f"{spec.provider}/{spec.repo}"
+
+
+def compile_patterns(patterns: Iterable[str], what: str) -> list[re.Pattern[str]]:
+    """Case-insensitive regexes; ValueError naming the bad pattern (a settings error at startup)."""
+    compiled = []
+    for pattern in patterns:
+        try:
+            compiled.append(re.compile(pattern, re.IGNORECASE))
+        except re.error as e:
+            raise ValueError(f"{what}: {pattern!r} is not a valid regular expression ({e})") from e
+    return compiled
+
+
+@dataclass(frozen=True)
+class SpecRule:
+    """Options for repositories matching `pattern` (the first matching rule applies)."""
+
+    pattern: re.Pattern[str]
+    quota: int | None = None  # most builds of matching repositories queued or running at once
+
+
+def parse_spec_config(entries: Iterable[Mapping[str, Any]]) -> list[SpecRule]:
+    """`[{"pattern": regex, "quota": n}, ...]` (BinderHub's `{"pattern", "config": {...}}` too) as rules."""
+    rules = []
+    for index, entry in enumerate(entries):
+        where = f"spec_config[{index}]"
+        if not isinstance(entry, Mapping):
+            raise ValueError(f"{where} must be an object with a 'pattern'")
+        options = dict(entry)
+        options.update(options.pop("config", None) or {})
+        pattern = options.pop("pattern", None)
+        if not isinstance(pattern, str):
+            raise ValueError(f"{where} needs a 'pattern' (a regular expression)")
+        unknown = sorted(set(options) - set(_OPTIONS))
+        if unknown:
+            raise ValueError(f"{where}: unknown options {unknown} (known: {', '.join(_OPTIONS)})")
+        quota = options.get("quota")
+        if quota is not None and (not isinstance(quota, int) or isinstance(quota, bool) or quota < 0):
+            raise ValueError(f"{where}: quota must be a whole number >= 0")
+        rules.append(SpecRule(compile_patterns([pattern], where)[0], quota=quota))
+    return rules
+
+
+class SpecPolicy:
+    """Checks a spec against the banned/allowed patterns and enforces per-rule build quotas."""
+
+    def __init__(
+        self,
+        *,
+        banned: Iterable[str] = (),
+        banned_message: str = "",
+        allowed: Iterable[str] = (),
+        spec_config: Iterable[Mapping[str, Any]] = (),
+    ) -> None:
+        self._banned = compile_patterns(banned, "banned_specs")
+        self._allowed = compile_patterns(allowed, "allowed_specs")
+        self._message = banned_message.strip() or DEFAULT_BANNED_MESSAGE
+        self._rules = parse_spec_config(spec_config)
+        # Builds holding a quota place, per rule: a placeholder while a request decides, then the build.
+        self._holders: dict[int, set[object]] = {}
+
+    def check(self, spec: RepoSpec) -> SpecRule | None:
+        """RepoBanned if the policy refuses `spec`; else the rule with its options (None if none matches)."""
+        key = spec_key(spec)
+        shown = key[:200]
+        if any(p.search(key) for p in self._banned):
+            raise RepoBanned(f"{shown} is not allowed: {self._message}")
+        if self._allowed and not any(p.search(key) for p in self._allowed):
+            raise RepoBanned(f"{shown} is not on the list of allowed repositories: {self._message}")
+        return next((r for r in self._rules if r.pattern.search(key)), None)
+
+    @contextmanager
+    def quota_place(
+        self, rule: SpecRule | None, key: str, *, attachable: Callable[[], bool]
+    ) -> Iterator[Callable[[asyncio.Task[Any] | None], None]]:
+        """Hold a place under `rule`'s quota while a build is requested; QuotaExceeded when it is full
+        (unless `attachable()`: the request will join a build that already holds a place).
+
+        The block calls the yielded function with the build's task: a running build then holds a place
+        until its task ends (a task counts once, however many requests share it). An existing image
+        holds none.
+        """
+        if rule is None or rule.quota is None:
+            yield lambda task: None
+            return
+        index = self._rules.index(rule)
+        holders = self._holders.setdefault(index, set())
+        if len(holders) >= rule.quota and not attachable():
+            raise QuotaExceeded(
+                f"{key[:200]}: {len(holders)} builds of repositories like this one are running, the most "
+                f"allowed at once (quota {rule.quota}); try again when one has finished"
+            )
+        placeholder = object()
+        holders.add(placeholder)
+        kept: list[asyncio.Task[Any]] = []
+        try:
+            yield lambda task: kept.append(task) if task is not None and not task.done() else None
+        finally:
+            holders.discard(placeholder)
+            for task in kept:
+                holders.add(task)
+                task.add_done_callback(holders.discard)
+
+    def holding(self, rule: SpecRule) -> int:
+        """Builds currently counted against `rule`'s quota."""
+        return len(self._holders.get(self._rules.index(rule), ()))

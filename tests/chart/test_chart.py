@@ -1,0 +1,728 @@
+"""The Helm chart: rendered with the Helm SDK, linted strictly, every manifest validated against Kubernetes'
+schemas (kubernetes-validate, strict), and its behaviour checked on the rendered objects."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import helm_python as helm
+import kubernetes_validate
+import pytest
+import yaml
+
+import chart_schema
+from binder_service.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "chart"
+UMBRELLA = CHART / "examples" / "z2jh-umbrella"
+STANDIN_JUPYTERHUB = Path(__file__).resolve().parent / "standin-jupyterhub"
+RELEASE, NAMESPACE = "demo", "ns1"
+# The oldest Kubernetes the chart supports (Chart.yaml kubeVersion) and the newest schemas at hand.
+KUBE_VERSIONS = ["1.28.0", kubernetes_validate.utils.latest_version()]
+
+REGISTRY = "https://registry.example.org"
+VALUE_SETS: dict[str, dict[str, Any]] = {
+    "defaults": {},
+    "registry-credentials": {
+        "config": {"registry_url": REGISTRY, "max_concurrent_builds": 8},
+        "registry": {"username": "pusher", "password": "s3cret-pw"},
+    },
+    "existing-secret": {
+        "config": {"registry_url": REGISTRY},
+        "registry": {"existingSecret": "my-push-creds"},
+    },
+    "ingress": {
+        "config": {"registry_url": REGISTRY, "api_tokens": ["t0ken"]},
+        "ingress": {
+            "enabled": True,
+            "ingressClassName": "nginx",
+            "hosts": ["binder.example.org"],
+            "tls": [{"secretName": "binder-tls", "hosts": ["binder.example.org"]}],
+        },
+    },
+    "no-network-policies": {"config": {"registry_url": REGISTRY}, "networkPolicy": {"enabled": False}},
+    "jupyterhub": {
+        "config": {"registry_url": REGISTRY},
+        "jupyterhub": {"enabled": True, "baseUrl": "/jh/", "host": "https://hub.example.org"},
+    },
+    "everything": {
+        "config": {
+            "registry_url": REGISTRY,
+            "k8s_build_resources": {"requests": {"memory": "1Gi"}, "limits": {"memory": "4Gi"}},
+            "k8s_sticky_builds": True,
+        },
+        "build": {
+            "nodeSelector": {"binder/builds": "yes"},
+            "tolerations": [{"key": "builds", "operator": "Exists", "effect": "NoSchedule"}],
+        },
+        "dockerApi": {
+            "storage": {"emptyDir": {"sizeLimit": "50Gi"}},
+            "extraArgs": ["--mtu=1400"],
+            "daemonJson": {"registry-mirrors": ["https://mirror.example.org"]},
+            "resources": {"requests": {"memory": "2Gi"}},
+        },
+        "networkPolicy": {
+            "build": {
+                "extraEgress": [{"to": [{"ipBlock": {"cidr": "10.1.2.3/32"}}], "ports": [{"port": 5000}]}]
+            }
+        },
+        "extraEnv": [{"name": "TZ", "value": "UTC"}],
+        "jupyterhub": {"enabled": True, "apiToken": "hub-t0ken"},
+        "resources": {"limits": {"memory": "512Mi"}},
+    },
+}
+
+
+def render(values: dict[str, Any] | None = None, chart: Path = CHART, **opts: Any) -> dict[str, str]:
+    """Rendered templates by path (blank ones dropped), as `helm install --dry-run` would make them."""
+    opts = {"name": RELEASE, "namespace": NAMESPACE, "is_install": True, **opts}
+    with helm.Chart.load(str(chart)) as loaded:
+        out = loaded.render(values, **opts)
+    return {path: text for path, text in out.items() if text.strip()}
+
+
+def objects(rendered: dict[str, str]) -> list[dict[str, Any]]:
+    docs: list[dict[str, Any]] = []
+    for path, text in sorted(rendered.items()):
+        if path.endswith("NOTES.txt"):
+            continue
+        docs.extend(d for d in yaml.safe_load_all(text) if d)
+    return docs
+
+
+def find(docs: list[dict[str, Any]], kind: str, name: str | None = None) -> list[dict[str, Any]]:
+    return [d for d in docs if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)]
+
+
+def one(docs: list[dict[str, Any]], kind: str, name: str | None = None) -> dict[str, Any]:
+    found = find(docs, kind, name)
+    assert len(found) == 1, f"expected one {kind} {name or ''}, got {[d['metadata']['name'] for d in found]}"
+    return found[0]
+
+
+def secret_data(secret: dict[str, Any]) -> dict[str, str]:
+    data = {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
+    return {**data, **(secret.get("stringData") or {})}
+
+
+def container(docs: list[dict[str, Any]], kind: str = "Deployment") -> dict[str, Any]:
+    pod = one(docs, kind)["spec"]["template"]["spec"]
+    assert len(pod["containers"]) == 1
+    return pod["containers"][0]
+
+
+def plain_env(c: dict[str, Any]) -> dict[str, str]:
+    return {e["name"]: e["value"] for e in c.get("env", []) if "value" in e}
+
+
+def lint_problems(path: Path, values: dict[str, Any] | None, **opts: Any) -> list[dict[str, Any]]:
+    report = helm.lint(str(path), values, strict=True, namespace=NAMESPACE, **opts)
+    # Severity 1 is information ("icon is recommended"); warnings and errors fail under strict.
+    return [m for m in report["messages"] if m["severity"] >= 2] + [{"errors": e} for e in report["errors"]]
+
+
+def kube_validate(docs: list[dict[str, Any]]) -> None:
+    for doc in docs:
+        for version in KUBE_VERSIONS:
+            try:
+                kubernetes_validate.validate(doc, version, strict=True)
+            except kubernetes_validate.ValidationError as e:
+                raise AssertionError(
+                    f"{doc['kind']}/{doc['metadata']['name']} invalid for Kubernetes {version}: "
+                    f"{'.'.join(map(str, e.path))}: {e.message}"
+                ) from None
+
+
+# --- every value set: lints, renders, validates -----------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(VALUE_SETS))
+def test_lints_renders_and_validates(name: str) -> None:
+    values = VALUE_SETS[name]
+    assert lint_problems(CHART, values) == []
+    docs = objects(render(values))
+    assert {d["kind"] for d in docs} >= {
+        "Deployment", "Service", "ServiceAccount", "Role", "RoleBinding", "Secret", "DaemonSet",
+    }  # fmt: skip
+    kube_validate(docs)
+    for doc in docs:
+        labels = doc["metadata"]["labels"]
+        assert labels["app.kubernetes.io/name"] == "binder-service"
+        assert labels["app.kubernetes.io/instance"] == RELEASE
+        assert labels["app.kubernetes.io/managed-by"] == "Helm"
+        assert labels["app.kubernetes.io/version"] == helm.Chart.load(str(CHART)).metadata["appVersion"]
+        assert labels["helm.sh/chart"].startswith("binder-service-")
+
+
+def test_settings_round_trip_through_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the config Secret and the Deployment's env hold is what the service reads back into Settings."""
+    values = VALUE_SETS["everything"]
+    docs = objects(render(values))
+    env = dict(secret_data(one(docs, "Secret", f"{RELEASE}-binder-service-config")))
+    env.update(plain_env(container(docs)))
+    env["JUPYTERHUB_API_TOKEN"] = "from-the-hub-secret"  # a secretKeyRef in the pod
+    for key in list(os.environ):
+        if key.startswith(("BINDER_SERVICE_", "JUPYTERHUB_", "DOCKER_")):
+            monkeypatch.delenv(key)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    settings = Settings()
+    socket = f"/var/run/{NAMESPACE}-{RELEASE}/docker-api/docker-api.sock"
+    assert settings.executor == "kubernetes"
+    assert settings.registry_url == REGISTRY
+    assert settings.k8s_namespace == NAMESPACE
+    assert settings.k8s_docker_socket == socket
+    assert settings.k8s_build_resources == {"requests": {"memory": "1Gi"}, "limits": {"memory": "4Gi"}}
+    assert settings.k8s_sticky_builds is True
+    assert settings.k8s_node_selector == {"binder/builds": "yes"}
+    assert settings.k8s_tolerations == [{"key": "builds", "operator": "Exists", "effect": "NoSchedule"}]
+    assert settings.k8s_build_labels["app.kubernetes.io/instance"] == RELEASE
+    assert settings.k8s_push_secret == ""  # no credentials in this value set
+    selector = dict(part.split("=") for part in settings.k8s_docker_api_selector.split(","))
+    daemonset_labels = one(docs, "DaemonSet")["spec"]["template"]["metadata"]["labels"]
+    assert selector.items() <= daemonset_labels.items()
+    assert (settings.host, settings.port, settings.base_url) == ("0.0.0.0", 8585, "/services/binder/")
+    assert settings.hub_api_url == "http://hub:8081/hub/api"
+    assert settings.hub_service_name == "binder"
+    assert settings.hub_client_id == "service-binder"
+
+
+# --- the service ------------------------------------------------------------------------------------
+
+
+def test_deployment_is_locked_down_and_probed() -> None:
+    docs = objects(render(VALUE_SETS["registry-credentials"]))
+    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+    c = container(docs)
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] != 0
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert c["securityContext"] == {
+        "runAsNonRoot": True,
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    # The only writable place is the emptyDir at /tmp.
+    mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert "emptyDir" in volumes[mounts["/tmp"]["name"]]
+    assert all(m.get("readOnly") for path, m in mounts.items() if path != "/tmp")
+    assert c["readinessProbe"]["httpGet"] == {"path": "/health", "port": "http"}
+    assert c["livenessProbe"]["httpGet"] == {"path": "/versions", "port": "http"}
+    assert c["ports"] == [{"name": "http", "containerPort": 8585, "protocol": "TCP"}]
+    assert pod["serviceAccountName"] == one(docs, "ServiceAccount")["metadata"]["name"]
+    svc = one(docs, "Service")
+    assert svc["spec"]["selector"] == one(docs, "Deployment")["spec"]["selector"]["matchLabels"]
+
+
+def test_probes_follow_the_base_url() -> None:
+    c = container(objects(render({"config": {"base_url": "binder"}})))
+    assert c["readinessProbe"]["httpGet"]["path"] == "/binder/health"
+    assert c["livenessProbe"]["httpGet"]["path"] == "/binder/versions"
+    c = container(objects(render(VALUE_SETS["jupyterhub"])))
+    assert c["readinessProbe"]["httpGet"]["path"] == "/jh/services/binder/health"
+
+
+def _checksum(values: dict[str, Any]) -> str:
+    pod = one(objects(render(values)), "Deployment")["spec"]["template"]
+    return str(pod["metadata"]["annotations"]["checksum/config"])
+
+
+def test_config_checksum_changes_only_with_the_config() -> None:
+    base = {"config": {"registry_url": REGISTRY, "api_tokens": ["a"]}}
+    assert _checksum(base) == _checksum(base)  # deterministic
+    assert _checksum(base) != _checksum({"config": {**base["config"], "max_concurrent_builds": 2}})
+    assert _checksum(base) != _checksum({**base, "build": {"nodeSelector": {"pool": "builds"}}})
+    assert _checksum(base) == _checksum({**base, "replicas": 3})
+
+
+def test_config_secret_holds_settings_as_env() -> None:
+    docs = objects(render(VALUE_SETS["registry-credentials"]))
+    env = secret_data(one(docs, "Secret", f"{RELEASE}-binder-service-config"))
+    assert env["BINDER_SERVICE_REGISTRY_URL"] == REGISTRY
+    assert env["BINDER_SERVICE_MAX_CONCURRENT_BUILDS"] == "8"
+    assert env["BINDER_SERVICE_EXECUTOR"] == "kubernetes"
+    assert json.loads(env["BINDER_SERVICE_K8S_BUILD_LABELS"])["app.kubernetes.io/instance"] == RELEASE
+    assert all(key.startswith("BINDER_SERVICE_") for key in env)
+    c = container(docs)
+    assert c["envFrom"] == [{"secretRef": {"name": f"{RELEASE}-binder-service-config"}}]
+
+
+def test_generated_token_only_without_other_auth() -> None:
+    docs = objects(render({"config": {"registry_url": REGISTRY}}))
+    auth = secret_data(one(docs, "Secret", f"{RELEASE}-binder-service-auth"))
+    assert len(auth["token"]) == 48
+    env = {e["name"]: e for e in container(docs)["env"]}
+    ref = env["BINDER_SERVICE_API_TOKENS"]["valueFrom"]["secretKeyRef"]
+    assert ref == {"name": f"{RELEASE}-binder-service-auth", "key": "token"}
+    for values in (VALUE_SETS["ingress"], VALUE_SETS["jupyterhub"]):
+        docs = objects(render(values))
+        assert not find(docs, "Secret", f"{RELEASE}-binder-service-auth")
+        assert "BINDER_SERVICE_API_TOKENS" not in {e["name"] for e in container(docs).get("env", [])}
+
+
+def test_jupyterhub_environment() -> None:
+    docs = objects(render(VALUE_SETS["jupyterhub"]))
+    c = container(docs)
+    env = plain_env(c)
+    assert env == {
+        "JUPYTERHUB_API_URL": "http://hub:8081/hub/api",
+        "JUPYTERHUB_SERVICE_NAME": "binder",
+        "JUPYTERHUB_SERVICE_PREFIX": "/jh/services/binder/",
+        "JUPYTERHUB_BASE_URL": "/jh/",
+        "JUPYTERHUB_CLIENT_ID": "service-binder",
+        "JUPYTERHUB_OAUTH_CALLBACK_URL": "/jh/services/binder/oauth_callback",
+        "JUPYTERHUB_HOST": "https://hub.example.org",
+    }
+    token = next(e for e in c["env"] if e["name"] == "JUPYTERHUB_API_TOKEN")
+    assert token["valueFrom"]["secretKeyRef"] == {"name": "hub", "key": "hub.services.binder.apiToken"}
+    labels = one(docs, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert labels["hub.jupyter.org/network-access-hub"] == "true"
+    # Not paired: no label, no JUPYTERHUB_* variables.
+    docs = objects(render(VALUE_SETS["ingress"]))
+    assert (
+        "hub.jupyter.org/network-access-hub"
+        not in one(docs, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    )
+    assert not [e for e in container(docs).get("env", []) if e["name"].startswith("JUPYTERHUB_")]
+
+
+def test_jupyterhub_token_as_a_value() -> None:
+    docs = objects(render(VALUE_SETS["everything"]))
+    token = next(e for e in container(docs)["env"] if e["name"] == "JUPYTERHUB_API_TOKEN")
+    ref = token["valueFrom"]["secretKeyRef"]
+    assert secret_data(one(docs, "Secret", ref["name"]))[ref["key"]] == "hub-t0ken"
+    assert "hub-t0ken" not in json.dumps(one(docs, "Deployment"))
+
+
+def test_ingress_on_and_off() -> None:
+    assert not find(objects(render(VALUE_SETS["registry-credentials"])), "Ingress")
+    ingress = one(objects(render(VALUE_SETS["ingress"])), "Ingress")
+    assert ingress["spec"]["ingressClassName"] == "nginx"
+    [rule] = ingress["spec"]["rules"]
+    assert rule["host"] == "binder.example.org"
+    [path] = rule["http"]["paths"]
+    assert path["path"] == "/"
+    assert path["backend"]["service"] == {"name": f"{RELEASE}-binder-service", "port": {"name": "http"}}
+    assert ingress["spec"]["tls"] == [{"secretName": "binder-tls", "hosts": ["binder.example.org"]}]
+
+
+def _notes(values: dict[str, Any]) -> str:
+    return next(text for path, text in render(values).items() if path.endswith("NOTES.txt"))
+
+
+def test_notes_warn_about_what_is_missing() -> None:
+    notes = _notes({})
+    assert "config.registry_url is not set" in notes
+    assert f"get secret {RELEASE}-binder-service-auth" in notes
+    assert "networkPolicy.enabled is false" not in notes
+    notes = _notes(VALUE_SETS["no-network-policies"])
+    assert "config.registry_url is not set" not in notes
+    assert "networkPolicy.enabled is false" in notes
+    notes = _notes(VALUE_SETS["jupyterhub"])
+    assert "get secret" not in notes
+    assert f"url: http://{RELEASE}-binder-service:8585" in notes
+    assert "curl http://127.0.0.1:8585/jh/services/binder/health" in notes
+
+
+# --- RBAC and secrets -------------------------------------------------------------------------------
+
+
+def test_role_is_pods_and_logs_only() -> None:
+    docs = objects(render())
+    assert not find(docs, "ClusterRole")
+    assert not find(docs, "ClusterRoleBinding")
+    role = one(docs, "Role")
+    assert role["rules"] == [
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["create", "get", "list", "watch", "delete"]},
+        {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
+    ]
+    binding = one(docs, "RoleBinding")
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": role["metadata"]["name"],
+    }
+    assert binding["subjects"] == [
+        {
+            "kind": "ServiceAccount",
+            "name": one(docs, "ServiceAccount")["metadata"]["name"],
+            "namespace": NAMESPACE,
+        }
+    ]
+
+
+def test_push_secret_from_credentials() -> None:
+    docs = objects(render(VALUE_SETS["registry-credentials"]))
+    name = f"{RELEASE}-binder-service-push-secret"
+    config = json.loads(secret_data(one(docs, "Secret", name))["config.json"])
+    assert config == {
+        "auths": {"registry.example.org": {"auth": base64.b64encode(b"pusher:s3cret-pw").decode()}}
+    }
+    env = secret_data(one(docs, "Secret", f"{RELEASE}-binder-service-config"))
+    assert env["BINDER_SERVICE_K8S_PUSH_SECRET"] == name
+    assert env["BINDER_SERVICE_DOCKER_CONFIG"] == "/etc/binder-service/docker/config.json"
+    pod = one(docs, "Deployment")["spec"]["template"]
+    assert "checksum/push-secret" in pod["metadata"]["annotations"]
+    [volume] = [v for v in pod["spec"]["volumes"] if "secret" in v]
+    assert volume["secret"]["secretName"] == name
+    # The password is only in the Secret.
+    assert not [d for d in docs if d["kind"] != "Secret" and "s3cret-pw" in json.dumps(d)]
+
+
+def test_push_secret_for_docker_hub_uses_the_index_key() -> None:
+    values = {
+        "config": {"registry_url": "https://registry-1.docker.io"},
+        "registry": {"username": "u", "password": "p"},
+    }
+    docs = objects(render(values))
+    config = json.loads(
+        secret_data(one(docs, "Secret", f"{RELEASE}-binder-service-push-secret"))["config.json"]
+    )
+    assert list(config["auths"]) == ["https://index.docker.io/v1/"]
+
+
+def test_existing_push_secret_is_used_and_none_rendered() -> None:
+    docs = objects(render(VALUE_SETS["existing-secret"]))
+    assert not find(docs, "Secret", f"{RELEASE}-binder-service-push-secret")
+    env = secret_data(one(docs, "Secret", f"{RELEASE}-binder-service-config"))
+    assert env["BINDER_SERVICE_K8S_PUSH_SECRET"] == "my-push-creds"
+    pod = one(docs, "Deployment")["spec"]["template"]
+    assert [v["secret"]["secretName"] for v in pod["spec"]["volumes"] if "secret" in v] == ["my-push-creds"]
+    assert "checksum/push-secret" not in pod["metadata"]["annotations"]
+
+
+def test_no_credentials_no_push_secret() -> None:
+    docs = objects(render({"config": {"registry_url": REGISTRY}}))
+    assert [d["metadata"]["name"] for d in find(docs, "Secret")] == [
+        f"{RELEASE}-binder-service-auth",
+        f"{RELEASE}-binder-service-config",
+    ]
+    env = secret_data(one(docs, "Secret", f"{RELEASE}-binder-service-config"))
+    assert env["BINDER_SERVICE_K8S_PUSH_SECRET"] == ""
+    assert "BINDER_SERVICE_DOCKER_CONFIG" not in env
+
+
+def test_credentials_without_registry_url_fail_clearly() -> None:
+    with pytest.raises(helm.HelmRenderError, match=r"registry.username needs config.registry_url"):
+        render({"registry": {"username": "u", "password": "p"}})
+
+
+# --- docker-api ---------------------------------------------------------------------------------------
+
+
+def _host_paths(docs: list[dict[str, Any]]) -> dict[str, str]:
+    pod = one(docs, "DaemonSet")["spec"]["template"]["spec"]
+    return {v["name"]: v["hostPath"]["path"] for v in pod["volumes"] if "hostPath" in v}
+
+
+def test_docker_api_host_paths_are_scoped_to_namespace_and_release() -> None:
+    docs = objects(render(VALUE_SETS["registry-credentials"]))
+    paths = _host_paths(docs)
+    assert set(paths) == {"data", "run"}
+    for path in paths.values():
+        assert f"/{NAMESPACE}-{RELEASE}/" in path
+    c = container(docs, "DaemonSet")
+    assert c["securityContext"]["privileged"] is True
+    socket = secret_data(one(docs, "Secret", f"{RELEASE}-binder-service-config"))[
+        "BINDER_SERVICE_K8S_DOCKER_SOCKET"
+    ]
+    assert f"--host=unix://{socket}" in c["args"]
+    assert socket.startswith(paths["run"] + "/")
+    # Two installs on one node never share a directory.
+    other = _host_paths(objects(render(VALUE_SETS["registry-credentials"], name="other", namespace="ns2")))
+    assert not set(paths.values()) & set(other.values())
+
+
+def test_docker_api_storage_args_daemon_json_and_placement() -> None:
+    docs = objects(render(VALUE_SETS["everything"]))
+    pod = one(docs, "DaemonSet")["spec"]["template"]["spec"]
+    data = next(v for v in pod["volumes"] if v["name"] == "data")
+    assert data == {"name": "data", "emptyDir": {"sizeLimit": "50Gi"}}
+    c = pod["containers"][0]
+    assert "--mtu=1400" in c["args"]
+    assert "--config-file=/etc/docker-api/daemon.json" in c["args"]
+    daemon = json.loads(one(docs, "ConfigMap")["data"]["daemon.json"])
+    assert daemon == {"registry-mirrors": ["https://mirror.example.org"]}
+    # Build pods and docker-api share placement, so builds land where an engine is.
+    env = secret_data(one(docs, "Secret", f"{RELEASE}-binder-service-config"))
+    assert (
+        pod["nodeSelector"] == json.loads(env["BINDER_SERVICE_K8S_NODE_SELECTOR"]) == {"binder/builds": "yes"}
+    )
+    assert pod["tolerations"] == json.loads(env["BINDER_SERVICE_K8S_TOLERATIONS"])
+    # A daemon.json change rolls the engines.
+    other = {**VALUE_SETS["everything"], "dockerApi": {"daemonJson": {"mtu": 1400}}}
+    checksum = one(objects(render(other)), "DaemonSet")["spec"]["template"]["metadata"]["annotations"]
+    assert checksum != one(docs, "DaemonSet")["spec"]["template"]["metadata"]["annotations"]
+
+
+# --- network policies ----------------------------------------------------------------------------------
+
+BLOCKED = {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16"}
+
+
+def _public_rule(policy: dict[str, Any]) -> dict[str, Any]:
+    [rule] = [
+        r
+        for r in policy["spec"]["egress"]
+        if any(p.get("ipBlock", {}).get("cidr") == "0.0.0.0/0" for p in r["to"])
+    ]
+    return rule
+
+
+@pytest.mark.parametrize("component", ["build", "docker-api"])
+def test_network_policies_block_private_ranges_and_metadata(component: str) -> None:
+    docs = objects(render(VALUE_SETS["registry-credentials"]))
+    policy = one(docs, "NetworkPolicy", f"{RELEASE}-binder-service-{component}")
+    assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
+    assert policy["spec"]["ingress"] == []  # nothing connects to them
+    public = _public_rule(policy)
+    assert "ports" not in public
+    [v4] = [p["ipBlock"] for p in public["to"] if p["ipBlock"]["cidr"] == "0.0.0.0/0"]
+    assert set(v4["except"]) >= BLOCKED
+    # The only other rule is DNS: port 53 alone reaches private addresses.
+    others = [r for r in policy["spec"]["egress"] if r is not public]
+    assert [sorted((p["port"], p["protocol"]) for p in r["ports"]) for r in others] == [
+        [(53, "TCP"), (53, "UDP")]
+    ]
+    assert not [p for p in others[0]["to"] if "169.254" in p.get("ipBlock", {}).get("cidr", "")]
+
+
+def test_build_policy_selects_the_build_pods_of_this_release() -> None:
+    docs = objects(render(VALUE_SETS["registry-credentials"]))
+    policy = one(docs, "NetworkPolicy", f"{RELEASE}-binder-service-build")
+    selector = policy["spec"]["podSelector"]["matchLabels"]
+    assert selector == {"app.kubernetes.io/component": "build", "app.kubernetes.io/instance": RELEASE}
+    # Build pods carry component=build (the executor) plus k8s_build_labels (the chart): the policy applies.
+    env = secret_data(one(docs, "Secret", f"{RELEASE}-binder-service-config"))
+    pod_labels = {"app.kubernetes.io/name": "binder-service", "app.kubernetes.io/component": "build"}
+    pod_labels.update(json.loads(env["BINDER_SERVICE_K8S_BUILD_LABELS"]))
+    assert selector.items() <= pod_labels.items()
+    docker_api = one(docs, "NetworkPolicy", f"{RELEASE}-binder-service-docker-api")
+    assert (
+        docker_api["spec"]["podSelector"]["matchLabels"]
+        == one(docs, "DaemonSet")["spec"]["selector"]["matchLabels"]
+    )
+
+
+def test_network_policies_off_and_extra_egress() -> None:
+    assert not find(objects(render(VALUE_SETS["no-network-policies"])), "NetworkPolicy")
+    policy = one(
+        objects(render(VALUE_SETS["everything"])), "NetworkPolicy", f"{RELEASE}-binder-service-build"
+    )
+    assert policy["spec"]["egress"][-1] == {
+        "to": [{"ipBlock": {"cidr": "10.1.2.3/32"}}],
+        "ports": [{"port": 5000}],
+    }
+
+
+# --- schema ----------------------------------------------------------------------------------------------
+
+
+def test_committed_schema_is_up_to_date() -> None:
+    """Fails when Settings or values.schema.yaml changed without `python scripts/chart_schema.py`."""
+    assert (CHART / "values.schema.json").read_text() == chart_schema.build()
+
+
+def test_schema_config_covers_every_operator_setting() -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text())["properties"]["config"]
+    assert schema["additionalProperties"] is False
+    assert set(schema["properties"]) == set(Settings.model_fields) - chart_schema.CHART_MANAGED
+    assert set(Settings.model_fields) >= chart_schema.CHART_MANAGED  # no stale names
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"bogus": 1}, "additional properties 'bogus' not allowed"),
+        ({"config": {"no_such_setting": 1}}, "additional properties 'no_such_setting' not allowed"),
+        ({"config": {"executor": "local"}}, "additional properties 'executor' not allowed"),  # chart-managed
+        ({"config": {"max_concurrent_builds": "8"}}, "/config/max_concurrent_builds"),
+        ({"config": {"max_concurrent_builds": 0}}, "/config/max_concurrent_builds"),
+        ({"config": {"k8s_build_resources": []}}, "/config/k8s_build_resources"),
+        ({"ingress": {"enabled": "yes"}}, "/ingress/enabled"),
+        ({"dockerApi": {"unknown": True}}, "additional properties 'unknown' not allowed"),
+        ({"jupyterhub": {"enabled": True, "apiUrl": "hub:8081"}}, "/jupyterhub/apiUrl"),
+        ({"registry": {"username": 5}}, "/registry/username"),
+    ],
+)
+def test_schema_rejects_unknown_keys_and_wrong_types(values: dict[str, Any], message: str) -> None:
+    with helm.Chart.load(str(CHART)) as chart, pytest.raises(helm.HelmValuesError, match=message):
+        chart.validate_schema(chart.merge_values(values))
+    assert lint_problems(CHART, values)  # lint reports the same
+
+
+# --- the umbrella chart beside JupyterHub ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def umbrella(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The example umbrella chart with its dependencies vendored as `helm dependency build` would: this chart,
+    and a stand-in for the jupyterhub chart (it cannot be downloaded here) rendering z2jh's `hub` Secret."""
+    path = tmp_path_factory.mktemp("umbrella") / "z2jh-umbrella"
+    shutil.copytree(UMBRELLA, path)
+    shutil.copytree(CHART, path / "charts" / "binder-service", ignore=shutil.ignore_patterns("examples"))
+    shutil.copytree(STANDIN_JUPYTERHUB, path / "charts" / "jupyterhub")
+    return path
+
+
+def test_umbrella_pairs_the_service_with_the_hub(umbrella: Path) -> None:
+    assert [d["status"] for d in helm.dependency_list(str(umbrella))] == ["unpacked", "unpacked"]
+    assert lint_problems(umbrella, None, with_subcharts=True) == []
+    rendered = render(None, chart=umbrella, name="hub", namespace="jupyter")
+    docs = objects(rendered)
+    ours = [
+        d for d in docs if d["metadata"].get("labels", {}).get("app.kubernetes.io/name") == "binder-service"
+    ]
+    kube_validate(ours)
+    values = yaml.safe_load((UMBRELLA / "values.yaml").read_text())
+    hub_service = values["jupyterhub"]["hub"]["services"]["binder"]
+    # The hub reaches the service at the URL it is given: the Service's name and port.
+    svc = one(docs, "Service", "binder")
+    assert hub_service["url"] == f"http://{svc['metadata']['name']}:{svc['spec']['ports'][0]['port']}"
+    # The service reads its token from the key the hub chart writes it to.
+    c = container(ours)
+    ref = next(e for e in c["env"] if e["name"] == "JUPYTERHUB_API_TOKEN")["valueFrom"]["secretKeyRef"]
+    assert ref["key"] in secret_data(one(docs, "Secret", ref["name"]))
+    env = plain_env(c)
+    assert env["JUPYTERHUB_SERVICE_NAME"] == "binder"
+    assert env["JUPYTERHUB_SERVICE_PREFIX"] == "/services/binder/"
+    api = one(docs, "Service", "hub")
+    assert env["JUPYTERHUB_API_URL"] == f"http://hub:{api['spec']['ports'][0]['port']}/hub/api"
+    # The hub grants the custom scopes the service checks, and loads the hub extension.
+    scopes = values["jupyterhub"]["hub"]["loadRoles"]["user"]["scopes"]
+    assert {"access:services!service=binder", "custom:binder:build"} <= set(scopes)
+
+
+@pytest.mark.parametrize("lazy", [False, True], ids=["services-list", "services-appended"])
+def test_umbrella_hub_config_registers_the_service(lazy: bool) -> None:
+    """The umbrella's hub.extraConfig, run the way z2jh's jupyterhub_config.py runs it: after hub.services and
+    hub.loadRoles became c.JupyterHub.services / load_roles (z2jh versions assign a list or append)."""
+    from traitlets.config import Config
+
+    hub = yaml.safe_load((UMBRELLA / "values.yaml").read_text())["jupyterhub"]["hub"]
+    c = Config()
+    services = []
+    for name, service in hub["services"].items():
+        services.append({**service, "name": name, "api_token": "generated-by-z2jh"})
+    roles = [{**role, "name": name} for name, role in hub["loadRoles"].items()]
+    if lazy:
+        for entry in services:
+            c.JupyterHub.services.append(entry)
+        for role in roles:
+            c.JupyterHub.load_roles.append(role)
+    else:
+        c.JupyterHub.services = services
+        c.JupyterHub.load_roles = roles
+    for snippet in hub["extraConfig"].values():
+        exec(snippet, {"c": c})
+
+    [binder] = [s for s in c.JupyterHub.services if s["name"] == "binder"]
+    assert binder["url"] == hub["services"]["binder"]["url"]
+    assert binder["api_token"] == "generated-by-z2jh"
+    assert binder["oauth_no_confirm"] is True
+    custom = set(c.JupyterHub.custom_scopes)
+    assert {"custom:binder:build", "custom:binder:admin"} <= custom
+    # Every custom scope a role names is defined, or JupyterHub refuses to start.
+    for role in c.JupyterHub.load_roles:
+        assert {s for s in role["scopes"] if s.startswith("custom:")} <= custom, role
+    [user] = [r for r in c.JupyterHub.load_roles if r["name"] == "user"]
+    assert user["scopes"] == ["self", "access:services!service=binder", "custom:binder:build"]
+    assert c.BuildFromRepoMixin.binder_service_url == "http://binder:8585/services/binder/"
+    assert c.JupyterHub.spawner_class == "binder_service_hub.kubernetes.BinderKubeSpawner"
+
+
+def test_umbrella_renders_without_the_hub(umbrella: Path) -> None:
+    """With `jupyterhub.enabled: false` (the dependency's condition) only binder-service renders."""
+    docs = objects(
+        render({"jupyterhub": {"enabled": False}}, chart=umbrella, name="hub", namespace="jupyter")
+    )
+    assert not find(docs, "Service", "hub")
+    assert one(docs, "Deployment", "binder")
+
+
+# --- the image ---------------------------------------------------------------------------------------------
+
+WORLD_PYTHON_IMAGE = "binder-world/python:1"
+
+
+def _docker_env() -> dict[str, str]:
+    import world
+
+    # BuildKit (for the Dockerfile's secret mount) comes from the buildx plugin, found through HOME/PATH.
+    return {**os.environ, "DOCKER_HOST": world.DOCKER_HOST, "DOCKER_BUILDKIT": "1"}
+
+
+@pytest.fixture(scope="module")
+def service_image() -> str:
+    """The Dockerfile built on the local Debian Python image (nothing can be pulled here)."""
+    import world
+
+    env = _docker_env()
+    if not world.docker_alive() or not world.image_exists(WORLD_PYTHON_IMAGE):
+        pytest.skip(f"needs the world's dockerd and {WORLD_PYTHON_IMAGE} (scripts/world.py up)")
+    tag = "binder-world/binder-service-chart-test:dev"
+    ca = world.CA_BUNDLE
+    subprocess.run(
+        [world.DOCKER_CLI, "build", "-q", "--build-arg", f"BASE_IMAGE={WORLD_PYTHON_IMAGE}",
+         "--secret", f"id=pip_cert,src={ca}", "-t", tag, str(ROOT)],
+        env=env, check=True, capture_output=True, timeout=900,
+    )  # fmt: skip
+    return tag
+
+
+@pytest.mark.docker
+def test_image_runs_non_root_on_a_read_only_root(service_image: str) -> None:
+    import world
+
+    env = _docker_env()
+    inspect = json.loads(
+        subprocess.run([world.DOCKER_CLI, "image", "inspect", service_image], env=env, check=True,
+                       capture_output=True, timeout=60).stdout
+    )[0]["Config"]  # fmt: skip
+    assert inspect["User"] == "65532:65532"
+    assert inspect["Cmd"] == ["binder-service", "serve"]
+    assert "8585/tcp" in inspect["ExposedPorts"]
+    name = f"chart-image-test-{time.monotonic_ns()}"
+    # As the chart runs it: read-only root, /tmp a tmpfs, no capabilities, no privilege escalation.
+    subprocess.run(
+        [world.DOCKER_CLI, "run", "-d", "--name", name, "--read-only", "--tmpfs", "/tmp", "--cap-drop", "ALL",
+         "--security-opt", "no-new-privileges", "-p", "127.0.0.1::8585",
+         "-e", "BINDER_SERVICE_HOST=0.0.0.0", "-e", "BINDER_SERVICE_API_TOKENS=t0ken", service_image],
+        env=env, check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    try:
+        port = (
+            subprocess.run(
+                [world.DOCKER_CLI, "port", name, "8585/tcp"],
+                env=env,
+                check=True,
+                capture_output=True,
+                timeout=30,
+            )
+            .stdout.decode()
+            .split(":")[-1]
+            .strip()
+        )
+        body: dict[str, Any] = {}
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not body:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/versions", timeout=5) as resp:
+                    body = json.loads(resp.read())
+            except OSError:
+                time.sleep(0.5)
+        logs = subprocess.run([world.DOCKER_CLI, "logs", name], env=env, capture_output=True, timeout=30)
+        assert body.get("binder-service"), logs.stdout.decode() + logs.stderr.decode()
+    finally:
+        subprocess.run([world.DOCKER_CLI, "rm", "-f", name], env=env, capture_output=True, timeout=60)

@@ -1,0 +1,92 @@
+"""A real Chromium logs in to the real hub, builds from a repository on the spawn page, and reaches the server."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+from playwright.sync_api import Browser, Page, sync_playwright
+
+from tests.hub.conftest import MakeRepo
+from tests.support.hub import Hub
+
+pytestmark = [pytest.mark.docker, pytest.mark.hub, pytest.mark.browser]
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+# Records every line the spawn-pending page adds to its progress log, across the page's navigations
+# (hub and servers share the proxy's origin), so the test sees them even after the page moved on.
+RECORD_PROGRESS = """
+document.addEventListener("DOMContentLoaded", () => {
+  const log = document.getElementById("progress-log");
+  if (!log) return;
+  new MutationObserver(() => {
+    const seen = [...log.querySelectorAll(".progress-log-event")].map((e) => e.textContent);
+    localStorage.setItem("binderProgress", JSON.stringify(seen));
+  }).observe(log, {childList: true});
+});
+"""
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context()
+    context.add_init_script(RECORD_PROGRESS)
+    p = context.new_page()
+    p.set_default_timeout(30_000)
+    yield p
+    context.close()
+
+
+def login(page: Page, hub: Hub, user: str) -> None:
+    page.goto(f"{hub.url}/hub/login")
+    page.fill("input[name=username]", user)
+    page.fill("input[name=password]", hub.password)
+    page.click("#login_submit")
+    page.wait_for_url("**/hub/**")
+
+
+def test_build_from_repository_in_the_browser(
+    hub: Hub, make_hub_repo: MakeRepo, username: str, page: Page
+) -> None:
+    repo, marker = make_hub_repo()
+    login(page, hub, username)
+    page.goto(f"{hub.url}/hub/spawn")
+    section = page.locator("#binder-build-section")
+    assert "Build from repository" in section.inner_text()
+    page.check("#binder-build")
+    page.fill("#binder-repo", repo)
+    page.fill("#binder-ref", "main")
+    page.click("#spawn_form button[type=submit]")
+
+    # The spawn-pending page shows the build's progress live ...
+    page.wait_for_url(f"**/hub/spawn-pending/{username}**")
+    page.wait_for_selector("#progress-log .progress-log-event", state="attached")
+    # ... and moves on to the server, started from the freshly built image (JupyterLab, default_url /lab).
+    page.wait_for_url(f"**/user/{username}/lab**", timeout=600_000)
+    page.wait_for_selector("#jp-main-dock-panel", timeout=120_000)
+    seen = json.loads(page.evaluate("localStorage.getItem('binderProgress') || '[]'"))
+    assert any(m.startswith("Requesting an image of " + repo) for m in seen), seen
+    assert any(m.startswith("Building:") for m in seen), seen
+    assert any(m.startswith("Starting your server with image ") for m in seen), seen
+
+    # The repository's content, served by that server through the proxy.
+    page.goto(f"{hub.url}/user/{username}/files/marker.txt")
+    assert page.locator("body").inner_text().strip() == marker
+    hub.stop(username)

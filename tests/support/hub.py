@@ -1,0 +1,281 @@
+"""A real JupyterHub that spawns with DockerSpawner on the world's dockerd and builds with binder-service.
+
+One process tree: JupyterHub (DummyAuthenticator with a password), the configurable-http-proxy it starts
+(from npm, in .cache/node) and binder-service as a managed hub service, registered with
+`binder_service_hub.register` exactly as an operator would. Single-user servers run from
+`binder-world/singleuser:1` (or an image built from a repository) on the Docker bridge network: the hub
+listens on the bridge's gateway address, so containers reach its API; the proxy reaches the containers
+through ports published on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+import world
+from tests.support.gitserve import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+CHP = ROOT / ".cache" / "node" / "node_modules" / ".bin" / "configurable-http-proxy"
+VENV_BIN = Path(sys.executable).parent
+SERVICE = "binder"
+
+
+@dataclass
+class Hub:
+    url: str  # public, through the proxy: http://127.0.0.1:PORT
+    api_url: str  # the hub's own API (not through the proxy)
+    admin_token: str  # the `tester` service: manages users, servers and tokens, binder admin
+    password: str
+    log: Path
+    container_prefix: str
+
+    @property
+    def service_url(self) -> str:
+        """binder-service through the proxy, as browsers and the fancy-profiles client reach it."""
+        return f"{self.url}/services/{SERVICE}/"
+
+    def api(self, method: str, path: str, *, timeout: float = 30, **kwargs: Any) -> httpx.Response:
+        headers = {"Authorization": f"token {self.admin_token}"}
+        return httpx.request(method, self.api_url + path, headers=headers, timeout=timeout, **kwargs)
+
+    def add_user(self, name: str) -> None:
+        r = self.api("POST", f"/users/{name}")
+        assert r.status_code in (201, 409), r.text
+
+    def user_token(self, name: str, *, scopes: list[str] | None = None) -> str:
+        """A new API token of `name` (as a user would create on the hub's token page)."""
+        self.add_user(name)
+        body: dict[str, Any] = {"note": "test token", "expires_in": 3600}
+        if scopes is not None:
+            body["scopes"] = scopes
+        r = self.api("POST", f"/users/{name}/tokens", json=body)
+        assert r.status_code == 201, r.text
+        token: str = r.json()["token"]
+        return token
+
+    def tokens(self, name: str) -> list[dict[str, Any]]:
+        r = self.api("GET", f"/users/{name}/tokens")
+        assert r.status_code == 200, r.text
+        found: list[dict[str, Any]] = r.json()["api_tokens"]
+        return found
+
+    def server(self, name: str) -> dict[str, Any] | None:
+        """The user's default server as the hub reports it (None when there is none)."""
+        r = self.api("GET", f"/users/{name}")
+        assert r.status_code == 200, r.text
+        server: dict[str, Any] | None = r.json().get("servers", {}).get("")
+        return server
+
+    def spawn(self, name: str, user_options: dict[str, Any]) -> httpx.Response:
+        """Ask for the user's server through the REST API (returns at once: 201 or 202 pending)."""
+        self.add_user(name)
+        return self.api("POST", f"/users/{name}/server", json=user_options)
+
+    def progress(self, name: str, *, timeout: float = 600) -> list[dict[str, Any]]:
+        """Every event of the spawn-pending page's stream (the hub's progress API) until it ends."""
+        events: list[dict[str, Any]] = []
+        headers = {"Authorization": f"token {self.admin_token}"}
+        url = f"{self.api_url}/users/{name}/server/progress"
+        with httpx.stream("GET", url, headers=headers, timeout=timeout) as r:
+            assert r.status_code == 200, r.read()
+            for line in r.iter_lines():
+                if line.startswith("data:"):
+                    events.append(json.loads(line[5:]))
+        return events
+
+    def wait_stopped(self, name: str, *, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while self.server(name) is not None:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{name}'s server did not stop")
+            time.sleep(0.3)
+
+    def stop(self, name: str) -> None:
+        r = self.api("DELETE", f"/users/{name}/server", timeout=60)
+        assert r.status_code in (202, 204, 400), r.text  # 400: not running
+        self.wait_stopped(name)
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def _bridge_gateway() -> str:
+    """The Docker bridge network's gateway address: the host as containers see it."""
+    info = json.loads(world.docker("network", "inspect", "bridge"))
+    gateway: str = info[0]["IPAM"]["Config"][0]["Gateway"]
+    return gateway
+
+
+@contextlib.contextmanager
+def running_hub(
+    tmp: Path,
+    *,
+    world_env: dict[str, str],
+    image_prefix: str,
+    container_prefix: str,
+    service_env: dict[str, str] | None = None,
+) -> Iterator[Hub]:
+    """JupyterHub + proxy + binder-service (managed) + BinderDockerSpawner; stopped (with its servers) on exit."""
+    if not CHP.exists():
+        raise RuntimeError(f"{CHP} is missing: run scripts/bootstrap.sh dev")
+    public, proxy_api, hub_port, service_port = free_port(), free_port(), free_port(), free_port()
+    bridge = _bridge_gateway()
+    admin_token, password = secrets.token_hex(16), secrets.token_hex(8)
+    environment = {
+        "DOCKER_HOST": world_env["DOCKER_HOST"],
+        "BINDER_SERVICE_REGISTRY_URL": f"http://{world_env['BINDER_WORLD_REGISTRY']}",
+        "BINDER_SERVICE_IMAGE_PREFIX": image_prefix,
+        "BINDER_SERVICE_ALLOW_PRIVATE_NETWORKS": "true",
+        "BINDER_SERVICE_BUILD_TIMEOUT": "600",
+        "BINDER_SERVICE_KEEPALIVE_INTERVAL": "2",
+        **(service_env or {}),
+    }
+    settings = {
+        "public": f"http://127.0.0.1:{public}",
+        "proxy_api": f"http://127.0.0.1:{proxy_api}",
+        "hub_bind": f"http://{bridge}:{hub_port}",
+        "service_url": f"http://127.0.0.1:{service_port}",
+        "service_command": [str(VENV_BIN / "binder-service"), "serve"],
+        "service_env": environment,
+        "chp": str(CHP),
+        "tmp": str(tmp),
+        "password": password,
+        "admin_token": admin_token,
+        "image": world.SINGLEUSER_IMAGE,
+        "container_prefix": container_prefix,
+    }
+    config = tmp / "jupyterhub_config.py"
+    config.write_text(_CONFIG.replace("@SETTINGS@", repr(json.dumps(settings))))
+    log = tmp / "hub.log"
+    env = {
+        **os.environ,
+        "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+        "DOCKER_HOST": world_env["DOCKER_HOST"],
+        "CONFIGPROXY_AUTH_TOKEN": secrets.token_hex(16),
+    }
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "jupyterhub", "-f", str(config)],
+            cwd=tmp,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+    hub = Hub(
+        url=settings["public"],
+        api_url=f"http://{bridge}:{hub_port}/hub/api",
+        admin_token=admin_token,
+        password=password,
+        log=log,
+        container_prefix=container_prefix,
+    )
+    try:
+        _wait_up(proc, hub)
+        yield hub
+    finally:
+        proc.terminate()  # the hub stops its proxy, its managed service and (cleanup_servers) the servers
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        _remove_containers(container_prefix)
+
+
+def _wait_up(proc: subprocess.Popen[bytes], hub: Hub, timeout: float = 90) -> None:
+    """Until the hub answers through the proxy and binder-service answers through the hub's route."""
+    deadline = time.monotonic() + timeout
+    checks = [f"{hub.url}/hub/api", f"{hub.service_url}health"]
+    while checks:
+        if proc.poll() is not None:
+            raise RuntimeError(f"JupyterHub exited:\n{hub.log_text()[-4000:]}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"JupyterHub or binder-service did not start:\n{hub.log_text()[-4000:]}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(checks[0], timeout=2).status_code == 200:
+                checks.pop(0)
+                continue
+        time.sleep(0.2)
+
+
+def _remove_containers(prefix: str) -> None:
+    names = world.docker("ps", "-a", "--filter", f"name=^{prefix}-", "--format", "{{.Names}}").split()
+    for name in names:
+        with contextlib.suppress(world.WorldError):
+            world.docker("rm", "-f", name)
+
+
+# The hub's configuration, as an operator writes it: the settings come in as one JSON string.
+_CONFIG = '''
+import json
+
+from binder_service_hub import register
+
+s = json.loads(@SETTINGS@)
+c = get_config()  # noqa: F821
+
+c.JupyterHub.bind_url = s["public"]
+c.JupyterHub.hub_bind_url = s["hub_bind"]
+c.JupyterHub.db_url = "sqlite:///" + s["tmp"] + "/jupyterhub.sqlite"
+c.JupyterHub.cookie_secret_file = s["tmp"] + "/jupyterhub_cookie_secret"
+c.JupyterHub.pid_file = s["tmp"] + "/jupyterhub.pid"
+c.JupyterHub.cleanup_servers = True
+c.JupyterHub.log_level = "INFO"
+# Every spawn goes to the spawn-pending page (and the API answers 202) at once, builds included.
+c.JupyterHub.slow_spawn_timeout = 0
+c.ConfigurableHTTPProxy.command = [s["chp"]]
+c.ConfigurableHTTPProxy.api_url = s["proxy_api"]
+c.ConfigurableHTTPProxy.pid_file = s["tmp"] + "/proxy.pid"
+
+c.JupyterHub.authenticator_class = "dummy"
+c.DummyAuthenticator.password = s["password"]
+c.Authenticator.allow_all = True
+
+# An admin service for the tests (creates users, starts servers, reads tokens), and binder admin.
+c.JupyterHub.services = [{"name": "tester", "api_token": s["admin_token"]}]
+
+register(
+    c,
+    name="binder",
+    url=s["service_url"],
+    command=s["service_command"],
+    environment=s["service_env"],
+)
+c.JupyterHub.load_roles.append(
+    {
+        "name": "tester",
+        "scopes": [
+            "admin:users", "admin:servers", "tokens", "list:users", "read:users",
+            "access:services!service=binder", "custom:binder:admin",
+        ],
+        "services": ["tester"],
+    }
+)
+
+c.JupyterHub.spawner_class = "binder-docker"
+c.DockerSpawner.image = s["image"]
+c.DockerSpawner.prefix = s["container_prefix"]
+c.DockerSpawner.remove = True
+c.DockerSpawner.host_ip = "127.0.0.1"
+c.DockerSpawner.pull_policy = "ifnotpresent"
+# Any image by name through user_options: how the fancy-profiles flow hands over a built image here.
+c.DockerSpawner.allowed_images = "*"
+c.Spawner.start_timeout = 120
+c.Spawner.http_timeout = 120
+c.Spawner.default_url = "/lab"
+'''
