@@ -38,3 +38,32 @@ def test_safe_defaults() -> None:
 def test_unsafe_or_invalid_values_are_rejected(bad: dict[str, object]) -> None:
     with pytest.raises(ValidationError):
         Settings(**bad)  # type: ignore[arg-type]
+
+
+def test_kubernetes_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BINDER_SERVICE_EXECUTOR", "kubernetes")
+    monkeypatch.setenv("BINDER_SERVICE_REGISTRY_URL", "https://registry.example.org")
+    monkeypatch.setenv("BINDER_SERVICE_K8S_NODE_SELECTOR", '{"binder/docker-api": "true"}')
+    monkeypatch.setenv("BINDER_SERVICE_K8S_TOLERATIONS", '[{"key": "binder", "operator": "Exists"}]')
+    monkeypatch.setenv("BINDER_SERVICE_K8S_BUILD_RESOURCES", '{"limits": {"memory": "4Gi"}}')
+    monkeypatch.setenv("BINDER_SERVICE_K8S_BUILD_LABELS", '{"app.kubernetes.io/instance": "r"}')
+    s = Settings()
+    assert s.executor == "kubernetes"
+    assert s.k8s_node_selector == {"binder/docker-api": "true"}
+    assert s.k8s_tolerations == [{"key": "binder", "operator": "Exists"}]
+    assert s.k8s_build_resources == {"limits": {"memory": "4Gi"}}
+    assert s.k8s_build_labels == {"app.kubernetes.io/instance": "r"}
+    assert s.k8s_build_image.startswith("quay.io/jupyterhub/repo2docker:")
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ({"executor": "kubernetes"}, "executor 'kubernetes' needs registry_url"),
+        ({"k8s_sticky_builds": True}, "k8s_sticky_builds needs k8s_docker_api_selector"),
+        ({"executor": "pods"}, "executor"),
+    ],
+)
+def test_kubernetes_settings_are_checked(bad: dict[str, object], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        Settings(**bad)  # type: ignore[arg-type]

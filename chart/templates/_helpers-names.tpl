@@ -66,7 +66,12 @@
 {{- end }}
 
 {{- define "binder-service.docker-api.socket" -}}
-{{- include "binder-service.docker-api.runDir" . }}/docker-api.sock
+{{- $socket := printf "%s/docker-api.sock" (include "binder-service.docker-api.runDir" .) }}
+{{- /* A unix socket path has at most 107 bytes. */}}
+{{- if gt (len $socket) 107 }}
+{{- fail (printf "the docker-api socket path %s is longer than a unix socket allows (107); use a shorter dockerApi.hostRunRoot, namespace or release name" $socket) }}
+{{- end }}
+{{- $socket }}
 {{- end }}
 
 {{- /*

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
+from typing import TYPE_CHECKING
 
 import httpx
 from fastapi import FastAPI
@@ -39,10 +40,13 @@ from .registry import DockerConfig, EngineImageStore, ImageStore, RegistryImageS
 from .service import BinderService
 from .settings import Settings
 
+if TYPE_CHECKING:
+    from .builds.kubernetes import KubernetesExecutor
 
-async def _kubernetes_executor(settings: Settings, environ: Mapping[str, str]) -> Executor:
+
+async def _kubernetes_executor(settings: Settings, environ: Mapping[str, str]) -> KubernetesExecutor:
     # Imported here: kubernetes-asyncio is the optional `kubernetes` extra.
-    from .builds.kubernetes import kubernetes_executor
+    from .builds.kube_setup import kubernetes_executor
 
     return await kubernetes_executor(settings, environ)
 
@@ -220,9 +224,11 @@ def create_app(
             fetch = await stack.enter_async_context(egress.http_client(timeout=settings.resolve_timeout))
             images = _image_store(settings, http)
             stack.push_async_callback(images.aclose)
-            chosen = executor
+            chosen, kube = executor, None
             if chosen is None and settings.executor == "kubernetes":
-                chosen = await _kubernetes_executor(settings, os.environ if environ is None else environ)
+                chosen = kube = await _kubernetes_executor(
+                    settings, os.environ if environ is None else environ
+                )
             runner = chosen or LocalExecutor(
                 docker_host=settings.docker_host,
                 docker_config=settings.resolved_docker_config(),
@@ -247,6 +253,10 @@ def create_app(
                 image_cache_ttl=settings.image_cache_ttl,
             )
             stack.push_async_callback(builds.aclose)
+            if kube is not None:  # a restarted replica follows the build pods that are still running
+                from .builds.kube_setup import adopt_running_builds
+
+                await adopt_running_builds(kube, builds)
             metrics.track_queue(lambda: builds.queue.waiting)
             # JupyterHub is operator-configured: its own client, outside the providers' egress policy.
             hub_http = await stack.enter_async_context(httpx.AsyncClient(timeout=settings.hub_timeout))

@@ -4,12 +4,14 @@ schemas (kubernetes-validate, strict), and its behaviour checked on the rendered
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import os
 import shutil
 import subprocess
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +54,12 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
     "no-network-policies": {"config": {"registry_url": REGISTRY}, "networkPolicy": {"enabled": False}},
     "jupyterhub": {
         "config": {"registry_url": REGISTRY},
-        "jupyterhub": {"enabled": True, "baseUrl": "/jh/", "host": "https://hub.example.org"},
+        "jupyterhub": {
+            "enabled": True,
+            "serviceName": "builder",
+            "baseUrl": "/jh/",
+            "host": "https://hub.example.org",
+        },
     },
     "everything": {
         "config": {
@@ -140,6 +147,15 @@ def kube_validate(docs: list[dict[str, Any]]) -> None:
                     f"{doc['kind']}/{doc['metadata']['name']} invalid for Kubernetes {version}: "
                     f"{'.'.join(map(str, e.path))}: {e.message}"
                 ) from None
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _schemas_read_once() -> Iterator[None]:
+    """kubernetes-validate reads (large) schema files on every call; read each once in this module."""
+    with pytest.MonkeyPatch.context() as mp:
+        cached = functools.lru_cache(maxsize=None)(kubernetes_validate.utils.schema_contents)
+        mp.setattr(kubernetes_validate.utils, "schema_contents", cached)
+        yield
 
 
 # --- every value set: lints, renders, validates -----------------------------------------------------
@@ -230,7 +246,7 @@ def test_probes_follow_the_base_url() -> None:
     assert c["readinessProbe"]["httpGet"]["path"] == "/binder/health"
     assert c["livenessProbe"]["httpGet"]["path"] == "/binder/versions"
     c = container(objects(render(VALUE_SETS["jupyterhub"])))
-    assert c["readinessProbe"]["httpGet"]["path"] == "/jh/services/binder/health"
+    assert c["readinessProbe"]["httpGet"]["path"] == "/jh/services/builder/health"
 
 
 def _checksum(values: dict[str, Any]) -> str:
@@ -277,15 +293,15 @@ def test_jupyterhub_environment() -> None:
     env = plain_env(c)
     assert env == {
         "JUPYTERHUB_API_URL": "http://hub:8081/hub/api",
-        "JUPYTERHUB_SERVICE_NAME": "binder",
-        "JUPYTERHUB_SERVICE_PREFIX": "/jh/services/binder/",
+        "JUPYTERHUB_SERVICE_NAME": "builder",
+        "JUPYTERHUB_SERVICE_PREFIX": "/jh/services/builder/",
         "JUPYTERHUB_BASE_URL": "/jh/",
-        "JUPYTERHUB_CLIENT_ID": "service-binder",
-        "JUPYTERHUB_OAUTH_CALLBACK_URL": "/jh/services/binder/oauth_callback",
+        "JUPYTERHUB_CLIENT_ID": "service-builder",
+        "JUPYTERHUB_OAUTH_CALLBACK_URL": "/jh/services/builder/oauth_callback",
         "JUPYTERHUB_HOST": "https://hub.example.org",
     }
     token = next(e for e in c["env"] if e["name"] == "JUPYTERHUB_API_TOKEN")
-    assert token["valueFrom"]["secretKeyRef"] == {"name": "hub", "key": "hub.services.binder.apiToken"}
+    assert token["valueFrom"]["secretKeyRef"] == {"name": "hub", "key": "hub.services.builder.apiToken"}
     labels = one(docs, "Deployment")["spec"]["template"]["metadata"]["labels"]
     assert labels["hub.jupyter.org/network-access-hub"] == "true"
     # Not paired: no label, no JUPYTERHUB_* variables.
@@ -332,7 +348,7 @@ def test_notes_warn_about_what_is_missing() -> None:
     notes = _notes(VALUE_SETS["jupyterhub"])
     assert "get secret" not in notes
     assert f"url: http://{RELEASE}-binder-service:8585" in notes
-    assert "curl http://127.0.0.1:8585/jh/services/binder/health" in notes
+    assert "curl http://127.0.0.1:8585/jh/services/builder/health" in notes
 
 
 # --- RBAC and secrets -------------------------------------------------------------------------------
@@ -442,6 +458,11 @@ def test_docker_api_host_paths_are_scoped_to_namespace_and_release() -> None:
     # Two installs on one node never share a directory.
     other = _host_paths(objects(render(VALUE_SETS["registry-credentials"], name="other", namespace="ns2")))
     assert not set(paths.values()) & set(other.values())
+
+
+def test_docker_api_socket_path_too_long_fails_clearly() -> None:
+    with pytest.raises(helm.HelmRenderError, match="longer than a unix socket allows"):
+        render({"dockerApi": {"hostRunRoot": "/" + "r" * 80}})
 
 
 def test_docker_api_storage_args_daemon_json_and_placement() -> None:

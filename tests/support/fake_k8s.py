@@ -73,6 +73,7 @@ class Seen:
 class _Logs:
     lines: list[str] = field(default_factory=list)
     closed: bool = False  # the container ended: followers stop
+    drops: int = 0  # bumped to end the current follow streams early (a dropped connection)
 
 
 def _match_labels(pod: Pod, selector: str) -> bool:
@@ -369,7 +370,7 @@ class FakeKube:
         resp = web.StreamResponse(headers={"Content-Type": "text/plain"})
         resp.enable_chunked_encoding()
         await resp.prepare(request)
-        sent = 0
+        sent, drops = 0, logs.drops
         follow = request.query.get("follow") in ("true", "1", "True")
         assert self._release is not None
         while not self._release.is_set():
@@ -378,7 +379,7 @@ class FakeKube:
             for line in logs.lines[sent:]:
                 await resp.write(line.encode() + b"\n")
             sent = len(logs.lines)
-            if not follow or logs.closed:
+            if not follow or logs.closed or logs.drops != drops:
                 break
             await changed.wait()
         await resp.write_eof()
@@ -417,6 +418,15 @@ class FakeKube:
 
     def log(self, name: str, *lines: str, ns: str = "default") -> None:
         self._call(self._append_log(ns, name, lines))
+
+    def drop_logs(self, name: str, ns: str = "default") -> None:
+        """End the pod's open log streams now, as a dropped connection would (the container goes on)."""
+
+        async def run() -> None:
+            self._logs[(ns, name)].drops += 1
+            self._notify()
+
+        self._call(run())
 
     def compact(self) -> None:
         """Forget history up to now (etcd compaction): older resourceVersions get 410 Expired."""
@@ -534,8 +544,10 @@ class Kubelet:
     env, with secretKeyRef resolved from `kube.secrets` and a hostPath Socket volume's mount path in
     `DOCKER_HOST` replaced by the host path. stdout+stderr become the pod's log; the exit code, its end."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, held: bool = False) -> None:
         self._path = path
+        self.held = held  # containers wait to start until `release`
+        self._go: asyncio.Event | None = None
         self._procs: dict[tuple[str, str], asyncio.subprocess.Process] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -571,9 +583,24 @@ class Kubelet:
             env[item["name"]] = value
         return env
 
+    def release(self, kube: FakeKube) -> None:
+        """Let held containers (and all later ones) start."""
+
+        def go() -> None:
+            self.held = False
+            self._go = self._go or asyncio.Event()
+            self._go.set()
+
+        kube._loop.call_soon_threadsafe(go)
+
     async def _run(self, kube: FakeKube, ns: str, pod: Pod) -> None:
         name = pod["metadata"]["name"]
         await kube._modify(ns, name, lambda p: p["spec"].__setitem__("nodeName", "fake-node"))
+        if self.held:
+            self._go = self._go or asyncio.Event()
+            await self._go.wait()
+            if (ns, name) not in kube._pods:
+                return
         env = self._env(kube, ns, pod)
         if isinstance(env, str):
             await kube._modify(

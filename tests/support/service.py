@@ -19,9 +19,18 @@ from binder_service.settings import Settings
 
 
 @contextmanager
-def running_service(settings: Settings, *, executor: Executor | None = None, port: int = 0) -> Iterator[str]:
-    """The service on loopback (a free port unless given); yields its base URL (with the settings' base_url)."""
-    app = create_app(settings, environ=dict(os.environ), executor=executor)
+def running_service(
+    settings: Settings,
+    *,
+    executor: Executor | None = None,
+    port: int = 0,
+    environ: dict[str, str] | None = None,
+) -> Iterator[str]:
+    """The service on loopback (a free port unless given); yields its base URL (with the settings' base_url).
+
+    `environ` is the environment the app sees (default: this process's)."""
+    env = dict(os.environ) if environ is None else environ
+    app = create_app(settings, environ=env, executor=executor)
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)

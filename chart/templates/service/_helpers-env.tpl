@@ -20,7 +20,7 @@
       key: hub-api-token
       {{- else }}
       name: {{ $hub.existingSecret.name | quote }}
-      key: {{ $hub.existingSecret.key | quote }}
+      key: {{ $hub.existingSecret.key | default (printf "hub.services.%s.apiToken" $hub.serviceName) | quote }}
       {{- end }}
 - name: JUPYTERHUB_SERVICE_NAME
   value: {{ $hub.serviceName | quote }}

@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from ..images import build_pod_name
+from ..providers import ResolvedRepo
 from .executor import BuildJob
 from .r2d_args import r2d_args, r2d_config
 
@@ -84,7 +85,7 @@ def build_pod(job: BuildJob, template: PodTemplate, *, node: str | None = None) 
     if job.requester is not None:
         annotations[f"{ANNOTATION}requester"] = job.requester
     env: list[dict[str, Any]] = [
-        {"name": "BINDER_R2D_CONFIG", "value": r2d_config(repo.content_provider)},
+        {"name": "BINDER_R2D_CONFIG", "value": r2d_config(repo.content_provider, repo.repo_url)},
         {"name": "DOCKER_HOST", "value": f"unix://{DOCKER_SOCKET}"},
         {"name": "GIT_TERMINAL_PROMPT", "value": "0"},  # a private repository fails instead of waiting
         {"name": "GIT_ALLOW_PROTOCOL", "value": ":".join(template.allowed_git_protocols)},
@@ -166,3 +167,25 @@ def rendezvous(key: str, nodes: list[str]) -> str | None:
     if not nodes:
         return None
     return max(nodes, key=lambda n: hashlib.sha256(f"{key}\0{n}".encode("utf-8", "surrogatepass")).digest())
+
+
+def job_from_annotations(notes: dict[str, str]) -> BuildJob | None:
+    """The build a pod's annotations describe (see `build_pod`), or None if they are incomplete."""
+    try:
+        repo = ResolvedRepo(
+            provider=notes[f"{ANNOTATION}provider"],
+            repo_url=notes[f"{ANNOTATION}repo"],
+            ref=notes[f"{ANNOTATION}ref"],
+            commit=notes[f"{ANNOTATION}commit"],
+            build_slug=notes[f"{ANNOTATION}build-slug"],
+            content_provider=notes.get(f"{ANNOTATION}content-provider", "Git"),
+        )
+        return BuildJob(
+            build_id=notes.get(f"{ANNOTATION}build-id", ""),
+            image_name=notes[f"{ANNOTATION}image"],
+            repo=repo,
+            push=True,
+            requester=notes.get(f"{ANNOTATION}requester"),
+        )
+    except KeyError:
+        return None

@@ -154,6 +154,7 @@ class Pods:
             return
         version = str(pod["metadata"]["resourceVersion"])
         failures = 0
+        last: dict[str, Any] = pod
         while True:
             try:
                 async with self._stream(
@@ -181,9 +182,10 @@ class Pods:
                             yield None
                             return
                         if kind in ("ADDED", "MODIFIED"):
-                            failures = 0
+                            failures, last = 0, obj
                             yield obj
                 log.debug("watch ended; re-opening", extra={"pod": name})
+                yield last  # unchanged, but time went by: the caller re-judges (how long unschedulable)
             except KubeStatus as e:
                 if e.status != 410:
                     raise
@@ -192,7 +194,7 @@ class Pods:
                 yield pod
                 if pod is None:
                     return
-                version = str(pod["metadata"]["resourceVersion"])
+                version, last = str(pod["metadata"]["resourceVersion"]), pod
             except (EngineUnavailable, TimeoutError, aiohttp.ClientError) as e:
                 failures += 1
                 if failures > WATCH_RETRIES:

@@ -12,19 +12,15 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Mapping
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-from kubernetes_asyncio import config as kube_config
-from kubernetes_asyncio.client import ApiClient, Configuration
+from kubernetes_asyncio.client import ApiClient
 
 from ..errors import BinderError, BuildError, EngineUnavailable
 from ..events import Phase
 from ..images import build_pod_name
-from ..settings import Settings
-from .build_pod import ANNOTATION, CONTAINER, PodTemplate, build_pod, rendezvous
+from .build_pod import ANNOTATION, CONTAINER, PodTemplate, build_pod, job_from_annotations, rendezvous
 from .executor import SHUTDOWN, BuildJob, Emit
 from .kube_api import KubeStatus, Pods
 from .pod_status import PodState, failure, read_state
@@ -32,7 +28,6 @@ from .r2d_logs import Progress, read_lines
 
 log = logging.getLogger(__name__)
 
-NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 LOG_RECONNECTS = 5  # times a dropped log stream of a still-running pod is re-read
 
 
@@ -181,7 +176,10 @@ class KubernetesExecutor:
                         progress.feed(line)
             except (BinderError, KubeStatus, OSError) as e:
                 log.warning("build log stream failed", extra={"pod": name, "error": str(e)})
-            pod = await self._pods.get(name)
+            try:
+                pod = await self._pods.get(name)
+            except (BinderError, KubeStatus):
+                return  # the status watch has the last word on the build
             if pod is None or read_state(pod).finished:
                 return
             terminated = any("terminated" in (s.get("state") or {}) for s in _statuses(pod))
@@ -211,6 +209,19 @@ class KubernetesExecutor:
             }
         )
         return rendezvous(key, nodes)
+
+    async def running_builds(self) -> list[BuildJob]:
+        """The builds whose pods are still going (this service's labels), read back from their annotations:
+        a restarted replica asks for them again, which attaches to the pods (409)."""
+        jobs = []
+        for pod in await self._pods.list(self._template.label_selector):
+            if read_state(pod).finished or pod["metadata"].get("deletionTimestamp"):
+                continue
+            notes = pod["metadata"].get("annotations") or {}
+            job = job_from_annotations(notes)
+            if job is not None and build_pod_name(job.image_name) == pod["metadata"]["name"]:
+                jobs.append(job)
+        return jobs
 
     # --- the service around builds ---
 
@@ -288,53 +299,3 @@ def _idle(pod: dict[str, Any], now: datetime) -> float:
     ]
     since = max(ends) if ends else _time(pod["metadata"].get("creationTimestamp"), now)
     return (now - since).total_seconds()
-
-
-def pod_template(settings: Settings) -> PodTemplate:
-    return PodTemplate(
-        image=settings.k8s_build_image,
-        docker_socket=settings.k8s_docker_socket,
-        deadline=settings.build_timeout,
-        allowed_git_protocols=list(settings.allowed_git_protocols),
-        extra_args=list(settings.repo2docker_extra_args),
-        push_secret=settings.k8s_push_secret,
-        git_credentials_secret=settings.k8s_git_credentials_secret,
-        node_selector=dict(settings.k8s_node_selector),
-        tolerations=list(settings.k8s_tolerations),
-        affinity=dict(settings.k8s_affinity),
-        resources=dict(settings.k8s_build_resources),
-        labels=dict(settings.k8s_build_labels),
-    )
-
-
-async def kubernetes_executor(
-    settings: Settings, environ: Mapping[str, str], *, api: ApiClient | None = None
-) -> KubernetesExecutor:
-    """The executor for `settings`: in a pod, the service account's credentials; else the kubeconfig."""
-    in_cluster = bool(environ.get("KUBERNETES_SERVICE_HOST"))
-    if api is None:
-        conf = Configuration()
-        if in_cluster:
-            kube_config.load_incluster_config(  # type: ignore[no-untyped-call]
-                client_configuration=conf, environ=dict(environ)
-            )
-        else:
-            path = (environ.get("KUBECONFIG") or "").split(":")[0] or None
-            await kube_config.load_kube_config(config_file=path, client_configuration=conf)
-        owns, api = True, ApiClient(configuration=conf)
-    else:
-        owns = False
-    namespace = settings.k8s_namespace
-    if not namespace and in_cluster:
-        with contextlib.suppress(OSError):
-            namespace = (await asyncio.to_thread(NAMESPACE_FILE.read_text)).strip()
-    return KubernetesExecutor(
-        api,
-        namespace=namespace or "default",
-        template=pod_template(settings),
-        api_timeout=settings.k8s_api_timeout,
-        reap_interval=settings.k8s_reap_interval,
-        pod_max_age=settings.k8s_pod_max_age,
-        sticky_selector=settings.k8s_docker_api_selector if settings.k8s_sticky_builds else "",
-        owns_client=owns,
-    )

@@ -1,0 +1,93 @@
+"""The Kubernetes executor made from Settings: the cluster's credentials, the namespace, the pod template."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+
+from kubernetes_asyncio import config as kube_config
+from kubernetes_asyncio.client import ApiClient, Configuration
+
+from ..errors import BinderError
+from ..settings import Settings
+from .build_pod import PodTemplate
+from .kube_api import KubeStatus
+from .kubernetes import KubernetesExecutor
+from .manager import BuildManager
+
+log = logging.getLogger(__name__)
+
+NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+def pod_template(settings: Settings) -> PodTemplate:
+    return PodTemplate(
+        image=settings.k8s_build_image,
+        docker_socket=settings.k8s_docker_socket,
+        deadline=settings.build_timeout,
+        allowed_git_protocols=list(settings.allowed_git_protocols),
+        extra_args=list(settings.repo2docker_extra_args),
+        push_secret=settings.k8s_push_secret,
+        git_credentials_secret=settings.k8s_git_credentials_secret,
+        node_selector=dict(settings.k8s_node_selector),
+        tolerations=list(settings.k8s_tolerations),
+        affinity=dict(settings.k8s_affinity),
+        resources=dict(settings.k8s_build_resources),
+        labels=dict(settings.k8s_build_labels),
+    )
+
+
+async def kubernetes_executor(
+    settings: Settings, environ: Mapping[str, str], *, api: ApiClient | None = None
+) -> KubernetesExecutor:
+    """The executor for `settings`: in a pod, the service account's credentials; else the kubeconfig."""
+    in_cluster = bool(environ.get("KUBERNETES_SERVICE_HOST"))
+    if api is None:
+        conf = Configuration()
+        if in_cluster:
+            kube_config.load_incluster_config(  # type: ignore[no-untyped-call]
+                client_configuration=conf, environ=dict(environ)
+            )
+        else:
+            path = (environ.get("KUBECONFIG") or "").split(":")[0] or None
+            await kube_config.load_kube_config(config_file=path, client_configuration=conf)
+        owns, api = True, ApiClient(configuration=conf)
+    else:
+        owns = False
+    namespace = settings.k8s_namespace
+    if not namespace and in_cluster:
+        with contextlib.suppress(OSError):
+            namespace = (await asyncio.to_thread(NAMESPACE_FILE.read_text)).strip()
+    return KubernetesExecutor(
+        api,
+        namespace=namespace or "default",
+        template=pod_template(settings),
+        api_timeout=settings.k8s_api_timeout,
+        reap_interval=settings.k8s_reap_interval,
+        pod_max_age=settings.k8s_pod_max_age,
+        sticky_selector=settings.k8s_docker_api_selector if settings.k8s_sticky_builds else "",
+        owns_client=owns,
+    )
+
+
+async def adopt_running_builds(executor: KubernetesExecutor, builds: BuildManager) -> int:
+    """Ask again for every build whose pod is still running (a restarted replica): each request attaches
+    to its pod (409), so the build is followed, listed and cleaned up here. The number adopted."""
+    try:
+        jobs = await executor.running_builds()
+    except (BinderError, KubeStatus) as e:
+        log.warning("could not look for running build pods", extra={"error": str(e)})
+        return 0
+    adopted = 0
+    for job in jobs:
+        try:
+            await builds.request(job.repo, job.image_name, requester=job.requester)
+        except BinderError as e:
+            log.warning("could not adopt a running build", extra={"image": job.image_name, "error": str(e)})
+            continue
+        adopted += 1
+        log.info("adopted a running build pod", extra={"image": job.image_name})
+    return adopted
