@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Unpack
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import httpx
 
 from ..errors import BinderError, InvalidSpec, RepoNotAllowed, RepoNotFound, UpstreamError
-from .base import RepoSpec, ResolvedRepo
-from .datasets import DatasetProvider, epoch_version
+from .base import RepoSpec
+from .datasets import DatasetOptions, DatasetProvider, Pinned, epoch_version
 from .http_api import HttpApi, pick
 
 __all__ = ["CKANProvider"]
@@ -45,20 +46,12 @@ class CKANProvider(DatasetProvider):
     spec_example = "https%3A%2F%2Fdemo.ckan.org%2Fdataset%2Fsample-dataset-1"
     spec_regex = r"^(?P<url>[^/]+)(/(?P<ref>.*))?$"
     repo_label = "CKAN dataset URL"
+    content_provider = "CKAN"
 
     def __init__(
-        self,
-        http: httpx.AsyncClient,
-        *,
-        hosts: list[str],
-        timeout: float,
-        max_input_length: int,
-        ref_cache_ttl: float = 0.0,
-        not_found_ttl: float = 30.0,
+        self, http: httpx.AsyncClient, *, hosts: list[str], timeout: float, **options: Unpack[DatasetOptions]
     ) -> None:
-        super().__init__(
-            max_input_length=max_input_length, ref_cache_ttl=ref_cache_ttl, not_found_ttl=not_found_ttl
-        )
+        super().__init__(**options)
         self._http = http
         self._hosts = frozenset(h.lower() for h in hosts)
         self._timeout = timeout
@@ -113,16 +106,16 @@ class CKANProvider(DatasetProvider):
             raise InvalidSpec(f"{activity[:100]!r} is not a CKAN activity id")
         return DatasetUrl(f"{parts.scheme}://{netloc}{prefix.rstrip('/')}", name, activity)
 
-    async def resolve(self, spec: RepoSpec) -> ResolvedRepo:
-        dataset = self._dataset_url(spec.repo)
-        dataset_id, version = await self.cached(str(dataset), lambda: self._lookup(dataset))
-        return ResolvedRepo(
-            provider=self.name,
+    def _cache_key(self, repo: str) -> str:
+        return str(self._dataset_url(repo))  # names and activity ids are case-sensitive
+
+    async def _pin(self, repo: str) -> Pinned:
+        dataset = self._dataset_url(repo)
+        dataset_id, version = await self._lookup(dataset)
+        return Pinned(
             repo_url=str(dataset),
-            ref=spec.ref,
             commit=version,
             build_slug=f"{dataset.site.split('://', 1)[1]}/{dataset_id}",
-            content_provider="CKAN",
         )
 
     async def _lookup(self, dataset: DatasetUrl) -> tuple[str, str]:

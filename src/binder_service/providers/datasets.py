@@ -8,30 +8,50 @@ record across versions, so images of one record share a name and differ in tag.
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import ClassVar, TypedDict, TypeVar, cast
-from urllib.parse import unquote
+from typing import ClassVar, Generic, NotRequired, TypedDict, TypeVar, Unpack, cast
+from urllib.parse import SplitResult, unquote, urlsplit
 
 from ..caching import LookupCache
 from ..errors import BinderError, InvalidSpec, RefNotFound, RepoNotFound, UpstreamError
-from .base import RepoProvider, RepoSpec
-from .http_api import Reply
+from .base import RepoProvider, RepoSpec, ResolvedRepo
+from .doi import DoiResolver, doi_prefix, parse_doi
+from .http_api import HttpApi, Reply
 
-__all__ = ["LATEST", "DatasetOptions", "DatasetProvider", "epoch_version"]
+__all__ = [
+    "LATEST",
+    "DatasetOptions",
+    "DatasetProvider",
+    "DoiDatasetProvider",
+    "Pinned",
+    "SiteDatasetProvider",
+    "epoch_version",
+]
 
 # What the native API sends when no ref is given, and what BinderHub's forms send for a dataset.
 LATEST = frozenset({"HEAD", "latest", ""})
 
 V = TypeVar("V")
+U = TypeVar("U")  # what a provider reads from one of its record URLs
 
 
 class DatasetOptions(TypedDict):
     """The keyword arguments every dataset provider takes, as app.py passes them on."""
 
     max_input_length: int
-    ref_cache_ttl: float
-    not_found_ttl: float
+    ref_cache_ttl: NotRequired[float]
+    not_found_ttl: NotRequired[float]
+
+
+@dataclass(frozen=True, slots=True)
+class Pinned:
+    """A record at one version: the parts of a ResolvedRepo that the host decides."""
+
+    repo_url: str  # what repo2docker fetches: exactly the version resolved
+    commit: str  # the version
+    build_slug: str  # the record across versions
 
 
 def epoch_version(value: object, *, api: str, field: str) -> str:
@@ -56,9 +76,14 @@ def json_object(reply: Reply) -> dict[str, object]:
 
 
 class DatasetProvider(RepoProvider):
-    """A provider of archived records: one spec names one record; a ref can only mean "as named"."""
+    """A provider of archived records: one spec names one record; a ref can only mean "as named".
+
+    Subclasses say how a repo is written (`canonical`) and how it is pinned (`_pin`); resolving, with
+    its cache, is the same for all.
+    """
 
     ref_label = "Not used: the DOI or URL names the version"
+    content_provider: ClassVar[str]  # repo2docker's content provider for the pinned `repo_url`
     remembered: ClassVar[tuple[type[BinderError], ...]] = (RepoNotFound, RefNotFound)
 
     def __init__(
@@ -96,3 +121,121 @@ class DatasetProvider(RepoProvider):
     async def cached(self, key: str, compute: Callable[[], Awaitable[V]]) -> V:
         """Single-flight `compute()`; "not found" answers remembered for a short while."""
         return cast(V, await self._cache.get_or_compute(key, compute))
+
+    async def resolve(self, spec: RepoSpec) -> ResolvedRepo:
+        pinned = await self.cached(self._cache_key(spec.repo), lambda: self._pin(spec.repo))
+        return ResolvedRepo(
+            provider=self.name,
+            repo_url=pinned.repo_url,
+            ref=spec.ref,
+            commit=pinned.commit,
+            build_slug=pinned.build_slug,
+            content_provider=self.content_provider,
+        )
+
+    def _cache_key(self, repo: str) -> str:
+        """What lookups of the canonical `repo` are cached under; DOIs and hosts ignore case."""
+        return repo.lower()
+
+    @abstractmethod
+    async def _pin(self, repo: str) -> Pinned:
+        """Look the canonical `repo` up on its host (RepoNotFound, RefNotFound, UpstreamError)."""
+
+
+class DoiDatasetProvider(DatasetProvider, Generic[U]):
+    """Records named by a DOI (with one of `doi_prefixes`) or by a record URL on the provider's host.
+
+    A DOI is kept as the canonical repo and followed to a record URL (`_from_doi`) when resolving; a
+    record URL is read by `_parse_url` and written back by `_record_url`.
+    """
+
+    host_name: ClassVar[str]  # as messages name the host: "Zenodo"
+    url_what: ClassVar[str]  # what an unreadable URL is not: "a record URL on a configured Zenodo site"
+
+    def __init__(
+        self, resolver: DoiResolver, *, doi_prefixes: Collection[str], **options: Unpack[DatasetOptions]
+    ) -> None:
+        super().__init__(**options)
+        self._resolver = resolver
+        self._prefixes = frozenset(doi_prefixes)
+
+    def claims(self, repo: str) -> bool:
+        doi = parse_doi(repo)
+        if doi is not None:
+            return doi_prefix(doi) in self._prefixes
+        return self._parse_url(repo) is not None
+
+    def canonical(self, repo: str) -> str:
+        doi = parse_doi(repo)
+        if doi is not None:
+            return doi
+        found = self._parse_url(repo)
+        if found is None:
+            raise InvalidSpec(
+                f"a {self.host_name} spec is a DOI such as {self.spec_example} or {self._url_usage()}"
+            )
+        return self._record_url(found)
+
+    async def _locate(self, repo: str) -> U:
+        """What the canonical `repo` names: read from its URL, or found by following its DOI."""
+        doi = parse_doi(repo)
+        if doi is not None:
+            return await self._from_doi(doi)
+        found = self._parse_url(repo)
+        if found is None:  # canonical() made it one; a changed configuration could not
+            raise InvalidSpec(f"{repo[:100]!r} is not {self.url_what}")
+        return found
+
+    @abstractmethod
+    def _parse_url(self, url: str) -> U | None:
+        """What a record URL on this provider's host names; None for any other string."""
+
+    @abstractmethod
+    def _record_url(self, found: U) -> str:
+        """The canonical URL of what `_parse_url` read."""
+
+    @abstractmethod
+    def _url_usage(self) -> str:
+        """The record URL form, for InvalidSpec: "a record URL on <sites> (<site>/records/<id>)"."""
+
+    @abstractmethod
+    async def _from_doi(self, doi: str) -> U:
+        """What `doi` names, usually by following it through `self._resolver`."""
+
+
+class SiteDatasetProvider(DoiDatasetProvider[U]):
+    """Records on several configured sites (Zenodo's, Dataverse installations), each with its own API."""
+
+    def __init__(
+        self,
+        apis: Mapping[str, HttpApi],
+        resolver: DoiResolver,
+        *,
+        doi_prefixes: Collection[str],
+        **options: Unpack[DatasetOptions],
+    ) -> None:
+        """`apis`: site web URL -> its REST API (`<site>/api`)."""
+        super().__init__(resolver, doi_prefixes=doi_prefixes, **options)
+        self._apis = {site.rstrip("/"): api for site, api in apis.items()}
+        self._sites = {(urlsplit(site).hostname or "").lower(): site for site in self._apis}
+
+    def _site_of(self, url: str) -> str | None:
+        """The configured site on `url`'s host, if any."""
+        try:
+            return self._sites.get((urlsplit(url).hostname or "").lower())
+        except ValueError:
+            return None
+
+    def _on_site(self, url: str) -> tuple[str, SplitResult] | None:
+        """(site, parts) of an http(s) URL on a configured site (and port), without credentials."""
+        try:
+            parts = urlsplit(url)
+            port = parts.port
+        except ValueError:
+            return None
+        site = self._sites.get((parts.hostname or "").lower())
+        if site is None or parts.scheme not in ("http", "https") or parts.username or parts.password:
+            return None
+        if port != urlsplit(site).port:
+            return None
+        return site, parts

@@ -9,13 +9,13 @@ the one named, or else the newest, is the "commit" (`v<n>`). The slug is the art
 from __future__ import annotations
 
 import re
+from typing import Unpack
 from urllib.parse import urlsplit
 
 from ..errors import InvalidSpec, RefNotFound, RepoNotFound, UpstreamError
-from .base import RepoSpec, ResolvedRepo
-from .datasets import DatasetProvider
+from .datasets import DatasetOptions, DoiDatasetProvider, Pinned
 from .detect import host_of
-from .doi import DoiResolver, doi_prefix, parse_doi
+from .doi import DoiResolver, doi_prefix
 from .http_api import HttpApi, pick
 
 __all__ = ["FigshareProvider"]
@@ -26,7 +26,7 @@ _FIGSHARE_DOI = re.compile(r"m9\.figshare\.(\d{1,20})(?:\.v(\d{1,9}))?", re.IGNO
 _ARTICLE_PATH = re.compile(r"/articles/(?:[^/]+/){0,2}?(\d{1,20})(?:/(\d{1,9}))?/?")
 
 
-class FigshareProvider(DatasetProvider):
+class FigshareProvider(DoiDatasetProvider[tuple[str, str | None]]):
     """Figshare articles (figshare.com and its institutional portals) through the public API v2."""
 
     name = "figshare"
@@ -34,50 +34,24 @@ class FigshareProvider(DatasetProvider):
     spec_example = "10.6084/m9.figshare.9782777.v1"
     spec_regex = r"^(?P<doi>10\.\d+/.+)$"
     repo_label = "Figshare DOI or article URL"
+    content_provider = "Figshare"
+    host_name = "Figshare"
+    url_what = "a Figshare article URL"
 
     def __init__(
-        self,
-        api: HttpApi,
-        resolver: DoiResolver,
-        *,
-        web_url: str,
-        max_input_length: int,
-        ref_cache_ttl: float = 0.0,
-        not_found_ttl: float = 30.0,
+        self, api: HttpApi, resolver: DoiResolver, *, web_url: str, **options: Unpack[DatasetOptions]
     ) -> None:
-        super().__init__(
-            max_input_length=max_input_length, ref_cache_ttl=ref_cache_ttl, not_found_ttl=not_found_ttl
-        )
+        super().__init__(resolver, doi_prefixes=[FIGSHARE_PREFIX], **options)
         self._api = api
-        self._resolver = resolver
         self._web_url = web_url.rstrip("/")
         self._host = host_of(self._web_url)
 
     # --- specs ------------------------------------------------------------------------------------
 
-    def claims(self, repo: str) -> bool:
-        doi = parse_doi(repo)
-        if doi is not None:
-            return doi_prefix(doi) == FIGSHARE_PREFIX
-        return self._article_url(repo) is not None
-
-    def canonical(self, repo: str) -> str:
-        doi = parse_doi(repo)
-        if doi is not None:
-            return doi
-        found = self._article_url(repo)
-        if found is None:
-            raise InvalidSpec(
-                f"a Figshare spec is a DOI such as {self.spec_example} or an article URL "
-                f"({self._web_url}/articles/<type>/<title>/<id>[/<version>])"
-            )
-        article, version = found
-        return f"{self._web_url}/articles/_/{article}" + (f"/{version}" if version else "")
-
     def _on_figshare(self, host: str) -> bool:
         return host == self._host or host.endswith("." + self._host)  # portals: <name>.figshare.com
 
-    def _article_url(self, url: str) -> tuple[str, str | None] | None:
+    def _parse_url(self, url: str) -> tuple[str, str | None] | None:
         """(article id, version or None) of an article URL on Figshare."""
         try:
             parts = urlsplit(url)
@@ -90,38 +64,36 @@ class FigshareProvider(DatasetProvider):
         match = _ARTICLE_PATH.fullmatch(parts.path)
         return (match.group(1), match.group(2)) if match else None
 
+    def _record_url(self, found: tuple[str, str | None]) -> str:
+        article, version = found
+        return f"{self._web_url}/articles/_/{article}" + (f"/{version}" if version else "")
+
+    def _url_usage(self) -> str:
+        return f"an article URL ({self._web_url}/articles/<type>/<title>/<id>[/<version>])"
+
     # --- resolving --------------------------------------------------------------------------------
 
-    async def resolve(self, spec: RepoSpec) -> ResolvedRepo:
-        article, version = await self.cached(spec.repo.lower(), lambda: self._lookup(spec.repo))
-        return ResolvedRepo(
-            provider=self.name,
+    async def _pin(self, repo: str) -> Pinned:
+        article, version = await self._lookup(repo)
+        return Pinned(
             # repo2docker reads the article id and version from this URL form.
             repo_url=f"{self._web_url}/articles/_/{article}/{version}",
-            ref=spec.ref,
             commit=f"v{version}",
             build_slug=f"{self._host}/{article}",
-            content_provider="Figshare",
         )
 
-    async def _article(self, repo: str) -> tuple[str, str | None]:
-        doi = parse_doi(repo)
-        if doi is None:
-            found = self._article_url(repo)
-            if found is None:
-                raise InvalidSpec(f"{repo[:100]!r} is not a Figshare article URL")
-            return found
-        if doi_prefix(doi) == FIGSHARE_PREFIX:
+    async def _from_doi(self, doi: str) -> tuple[str, str | None]:
+        if doi_prefix(doi) == FIGSHARE_PREFIX:  # the article id and version are in the DOI
             match = _FIGSHARE_DOI.fullmatch(doi.partition("/")[2])
             if match is None:
                 raise InvalidSpec(f"{doi[:100]!r} is not a Figshare article DOI (10.6084/m9.figshare.<id>)")
             return match.group(1), match.group(2)
         return await self._resolver.locate(
-            doi, hosts={self._host}, accept=self._article_url, what="a Figshare article"
+            doi, hosts={self._host}, accept=self._parse_url, what="a Figshare article"
         )
 
     async def _lookup(self, repo: str) -> tuple[str, int]:
-        article, asked = await self._article(repo)
+        article, asked = await self._locate(repo)
         reply = await self._api.get(f"/articles/{article}/versions")
         if reply.status in (404, 410):
             raise RepoNotFound(f"Figshare article {article} not found")

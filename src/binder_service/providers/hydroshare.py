@@ -9,11 +9,10 @@ decides when a new image is built; the build fetches the resource as it is then.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Unpack
 
 from ..errors import InvalidSpec, RepoNotFound, UpstreamError
-from .base import RepoSpec, ResolvedRepo
-from .datasets import DatasetProvider, epoch_version
+from .datasets import DatasetOptions, DatasetProvider, Pinned, epoch_version
 from .detect import host_of, url_path
 from .doi import parse_doi
 from .http_api import HttpApi, pick
@@ -33,19 +32,10 @@ class HydroShareProvider(DatasetProvider):
     spec_example = "https%3A%2F%2Fwww.hydroshare.org%2Fresource%2Fb8f6eae9d89241cf8b5904033460af61"
     spec_regex = r"^(?P<resource>.*[0-9a-f]{32}.*)$"
     repo_label = "HydroShare resource URL, id or DOI"
+    content_provider = "Hydroshare"
 
-    def __init__(
-        self,
-        api: HttpApi,
-        *,
-        web_url: str,
-        max_input_length: int,
-        ref_cache_ttl: float = 0.0,
-        not_found_ttl: float = 30.0,
-    ) -> None:
-        super().__init__(
-            max_input_length=max_input_length, ref_cache_ttl=ref_cache_ttl, not_found_ttl=not_found_ttl
-        )
+    def __init__(self, api: HttpApi, *, web_url: str, **options: Unpack[DatasetOptions]) -> None:
+        super().__init__(**options)
         self._api = api
         self._web_url = web_url.rstrip("/")
         self._host = host_of(self._web_url)
@@ -79,16 +69,11 @@ class HydroShareProvider(DatasetProvider):
             )
         return resource
 
-    async def resolve(self, spec: RepoSpec) -> ResolvedRepo:
-        resource = spec.repo
-        version = await self.cached(resource, lambda: self._modified(resource))
-        return ResolvedRepo(
-            provider=self.name,
-            repo_url=f"{self._web_url}/resource/{resource}",
-            ref=spec.ref,
-            commit=version,
-            build_slug=f"{self._host}/{resource}",
-            content_provider="Hydroshare",
+    async def _pin(self, repo: str) -> Pinned:
+        return Pinned(
+            repo_url=f"{self._web_url}/resource/{repo}",
+            commit=await self._modified(repo),
+            build_slug=f"{self._host}/{repo}",
         )
 
     async def _modified(self, resource: str) -> str:

@@ -10,14 +10,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
-from ..errors import InvalidSpec, RepoNotFound, UpstreamError
-from .base import RepoSpec, ResolvedRepo
-from .datasets import DatasetProvider, json_object
+from ..errors import RepoNotFound, UpstreamError
+from .datasets import Pinned, SiteDatasetProvider, json_object
 from .detect import host_of
-from .doi import DoiResolver, doi_prefix, parse_doi
-from .http_api import HttpApi, Reply
+from .http_api import Reply
 
 __all__ = ["ZenodoProvider"]
 
@@ -31,97 +28,54 @@ class Record:
     concept: str  # the concept record id, shared by all versions
 
 
-class ZenodoProvider(DatasetProvider):
-    """Zenodo records by DOI or record URL, on the configured sites (zenodo.org, its sandbox, ...)."""
+class ZenodoProvider(SiteDatasetProvider[tuple[str, str]]):
+    """Zenodo records by DOI or record URL, on the configured sites (zenodo.org, its sandbox, ...).
+
+    `apis`: site web URL -> its REST API (`<site>/api`).
+    """
 
     name = "zenodo"
     display_name = "Zenodo DOI"
     spec_example = "10.5281/zenodo.3242074"
     spec_regex = r"^(?P<doi>10\.\d+/.+)$"
     repo_label = "Zenodo DOI or record URL"
-
-    def __init__(
-        self,
-        apis: dict[str, HttpApi],
-        resolver: DoiResolver,
-        *,
-        doi_prefixes: list[str],
-        max_input_length: int,
-        ref_cache_ttl: float = 0.0,
-        not_found_ttl: float = 30.0,
-    ) -> None:
-        """`apis`: site web URL -> its REST API (`<site>/api`)."""
-        super().__init__(
-            max_input_length=max_input_length, ref_cache_ttl=ref_cache_ttl, not_found_ttl=not_found_ttl
-        )
-        self._apis = {site.rstrip("/"): api for site, api in apis.items()}
-        self._hosts = {urlsplit(site).hostname or "": site for site in self._apis}
-        self._resolver = resolver
-        self._prefixes = frozenset(doi_prefixes)
+    content_provider = "Zenodo"
+    host_name = "Zenodo"
+    url_what = "a record URL on a configured Zenodo site"
 
     # --- specs ------------------------------------------------------------------------------------
 
-    def claims(self, repo: str) -> bool:
-        doi = parse_doi(repo)
-        if doi is not None:
-            return doi_prefix(doi) in self._prefixes
-        return self._record_url(repo) is not None
-
-    def canonical(self, repo: str) -> str:
-        doi = parse_doi(repo)
-        if doi is not None:
-            return doi
-        found = self._record_url(repo)
-        if found is None:
-            sites = ", ".join(self._apis)
-            raise InvalidSpec(
-                f"a Zenodo spec is a DOI such as {self.spec_example} or a record URL on {sites} "
-                "(<site>/records/<id>)"
-            )
-        site, record_id = found
-        return f"{site}/records/{record_id}"
-
-    def _record_url(self, url: str) -> tuple[str, str] | None:
+    def _parse_url(self, url: str) -> tuple[str, str] | None:
         """(site, record id) of a record URL on a configured site."""
-        try:
-            parts = urlsplit(url)
-            port = parts.port
-        except ValueError:
+        found = self._on_site(url)
+        if found is None:
             return None
-        site = self._hosts.get((parts.hostname or "").lower())
-        if site is None or parts.scheme not in ("http", "https") or parts.username or parts.password:
-            return None
-        if port != urlsplit(site).port:
-            return None
+        site, parts = found
         match = _RECORD_PATH.fullmatch(parts.path)
         return (site, match.group(1)) if match else None
 
+    def _record_url(self, found: tuple[str, str]) -> str:
+        site, record_id = found
+        return f"{site}/records/{record_id}"
+
+    def _url_usage(self) -> str:
+        return f"a record URL on {', '.join(self._apis)} (<site>/records/<id>)"
+
     # --- resolving --------------------------------------------------------------------------------
 
-    async def resolve(self, spec: RepoSpec) -> ResolvedRepo:
-        record = await self.cached(spec.repo.lower(), lambda: self._lookup(spec.repo))
-        return ResolvedRepo(
-            provider=self.name,
+    async def _pin(self, repo: str) -> Pinned:
+        record = await self._record(*await self._locate(repo))
+        return Pinned(
             # The version's own record URL: the build fetches exactly what was resolved.
             repo_url=f"{record.site}/record/{record.id}",
-            ref=spec.ref,
             commit=record.id,
             build_slug=f"{host_of(record.site)}/{record.concept}",
-            content_provider="Zenodo",
         )
 
-    async def _lookup(self, repo: str) -> Record:
-        doi = parse_doi(repo)
-        if doi is not None:
-            site, record_id = await self._resolver.locate(
-                doi, hosts=self._hosts, accept=self._record_url, what="a Zenodo record"
-            )
-        else:
-            found = self._record_url(repo)
-            if found is None:  # canonical() made it one; a changed configuration could not
-                raise InvalidSpec(f"{repo[:100]!r} is not a record URL on a configured Zenodo site")
-            site, record_id = found
-        return await self._record(site, record_id)
+    async def _from_doi(self, doi: str) -> tuple[str, str]:
+        return await self._resolver.locate(
+            doi, hosts=self._sites, accept=self._parse_url, what="a Zenodo record"
+        )
 
     async def _record(self, site: str, record_id: str) -> Record:
         api = self._apis[site]
