@@ -22,6 +22,7 @@ OPTION_KEYS = ("binder_build", "binder_repo", "binder_ref", "binder_provider")
 # Whitespace and control characters never belong in a URL, spec or ref.
 _BAD_CHARS = re.compile(r"[\s\x00-\x1f\x7f]")
 _PROVIDER = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+_USERINFO = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@]*@")
 
 
 @dataclass(frozen=True)
@@ -51,8 +52,8 @@ def render_form(
   <legend>{legend}</legend>
   <div class="form-check">
     <input class="form-check-input" type="checkbox" id="binder-build" name="binder_build" value="on"{checked}>
-    <label class="form-check-label" for="binder-build">{legend}: build an image from a repository and
-      start the server in it</label>
+    <label class="form-check-label" for="binder-build">Build an image from a repository and start the
+      server in it</label>
   </div>
   <div class="mb-2">
     <label class="form-label" for="binder-repo">Repository URL</label>
@@ -95,6 +96,11 @@ def build_request(user_options: Mapping[str, Any]) -> BuildRequest | None:
     if provider is not None and (not isinstance(provider, str) or not _PROVIDER.fullmatch(provider)):
         raise InvalidBuildRequest("The repository provider must be a short name such as gh, gl or git.")
     return BuildRequest(repo=repo, ref=ref, provider=provider)
+
+
+def redact(repo: str) -> str:
+    """`repo` for logs and the spawn page: a URL's user and password (if any) replaced by `***`."""
+    return _USERINFO.sub(r"\1***@", repo)
 
 
 def _text(value: object, what: str, limit: int) -> str:

@@ -45,6 +45,8 @@ class ProgressLog:
         message = str(event.get("message") or "").strip()
         if len(message) > MAX_MESSAGE:
             message = message[:MAX_MESSAGE] + " ..."
+        if not message and phase in ("waiting", "fetching", "building", "pushing"):
+            return  # blank build output lines say nothing on the page
         label = PHASE_LABEL.get(phase, phase.capitalize() or "Build")
         progress: dict[str, Any] = {"message": f"{label}: {message}" if message else label}
         if phase == "building":

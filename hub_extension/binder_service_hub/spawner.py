@@ -27,6 +27,7 @@ from .form import (
     InvalidBuildRequest,
     build_request,
     options_from_form,
+    redact,
     render_form,
 )
 from .progress import ProgressLog
@@ -39,8 +40,7 @@ class BuildFailed(web.HTTPError):
     """The build of the user's repository failed: the spawn fails with the build's own message."""
 
     def __init__(self, message: str, *, code: str = "build_failed", status: int = 500) -> None:
-        # tornado formats log_message with %; the message is the build's text, not a format string.
-        super().__init__(status, log_message=message.replace("%", "%%"))
+        super().__init__(status, log_message=message)
         self.code = code
         # What JupyterHub shows on the spawn page (jupyterhub.utils.format_exception reads it).
         self.jupyterhub_message = message
@@ -95,8 +95,8 @@ class BuildFromRepoMixin(Spawner):  # type: ignore[misc]
 
     async def get_options_form(self) -> str:
         base = await super().get_options_form()
-        if not self.binder_form_enabled:
-            return str(base or "")
+        if not self.binder_form_enabled or not self.binder_service_url:
+            return str(base or "")  # nothing to build with: the base spawner's form only
         previous = getattr(self.orm_spawner, "user_options", None) or self.user_options or {}
         return str(base or "") + render_form(previous, title=self.binder_form_title)
 
@@ -136,11 +136,18 @@ class BuildFromRepoMixin(Spawner):  # type: ignore[misc]
         if request is None:
             if hasattr(self, "image"):
                 self.image = self._binder_configured_image
-        else:
-            image = await self._build(request)
-            self._binder_image = image
-            self._use_image(image)
-        return await super().start()
+            return await super().start()
+        image = await self._build(request)
+        self._binder_image = image
+        self._use_image(image)
+        try:
+            # Called before progress() moves on to the base spawner's events: KubeSpawner's progress
+            # follows the start future this call sets.
+            started = super().start()
+        finally:
+            if self._binder_progress is not None:
+                self._binder_progress.close()
+        return await started
 
     def _use_image(self, image: str) -> None:
         """Start the server in `image`; spawners that pick images from user_options refine this."""
@@ -170,15 +177,16 @@ class BuildFromRepoMixin(Spawner):  # type: ignore[misc]
         started = time.monotonic()
         try:
             image = await self._request_image(request, log, tokens)
-        except BuildFailed as e:
-            log.add({"progress": 100, "message": f"Build failed: {e.jupyterhub_message}"})
+        except BaseException as e:
+            if isinstance(e, BuildFailed):
+                log.add({"progress": 100, "message": f"Build failed: {e.jupyterhub_message}"})
+            log.close()
             raise
         finally:
             self._revoke(tokens)
-            log.close()
         self.log.info(
             "binder build for %s ready: image=%s repo=%s ref=%s seconds=%.1f",
-            self._log_name, image, request.repo, request.ref, time.monotonic() - started,
+            self._log_name, image, redact(request.repo), request.ref, time.monotonic() - started,
         )  # fmt: skip
         log.add({"progress": 90, "message": f"Starting your server with image {image}"})
         return image
@@ -188,15 +196,18 @@ class BuildFromRepoMixin(Spawner):  # type: ignore[misc]
             raise BuildFailed("building from a repository is not configured (no binder_service_url)")
 
         def token() -> str:
-            value: str = self.user.new_api_token(
-                note=TOKEN_NOTE,
-                scopes=list(self.binder_token_scopes),
-                expires_in=self.binder_token_expires_in,
-            )
+            try:
+                value: str = self.user.new_api_token(
+                    note=TOKEN_NOTE,
+                    scopes=list(self.binder_token_scopes),
+                    expires_in=self.binder_token_expires_in,
+                )
+            except ValueError as e:  # the user does not hold the scopes (JupyterHub checks)
+                raise BuildFailed(f"you may not build images here ({e})", code="forbidden", status=403) from e
             tokens.append(value)
             return value
 
-        log.add({"progress": 2, "message": f"Requesting an image of {request.repo} at {request.ref}"})
+        log.add({"progress": 2, "message": f"Requesting an image of {redact(request.repo)} at {request.ref}"})
         try:
             async with (
                 asyncio.timeout(self.binder_build_timeout),
@@ -208,6 +219,8 @@ class BuildFromRepoMixin(Spawner):  # type: ignore[misc]
                 ) as client,
             ):
                 build = await client.create_build(request.repo, request.ref, request.provider)
+                if not isinstance(build.get("id"), str) or not isinstance(build.get("image_name"), str):
+                    raise BuildFailed("the build service sent an unexpected response", code="bad_response")
                 self.log.info(
                     "binder build for %s: id=%s status=%s image=%s",
                     self._log_name, build.get("id"), build.get("status"), build.get("image_name"),

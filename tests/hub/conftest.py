@@ -1,4 +1,4 @@
-"""The JupyterHub test world: one hub (+ proxy, binder-service, DockerSpawner) per session, test repositories."""
+"""The JupyterHub test world: one hub (+ proxy, binder-service, DockerSpawner) per session; repositories."""
 
 from __future__ import annotations
 

@@ -1,10 +1,12 @@
-"""A real Chromium logs in to the real hub, builds from a repository on the spawn page, and reaches the server."""
+"""A real Chromium logs in to the real hub, builds from a repository on the spawn page, reaches the server."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from typing import Any
 
+import httpx
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
@@ -90,3 +92,38 @@ def test_build_from_repository_in_the_browser(
     page.goto(f"{hub.url}/user/{username}/files/marker.txt")
     assert page.locator("body").inner_text().strip() == marker
     hub.stop(username)
+
+
+def test_failed_build_is_shown_on_the_spawn_page(
+    hub: Hub, make_hub_repo: MakeRepo, username: str, page: Page
+) -> None:
+    repo, _ = make_hub_repo(fail=True)
+    login(page, hub, username)
+    page.goto(f"{hub.url}/hub/spawn")
+    page.check("#binder-build")
+    page.fill("#binder-repo", repo)
+    page.fill("#binder-ref", "main")
+    page.click("#spawn_form button[type=submit]")
+    page.wait_for_url(f"**/hub/spawn-pending/{username}**")
+    message = page.locator("#progress-message")
+    message.filter(has_text="Spawn failed: ").wait_for(timeout=300_000)
+    shown = message.inner_text()
+    # The build's own message, as binder-service reported it (the failed build of this repository).
+    r = hub.api("GET", f"/users/{username}")
+    assert r.json()["servers"] == {}
+    builds = [b for b in service_builds(hub) if b["repo"] == repo and b["status"] == "failed"]
+    assert builds, "binder-service has no failed build of the repository"
+    assert shown.strip() == "Spawn failed: " + builds[-1]["error"]["message"].strip()
+    assert "bg-danger" in (page.locator("#progress-bar").get_attribute("class") or "")
+
+
+def service_builds(hub: Hub) -> list[dict[str, Any]]:
+    r = httpx.get(
+        f"{hub.service_url}api/v1/builds",
+        headers={"Authorization": f"token {hub.admin_token}"},
+        params={"limit": 1000},
+        timeout=30,
+    )
+    assert r.status_code == 200, r.text
+    builds: list[dict[str, Any]] = r.json()["builds"]
+    return builds

@@ -128,7 +128,7 @@ def running_hub(
     container_prefix: str,
     service_env: dict[str, str] | None = None,
 ) -> Iterator[Hub]:
-    """JupyterHub + proxy + binder-service (managed) + BinderDockerSpawner; stopped (with its servers) on exit."""
+    """JupyterHub + proxy + binder-service (managed) + BinderDockerSpawner; all stopped on exit."""
     if not CHP.exists():
         raise RuntimeError(f"{CHP} is missing: run scripts/bootstrap.sh dev")
     public, proxy_api, hub_port, service_port = free_port(), free_port(), free_port(), free_port()
@@ -221,7 +221,7 @@ def _remove_containers(prefix: str) -> None:
 
 
 # The hub's configuration, as an operator writes it: the settings come in as one JSON string.
-_CONFIG = '''
+_CONFIG = """
 import json
 
 from binder_service_hub import register
@@ -237,7 +237,7 @@ c.JupyterHub.pid_file = s["tmp"] + "/jupyterhub.pid"
 c.JupyterHub.cleanup_servers = True
 c.JupyterHub.log_level = "INFO"
 # Every spawn goes to the spawn-pending page (and the API answers 202) at once, builds included.
-c.JupyterHub.slow_spawn_timeout = 0
+c.JupyterHub.tornado_settings = {"slow_spawn_timeout": 0}
 c.ConfigurableHTTPProxy.command = [s["chp"]]
 c.ConfigurableHTTPProxy.api_url = s["proxy_api"]
 c.ConfigurableHTTPProxy.pid_file = s["tmp"] + "/proxy.pid"
@@ -278,4 +278,4 @@ c.DockerSpawner.allowed_images = "*"
 c.Spawner.start_timeout = 120
 c.Spawner.http_timeout = 120
 c.Spawner.default_url = "/lab"
-'''
+"""
