@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from urllib.parse import parse_qs, urlsplit
+
 import pytest
 from pydantic import SecretStr
 from starlette.requests import Request
 
-from binder_service.auth import RequestRate, StaticTokens
+from binder_service.auth import OAuthFlow, RequestRate, StaticTokens
 from binder_service.auth.identity import Identity
 from binder_service.auth.tokens import header_token
 from binder_service.errors import TooManyRequests
@@ -87,3 +89,22 @@ def test_hub_settings_come_from_jupyterhub_environment(monkeypatch: pytest.Monke
     # Explicit settings win over the hub's service URL.
     monkeypatch.setenv("BINDER_SERVICE_PORT", "9000")
     assert Settings().port == 9000
+
+
+def test_login_state_cookie_always_splits_back_into_its_parts() -> None:
+    # PKCE verifiers hold ".", "~", "-" and "_": the cookie's separator must be none of them.
+    flow = OAuthFlow(
+        None,  # type: ignore[arg-type]  # starting a login does not talk to the hub
+        client_id="service-binder",
+        authorize_url="/hub/api/oauth2/authorize",
+        callback_url="/services/binder/oauth_callback",
+        base_url="/services/binder/",
+    )
+    for _ in range(300):
+        login = flow.start("/services/binder/api/v1/builds?x=1")
+        state = parse_qs(urlsplit(login.url).query)["state"][0]
+        parts = login.state_cookie.split(":")
+        assert len(parts) == 3
+        assert parts[0] == state
+    assert flow._local("https://evil.example/") == "/services/binder/"
+    assert flow._local("//evil.example/services/binder/") == "/services/binder/"

@@ -1,4 +1,4 @@
-from binder_service.builds.r2d_logs import parse_line
+from binder_service.builds.r2d_logs import Progress, parse_line
 from binder_service.events import Phase
 
 
@@ -17,3 +17,18 @@ def test_failure_lines_are_errors() -> None:
     line = parse_line('{"message": "Failed to check out ref x", "phase": "failed"}')
     assert line.error
     assert line.message == "Failed to check out ref x"
+
+
+def test_failure_prefers_the_engines_reason() -> None:
+    seen: list[tuple[Phase, str]] = []
+    progress = Progress(lambda phase, message: seen.append((phase, message)), Phase.BUILDING)
+    progress.feed('{"message": "#5 RUN exit 3\\n", "phase": "building"}')
+    progress.feed(
+        '{"message": "#5 ERROR: process \\"/bin/sh -c exit 3\\" did not complete: exit code: 3\\n",'
+        ' "phase": "building"}'
+    )
+    progress.feed(
+        '{"message": "Error during build: Command [docker, buildx] returned 1", "phase": "failure"}'
+    )
+    assert progress.failure("fallback") == 'ERROR: process "/bin/sh -c exit 3" did not complete: exit code: 3'
+    assert Progress(lambda *_: None).failure("fallback") == "fallback"

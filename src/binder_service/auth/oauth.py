@@ -76,7 +76,8 @@ class OAuthFlow:
         )
         # Unpadded: a "=" would make the cookie value a quoted string.
         target = base64.urlsafe_b64encode(self._local(next_url).encode()).decode().rstrip("=")
-        return LoginRequired(url, f"{state}.{verifier}.{target}", self._callback_path)
+        # ":" joins them: PKCE verifiers may hold ".", "~", "-" and "_", never ":".
+        return LoginRequired(url, f"{state}:{verifier}:{target}", self._callback_path)
 
     async def finish(self, request: Request) -> RedirectResponse:
         """The callback: check state, trade the code, set the token cookie, go where the login started."""
@@ -84,7 +85,7 @@ class OAuthFlow:
             raise Unauthorized(f"JupyterHub refused the login: {request.query_params['error'][:100]}")
         code, state = request.query_params.get("code"), request.query_params.get("state")
         kept = request.cookies.get(self.state_cookie_name, "")
-        parts = kept.split(".")
+        parts = kept.split(":")
         if not code or not state or len(parts) != 3 or not hmac.compare_digest(state, parts[0]):
             raise InvalidRequest("OAuth state mismatch: start the login again")
         _, verifier, target = parts

@@ -151,7 +151,8 @@ class KubernetesExecutor:
                 reader.cancel()
                 await asyncio.wait([reader])
         if read_state(last).phase != "Succeeded":
-            raise failure(last, progress.errors)
+            reasons = [progress.engine_error] if progress.engine_error else progress.errors
+            raise failure(last, reasons)
 
     def _check_schedulable(self, state: PodState, since: float | None) -> float | None:
         if not state.unschedulable:

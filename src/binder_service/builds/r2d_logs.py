@@ -19,6 +19,10 @@ _PHASES = {
 }
 # buildx reports its push inside the build's output ("#7 pushing 127.0.0.1:5055/x:y with docker").
 _BUILDX_PUSH = re.compile(r"^#\d+ (pushing|exporting manifest|exporting config|pushing layers)\b")
+# The engine's own reason ("ERROR: failed to solve: process ... exit code: 3"): repo2docker's failure line
+# only says that `docker buildx build ...` failed, which tells a user nothing.
+_ENGINE_ERROR = re.compile(r"^(?:#\d+ )?(ERROR: .*\S)")
+MAX_REASON = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,17 +81,21 @@ class Progress:
         self._emit = emit
         self.phase = phase
         self.errors: list[str] = []
+        self.engine_error: str | None = None
 
     def feed(self, raw: str) -> None:
         line = parse_line(raw)
         if line.error:
             self.errors.append(line.message.strip())
             return
+        if self.phase is Phase.BUILDING and (found := _ENGINE_ERROR.match(line.message)):
+            self.engine_error = found.group(1)[:MAX_REASON]
         # buildx prints its push inside the build's output: once pushing, stay there.
         if line.phase is not None and not (self.phase is Phase.PUSHING and line.phase is Phase.BUILDING):
             self.phase = line.phase
         self._emit(self.phase, line.message)
 
     def failure(self, fallback: str) -> str:
-        """The reason to report for a failed build: repo2docker's own last word, else `fallback`."""
-        return self.errors[-1] if self.errors else fallback
+        """The reason to report for a failed build: the engine's error, else repo2docker's last word,
+        else `fallback`."""
+        return self.engine_error or (self.errors[-1] if self.errors else fallback)
