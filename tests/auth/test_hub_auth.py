@@ -20,7 +20,7 @@ import pytest
 
 from binder_service.settings import Settings
 from tests.support.gitserve import free_port
-from tests.support.jupyterhub import Hub, running_hub
+from tests.support.jupyterhub import HubApi, running_hub
 from tests.support.repos import buildable_repo
 from tests.support.service import running_service, sse_messages
 
@@ -33,7 +33,7 @@ PREFIX = "/services/binder/"
 @pytest.fixture(scope="module")
 def hub_and_service(
     tmp_path_factory: pytest.TempPathFactory, make_settings: Callable[..., Settings]
-) -> Iterator[tuple[Hub, str]]:
+) -> Iterator[tuple[HubApi, str]]:
     port = free_port()
     services = [
         {
@@ -73,7 +73,7 @@ def _create(url: str, token: str | None, repo: str, **kw: Any) -> httpx.Response
     )
 
 
-def test_no_invalid_or_expired_token_is_401(hub_and_service: tuple[Hub, str], git_daemon_url: str) -> None:
+def test_no_invalid_or_expired_token_is_401(hub_and_service: tuple[HubApi, str], git_daemon_url: str) -> None:
     hub, url = hub_and_service
     expiring = hub.token("eve", expires_in=1)
     time.sleep(2.5)
@@ -86,7 +86,7 @@ def test_no_invalid_or_expired_token_is_401(hub_and_service: tuple[Hub, str], gi
     assert r.json()["code"] == "unauthorized"
 
 
-def test_token_without_the_scope_is_403(hub_and_service: tuple[Hub, str], git_daemon_url: str) -> None:
+def test_token_without_the_scope_is_403(hub_and_service: tuple[HubApi, str], git_daemon_url: str) -> None:
     hub, url = hub_and_service
     token = hub.token("frank", scopes=["read:users:activity!user=frank"])
     r = _create(url, token, git_daemon_url + "whatever")
@@ -95,7 +95,7 @@ def test_token_without_the_scope_is_403(hub_and_service: tuple[Hub, str], git_da
 
 
 def test_build_only_token_builds_through_the_binderhub_face(
-    hub_and_service: tuple[Hub, str], git_root: Path, git_daemon_url: str, caplog: pytest.LogCaptureFixture
+    hub_and_service: tuple[HubApi, str], git_root: Path, git_daemon_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The jupyterhub-fancy-profiles flow: a user's Bearer token through the hub's proxy ends in ready."""
     hub, url = hub_and_service
@@ -113,7 +113,7 @@ def test_build_only_token_builds_through_the_binderhub_face(
 
 
 def test_users_see_and_cancel_only_their_own_builds(
-    hub_and_service: tuple[Hub, str], git_root: Path, git_daemon_url: str
+    hub_and_service: tuple[HubApi, str], git_root: Path, git_daemon_url: str
 ) -> None:
     hub, url = hub_and_service
     alice, bob, ada = hub.token("alice"), hub.token("bob"), hub.token("ada")
@@ -138,7 +138,7 @@ def test_users_see_and_cancel_only_their_own_builds(
 
 
 def test_a_shared_build_is_not_cancelled_by_one_of_its_users(
-    hub_and_service: tuple[Hub, str], git_root: Path, git_daemon_url: str
+    hub_and_service: tuple[HubApi, str], git_root: Path, git_daemon_url: str
 ) -> None:
     hub, url = hub_and_service
     ivan, judy = hub.token("ivan"), hub.token("judy")
@@ -153,7 +153,9 @@ def test_a_shared_build_is_not_cancelled_by_one_of_its_users(
     assert r.json()["status"] == "cancelled"
 
 
-def test_per_user_build_limit(hub_and_service: tuple[Hub, str], git_root: Path, git_daemon_url: str) -> None:
+def test_per_user_build_limit(
+    hub_and_service: tuple[HubApi, str], git_root: Path, git_daemon_url: str
+) -> None:
     hub, url = hub_and_service
     kim = hub.token("kim")
     slow, _ = buildable_repo(git_root, run="sleep 30")
@@ -169,7 +171,7 @@ def test_per_user_build_limit(hub_and_service: tuple[Hub, str], git_root: Path, 
     httpx.post(f"{url}api/v1/builds/{build.json()['id']}/cancel", headers=_auth(kim), timeout=30)
 
 
-def test_per_user_request_rate(hub_and_service: tuple[Hub, str], git_daemon_url: str) -> None:
+def test_per_user_request_rate(hub_and_service: tuple[HubApi, str], git_daemon_url: str) -> None:
     hub, url = hub_and_service
     mia = hub.token("mia")
     codes = [_create(url, mia, git_daemon_url + "missing-repo").json()["code"] for _ in range(21)]
@@ -177,7 +179,7 @@ def test_per_user_request_rate(hub_and_service: tuple[Hub, str], git_daemon_url:
     assert codes[20] == "too_many_requests"
 
 
-def test_revoked_token_is_refused(hub_and_service: tuple[Hub, str]) -> None:
+def test_revoked_token_is_refused(hub_and_service: tuple[HubApi, str]) -> None:
     hub, url = hub_and_service
     token = hub.token("nina")
     assert httpx.get(url + "api/v1/builds", headers=_auth(token), timeout=10).status_code == 200
@@ -187,7 +189,7 @@ def test_revoked_token_is_refused(hub_and_service: tuple[Hub, str]) -> None:
     assert httpx.get(url + "api/v1/builds", headers=_auth(token), timeout=10).status_code == 401
 
 
-def _login(hub: Hub, client: httpx.Client, user: str) -> None:
+def _login(hub: HubApi, client: httpx.Client, user: str) -> None:
     page = client.get(f"{hub.url}/hub/login")
     xsrf = re.search(r'name="_xsrf" value="([^"]+)"', page.text)
     data = {"username": user, "password": "pw", **({"_xsrf": xsrf.group(1)} if xsrf else {})}
@@ -196,7 +198,7 @@ def _login(hub: Hub, client: httpx.Client, user: str) -> None:
     assert r.status_code == 302, r.text
 
 
-def test_browser_logs_in_through_the_hubs_oauth(hub_and_service: tuple[Hub, str]) -> None:
+def test_browser_logs_in_through_the_hubs_oauth(hub_and_service: tuple[HubApi, str]) -> None:
     hub, url = hub_and_service
     with httpx.Client(follow_redirects=True, timeout=20) as browser:
         _login(hub, browser, "olga")
@@ -211,13 +213,13 @@ def test_browser_logs_in_through_the_hubs_oauth(hub_and_service: tuple[Hub, str]
         assert r.status_code == 200, r.text
 
 
-def test_an_api_client_without_a_token_is_not_redirected(hub_and_service: tuple[Hub, str]) -> None:
+def test_an_api_client_without_a_token_is_not_redirected(hub_and_service: tuple[HubApi, str]) -> None:
     _, url = hub_and_service
     r = httpx.get(url + "api/v1/builds", headers={"Accept": "application/json"}, timeout=10)
     assert r.status_code == 401
 
 
-def test_oauth_state_mismatch_is_rejected(hub_and_service: tuple[Hub, str]) -> None:
+def test_oauth_state_mismatch_is_rejected(hub_and_service: tuple[HubApi, str]) -> None:
     hub, url = hub_and_service
     with httpx.Client(timeout=20) as browser:
         _login(hub, browser, "paul")
@@ -232,7 +234,7 @@ def test_oauth_state_mismatch_is_rejected(hub_and_service: tuple[Hub, str]) -> N
         assert "service-binder" not in browser.cookies
 
 
-def test_login_next_is_never_an_open_redirect(hub_and_service: tuple[Hub, str]) -> None:
+def test_login_next_is_never_an_open_redirect(hub_and_service: tuple[HubApi, str]) -> None:
     hub, url = hub_and_service
     with httpx.Client(follow_redirects=True, timeout=20) as browser:
         _login(hub, browser, "quinn")

@@ -26,6 +26,7 @@ import httpx
 
 import world
 from tests.support.gitserve import free_port
+from tests.support.jupyterhub import HubApi
 
 ROOT = Path(__file__).resolve().parents[2]
 CHP = ROOT / ".cache" / "node" / "node_modules" / ".bin" / "configurable-http-proxy"
@@ -34,37 +35,20 @@ SERVICE = "binder"
 
 
 @dataclass
-class Hub:
-    url: str  # public, through the proxy: http://127.0.0.1:PORT
-    api_url: str  # the hub's own API (not through the proxy)
-    admin_token: str  # the `tester` service: manages users, servers and tokens, binder admin
-    password: str
-    log: Path
-    container_prefix: str
+class Hub(HubApi):
+    """`HubApi` plus what spawning tests need: the login password and the containers' name prefix."""
+
+    password: str = ""
+    container_prefix: str = ""
 
     @property
     def service_url(self) -> str:
         """binder-service through the proxy, as browsers and the fancy-profiles client reach it."""
         return f"{self.url}/services/{SERVICE}/"
 
-    def api(self, method: str, path: str, *, timeout: float = 30, **kwargs: Any) -> httpx.Response:
-        headers = {"Authorization": f"token {self.admin_token}"}
-        return httpx.request(method, self.api_url + path, headers=headers, timeout=timeout, **kwargs)
-
-    def add_user(self, name: str) -> None:
-        r = self.api("POST", f"/users/{name}")
-        assert r.status_code in (201, 409), r.text
-
     def user_token(self, name: str, *, scopes: list[str] | None = None) -> str:
         """A new API token of `name` (as a user would create on the hub's token page)."""
-        self.add_user(name)
-        body: dict[str, Any] = {"note": "test token", "expires_in": 3600}
-        if scopes is not None:
-            body["scopes"] = scopes
-        r = self.api("POST", f"/users/{name}/tokens", json=body)
-        assert r.status_code == 201, r.text
-        token: str = r.json()["token"]
-        return token
+        return self.token(name, scopes=scopes, expires_in=3600)
 
     def tokens(self, name: str) -> list[dict[str, Any]]:
         r = self.api("GET", f"/users/{name}/tokens")

@@ -27,15 +27,17 @@ CHP = ROOT / ".cache" / "node" / "node_modules" / ".bin" / "configurable-http-pr
 
 
 @dataclass
-class Hub:
+class HubApi:
+    """A running hub's addresses and its REST API, driven with an admin service token."""
+
     url: str  # the public URL, through the proxy
     api_url: str  # the hub's own API, e.g. http://127.0.0.1:8081/hub/api
     admin_token: str  # a service token allowed to manage users and tokens
     log: Path
 
-    def api(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    def api(self, method: str, path: str, *, timeout: float = 30, **kwargs: Any) -> httpx.Response:
         headers = {"Authorization": f"token {self.admin_token}"}
-        return httpx.request(method, self.api_url + path, headers=headers, timeout=10, **kwargs)
+        return httpx.request(method, self.api_url + path, headers=headers, timeout=timeout, **kwargs)
 
     def add_user(self, name: str) -> None:
         r = self.api("POST", f"/users/{name}")
@@ -44,7 +46,7 @@ class Hub:
     def token(self, user: str, *, scopes: list[str] | None = None, expires_in: int | None = None) -> str:
         """A new API token of `user`, limited to `scopes` (default: all the user's own permissions)."""
         self.add_user(user)
-        body: dict[str, Any] = {"note": "test"}
+        body: dict[str, Any] = {"note": "test token"}
         if scopes is not None:
             body["scopes"] = scopes
         if expires_in is not None:
@@ -62,7 +64,7 @@ def running_hub(
     services: list[dict[str, Any]],
     roles: list[dict[str, Any]],
     password: str = "pw",
-) -> Iterator[Hub]:
+) -> Iterator[HubApi]:
     """JupyterHub on loopback with DummyAuthenticator(`password`), the binder custom scopes, `services` and
     `roles`, plus an admin service `tester`. Stopped (hub and proxy) on exit."""
     if not CHP.exists():
@@ -112,7 +114,7 @@ c.JupyterHub.load_roles = json.loads({json.dumps(json.dumps(roles))})
             stderr=subprocess.STDOUT,
             env=env,
         )
-    hub = Hub(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{hub_port}/hub/api", admin_token, log)
+    hub = HubApi(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{hub_port}/hub/api", admin_token, log)
     try:
         deadline = time.monotonic() + 60
         while True:
