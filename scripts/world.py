@@ -37,6 +37,12 @@ DEBIAN_MIRROR = os.environ.get("BINDER_WORLD_DEBIAN_MIRROR", "http://deb.debian.
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 # repo2docker's Docker buildpack runs through buildx; this docker CLI matches the engine's API.
 DOCKER_CLI = shutil.which("docker", path="/usr/bin") or "docker"
+# The world's engine gets a bridge of its own with a fixed address, never the shared `docker0`: a second
+# engine on the machine would fight over it, and a `docker0` that dockerd creates itself reports no
+# gateway. Containers reach the host (JupyterHub's API in the hub tests) at BRIDGE_ADDR.
+BRIDGE = os.environ.get("BINDER_WORLD_BRIDGE", "bsw0")
+BRIDGE_ADDR = os.environ.get("BINDER_WORLD_BRIDGE_ADDR", "10.213.37.1")
+BRIDGE_PREFIX = 24
 
 
 class WorldError(RuntimeError):
@@ -90,8 +96,23 @@ def _spawn(argv: list[str], log: Path) -> int:
     return proc.pid
 
 
+def ensure_bridge() -> str:
+    """Create the world's bridge with its fixed address (idempotent); returns that address."""
+    if subprocess.run(["ip", "link", "show", BRIDGE], capture_output=True, check=False).returncode != 0:
+        subprocess.run(["ip", "link", "add", BRIDGE, "type", "bridge"], check=True, capture_output=True)
+    addrs = subprocess.run(
+        ["ip", "-4", "-o", "addr", "show", "dev", BRIDGE], capture_output=True, check=True, text=True
+    ).stdout
+    if f" {BRIDGE_ADDR}/" not in addrs:
+        cidr = f"{BRIDGE_ADDR}/{BRIDGE_PREFIX}"
+        subprocess.run(["ip", "addr", "add", cidr, "dev", BRIDGE], check=True, capture_output=True)
+    subprocess.run(["ip", "link", "set", BRIDGE, "up"], check=True, capture_output=True)
+    return BRIDGE_ADDR
+
+
 def ensure_docker() -> str:
-    """Start our own dockerd (own socket, data root and pidfile) unless it already answers."""
+    """Start our own dockerd (own socket, data root, pidfile and bridge) unless it already answers."""
+    ensure_bridge()
     if docker_alive():
         return DOCKER_HOST
     WORLD_DIR.mkdir(parents=True, exist_ok=True)
@@ -108,6 +129,7 @@ def ensure_docker() -> str:
             "--data-root", str(WORLD_DIR / "docker-data"),
             "--exec-root", str(WORLD_DIR / "docker-exec"),
             "--pidfile", str(pidfile),
+            "--bridge", BRIDGE,
         ],
         log,
     )  # fmt: skip

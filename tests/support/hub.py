@@ -4,7 +4,7 @@ One process tree: JupyterHub (DummyAuthenticator with a password), the configura
 (from npm, in .cache/node) and binder-service as a managed hub service, registered with
 `binder_service_hub.register` exactly as an operator would. Single-user servers run from
 `binder-world/singleuser:1` (or an image built from a repository) on the Docker bridge network: the hub
-listens on the bridge's gateway address, so containers reach its API; the proxy reaches the containers
+listens on the world bridge's fixed address (`world.BRIDGE_ADDR`), so containers reach its API; the proxy reaches the containers
 through ports published on 127.0.0.1.
 """
 
@@ -96,13 +96,6 @@ class Hub(HubApi):
         return self.log.read_text(errors="replace")
 
 
-def _bridge_gateway() -> str:
-    """The Docker bridge network's gateway address: the host as containers see it."""
-    info = json.loads(world.docker("network", "inspect", "bridge"))
-    gateway: str = info[0]["IPAM"]["Config"][0]["Gateway"]
-    return gateway
-
-
 @contextlib.contextmanager
 def running_hub(
     tmp: Path,
@@ -116,7 +109,8 @@ def running_hub(
     if not CHP.exists():
         raise RuntimeError(f"{CHP} is missing: run scripts/bootstrap.sh dev")
     public, proxy_api, hub_port, service_port = free_port(), free_port(), free_port(), free_port()
-    bridge = _bridge_gateway()
+    # The world's engine runs on a bridge of its own with a fixed address: the host as containers see it.
+    bridge = world.ensure_bridge()
     admin_token, password = secrets.token_hex(16), secrets.token_hex(8)
     environment = {
         "DOCKER_HOST": world_env["DOCKER_HOST"],
