@@ -41,12 +41,12 @@ from .service import BinderService
 from .settings import Settings
 
 if TYPE_CHECKING:
-    from .builds.kubernetes import KubernetesExecutor
+    from .builds.kubernetes.executor import KubernetesExecutor
 
 
 async def _kubernetes_executor(settings: Settings, environ: Mapping[str, str]) -> KubernetesExecutor:
     # Imported here: kubernetes-asyncio is the optional `kubernetes` extra.
-    from .builds.kube_setup import kubernetes_executor
+    from .builds.kubernetes.setup import kubernetes_executor
 
     return await kubernetes_executor(settings, environ)
 
@@ -254,7 +254,7 @@ def create_app(
             )
             stack.push_async_callback(builds.aclose)
             if kube is not None:  # a restarted replica follows the build pods that are still running
-                from .builds.kube_setup import adopt_running_builds
+                from .builds.kubernetes.setup import adopt_running_builds
 
                 await adopt_running_builds(kube, builds)
             metrics.track_queue(lambda: builds.queue.waiting)

@@ -16,9 +16,9 @@ import httpx
 import pytest
 from kubernetes_asyncio.client import ApiClient, Configuration
 
-from binder_service.builds.build_pod import ENTRY_SCRIPT, PodTemplate, build_pod, rendezvous
 from binder_service.builds.executor import SHUTDOWN, BuildJob
-from binder_service.builds.kubernetes import KubernetesExecutor
+from binder_service.builds.kubernetes.executor import KubernetesExecutor
+from binder_service.builds.kubernetes.pod import ENTRY_SCRIPT, PodTemplate, build_pod, rendezvous
 from binder_service.errors import BuildError, BuildTimeout, EngineUnavailable
 from binder_service.events import Phase
 from binder_service.images import build_pod_name

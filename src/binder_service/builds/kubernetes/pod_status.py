@@ -8,8 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import BuildError, BuildTimeout
-from .build_pod import CONTAINER
+from ...errors import BuildError, BuildTimeout
+from .pod import CONTAINER
 
 # Waiting reasons that will not fix themselves: the build cannot start.
 _PULL_FAILURES = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"}

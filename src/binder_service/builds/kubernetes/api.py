@@ -17,8 +17,8 @@ from typing import Any
 import aiohttp
 from kubernetes_asyncio.client import ApiClient, CoreV1Api
 
-from ..errors import EngineUnavailable
-from .r2d_logs import read_lines
+from ...errors import EngineUnavailable
+from ..r2d_logs import read_lines
 
 log = logging.getLogger(__name__)
 

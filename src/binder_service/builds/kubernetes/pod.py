@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from ..images import build_pod_name
-from ..providers import ResolvedRepo
-from .executor import BuildJob
-from .r2d_args import r2d_args, r2d_config
+from ...images import build_pod_name
+from ...providers import ResolvedRepo
+from ..executor import BuildJob
+from ..r2d_args import r2d_args, r2d_config
 
 CONTAINER = "repo2docker"
 BASE_LABELS = {"app.kubernetes.io/name": "binder-service", "app.kubernetes.io/component": "build"}

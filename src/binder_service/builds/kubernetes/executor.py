@@ -17,14 +17,14 @@ from typing import Any
 
 from kubernetes_asyncio.client import ApiClient
 
-from ..errors import BinderError, BuildError, EngineUnavailable
-from ..events import Phase
-from ..images import build_pod_name
-from .build_pod import ANNOTATION, CONTAINER, PodTemplate, build_pod, job_from_annotations, rendezvous
-from .executor import SHUTDOWN, BuildJob, Emit
-from .kube_api import KubeStatus, Pods
+from ...errors import BinderError, BuildError, EngineUnavailable
+from ...events import Phase
+from ...images import build_pod_name
+from ..executor import SHUTDOWN, BuildJob, Emit
+from ..r2d_logs import Progress, read_lines
+from .api import KubeStatus, Pods
+from .pod import ANNOTATION, CONTAINER, PodTemplate, build_pod, job_from_annotations, rendezvous
 from .pod_status import PodState, failure, read_state
-from .r2d_logs import Progress, read_lines
 
 log = logging.getLogger(__name__)
 

@@ -11,12 +11,12 @@ from pathlib import Path
 from kubernetes_asyncio import config as kube_config
 from kubernetes_asyncio.client import ApiClient, Configuration
 
-from ..errors import BinderError
-from ..settings import Settings
-from .build_pod import PodTemplate
-from .kube_api import KubeStatus
-from .kubernetes import KubernetesExecutor
-from .manager import BuildManager
+from ...errors import BinderError
+from ...settings import Settings
+from ..manager import BuildManager
+from .api import KubeStatus
+from .executor import KubernetesExecutor
+from .pod import PodTemplate
 
 log = logging.getLogger(__name__)
 
