@@ -17,7 +17,9 @@ from .auth import RequestRate, authenticator
 from .builds import BuildManager, Executor
 from .builds.local import LocalExecutor
 from .credentials import GitCredentials
+from .docker_config import DockerConfig
 from .egress import EgressPolicy
+from .image_store import EngineImageStore, ImageStore, RegistryImageStore
 from .images import qualified_prefix, registry_host, validate_prefix
 from .metrics import Metrics
 from .policy import SpecPolicy
@@ -36,7 +38,6 @@ from .providers.gitlab import GitLabProvider, gitlab_api
 from .providers.http_api import HttpApi, QuotaObserver
 from .providers.hydroshare import HydroShareProvider
 from .providers.zenodo import ZenodoProvider
-from .registry import DockerConfig, EngineImageStore, ImageStore, RegistryImageStore
 from .service import BinderService
 from .settings import Settings
 

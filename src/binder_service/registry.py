@@ -1,7 +1,8 @@
-"""Does this image already exist? Asked of a registry (distribution v2 API) or of a Docker engine.
+"""Speaking to a distribution v2 registry: image references and authenticated requests.
 
-A build is skipped when its image is already there, so this is on the hot path of every launch: a
-registry lookup with a cached bearer token is one HEAD request.
+`RegistryClient` answers a registry's challenges (anonymous, Basic, Bearer tokens fetched with
+Basic credentials or Docker's ``identitytoken``) and keeps the tokens in an `AsyncCache` until
+shortly before they expire. `image_store.RegistryImageStore` asks it whether an image exists.
 """
 
 from __future__ import annotations
@@ -9,24 +10,16 @@ from __future__ import annotations
 import base64
 import re
 import time
-from collections import OrderedDict
 from collections.abc import Callable
-from typing import Protocol
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 import httpx
 
-from .docker_config import DockerConfig, RegistryCredentials, normalize_registry_host
-from .errors import EngineUnavailable, InvalidSpec, RegistryUnavailable, UpstreamTimeout
+from .caching import AsyncCache
+from .docker_config import RegistryCredentials, normalize_registry_host
+from .errors import InvalidSpec, RegistryUnavailable, UpstreamTimeout
 
-__all__ = [
-    "DockerConfig",
-    "EngineImageStore",
-    "ImageStore",
-    "RegistryCredentials",
-    "RegistryImageStore",
-    "split_image",
-]
+__all__ = ["MANIFEST_TYPES", "RegistryClient", "split_image", "token_ttl"]
 
 # Everything an image built by repo2docker (or pushed by buildx) can be stored as.
 MANIFEST_TYPES = ", ".join(
@@ -48,22 +41,6 @@ _COMPONENT_RE = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")
 _TAG_RE = re.compile(r"[\w][\w.-]{0,127}")
 _DIGEST_RE = re.compile(r"[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[0-9a-fA-F]{32,}")
 _MAX_NAME = 255
-
-
-class ImageStore(Protocol):
-    """Where built images live."""
-
-    async def exists(self, image: str) -> bool:
-        """True when ``image`` (``host/path:tag``) is there, False when it is not."""
-        ...
-
-    async def check(self) -> None:
-        """Health probe: raise RegistryUnavailable, EngineUnavailable or UpstreamTimeout when down."""
-        ...
-
-    async def aclose(self) -> None:
-        """Release what the store holds."""
-        ...
 
 
 def split_image(image: str) -> tuple[str, str, str]:
@@ -91,40 +68,6 @@ def split_image(image: str) -> tuple[str, str, str]:
     if not tag and not digest and (rest.endswith(":") or image.endswith("@")):
         raise InvalidSpec(f"invalid image name {image[:300]!r}: empty tag")
     return host, path, digest or tag or "latest"
-
-
-class _TokenCache:
-    """Bearer tokens by scope, dropped shortly before they expire; least recently used go first."""
-
-    def __init__(
-        self, max_entries: int = TOKEN_CACHE_SIZE, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self._max = max_entries
-        self._clock = clock
-        self._items: OrderedDict[str, tuple[str, float]] = OrderedDict()
-
-    def get(self, key: str) -> str | None:
-        item = self._items.get(key)
-        if item is None:
-            return None
-        if self._clock() >= item[1]:
-            del self._items[key]
-            return None
-        self._items.move_to_end(key)
-        return item[0]
-
-    def put(self, key: str, token: str, lifetime: float) -> None:
-        # Renew early so a token does not expire between our check and the registry's.
-        self._items[key] = (token, self._clock() + lifetime - min(10.0, lifetime * 0.1))
-        self._items.move_to_end(key)
-        while len(self._items) > self._max:
-            self._items.popitem(last=False)
-
-    def drop(self, key: str) -> None:
-        self._items.pop(key, None)
-
-    def clear(self) -> None:
-        self._items.clear()
 
 
 _PARAM_RE = re.compile(r'([A-Za-z][\w-]*)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))')
@@ -159,12 +102,14 @@ def _parse_token(resp: httpx.Response) -> tuple[str, float] | None:
     return (token, float(lifetime)) if isinstance(token, str) and token else None
 
 
-class RegistryImageStore:
-    """Images in a distribution v2 registry, looked up with HEAD on the manifest.
+def token_ttl(lifetime: float) -> float:
+    """How long to keep a token granted for `lifetime` seconds: renewed early, so it does not expire
+    between our check and the registry's."""
+    return lifetime - min(10.0, lifetime * 0.1)
 
-    Speaks anonymous, Basic and Bearer-token auth (GET with Basic credentials, or POST with Docker's
-    ``identitytoken`` as OAuth2 refresh token). The HTTP client is borrowed, not closed here.
-    """
+
+class RegistryClient:
+    """Requests to one registry, authenticated as its challenges ask. The HTTP client is borrowed."""
 
     def __init__(
         self,
@@ -173,54 +118,49 @@ class RegistryImageStore:
         *,
         credentials: RegistryCredentials | None,
         timeout: float,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname or parts.username or parts.query:
             raise ValueError("registry URL must look like http(s)://host[:port] with no credentials")
-        self._url = url.rstrip("/")
-        self._display = f"{parts.scheme}://{parts.netloc}"
-        self._hub = normalize_registry_host(parts.netloc) == "docker.io"
+        self.url = url.rstrip("/")
+        self.display = f"{parts.scheme}://{parts.netloc}"
+        self.is_docker_hub = normalize_registry_host(parts.netloc) == "docker.io"
         self._http = http
         self._creds = credentials
         self._timeout = timeout
-        self._tokens = _TokenCache()
-        # Learned from the first challenge, so later lookups authenticate up front.
+        # (token, lifetime) by realm, service and scope; each kept for its own lifetime.
+        self._tokens: AsyncCache[str, tuple[str, float]] = AsyncCache(
+            ttl=DEFAULT_TOKEN_LIFETIME, max_size=TOKEN_CACHE_SIZE, clock=clock
+        )
+        # Learned from the first challenge, so later requests authenticate up front.
         self._scheme: str | None = None
         self._bearer: tuple[str, str] = ("", "")
 
-    async def exists(self, image: str) -> bool:
-        _, repo, ref = split_image(image)
-        if self._hub and "/" not in repo:
-            repo = f"library/{repo}"
-        url = f"{self._url}/v2/{repo}/manifests/{ref}"
-        scope = f"repository:{repo}:pull"
+    async def request(
+        self, method: str, path: str, *, repo: str, headers: dict[str, str] | None = None
+    ) -> httpx.Response:
+        """`method` on `path` (below the registry URL) with pull rights on `repo`.
+
+        A 401 or 403 that remains after answering the challenge is returned, for the caller to word.
+        """
+        url, scope = f"{self.url}{path}", f"repository:{repo}:pull"
         auth = await self._known_auth(scope, repo)
-        resp = await self._send("HEAD", url, headers={"Accept": MANIFEST_TYPES, **auth})
+        resp = await self.send(method, url, headers={**(headers or {}), **auth})
         if resp.status_code == 401 and not auth.get("Authorization", "").startswith("Basic "):
-            self._tokens.drop(self._token_key(scope))  # a cached token the registry no longer takes
+            self._tokens.discard(self._token_key(scope))  # a cached token the registry no longer takes
             auth = await self._answer(resp, scope, repo)
-            resp = await self._send("HEAD", url, headers={"Accept": MANIFEST_TYPES, **auth})
-        if resp.status_code == 200:
-            return True
-        if resp.status_code == 404:
-            return False
-        if resp.status_code in (401, 403):
-            raise self._refused(repo)
-        raise RegistryUnavailable(f"registry {self._display} answered HTTP {resp.status_code} for {repo}")
+            resp = await self.send(method, url, headers={**(headers or {}), **auth})
+        return resp
 
-    async def check(self) -> None:
-        resp = await self._send("GET", f"{self._url}/v2/")
-        # 401 is a live registry that wants credentials; those are checked per repository.
-        if resp.status_code not in (200, 401):
-            raise RegistryUnavailable(f"registry {self._display} answered HTTP {resp.status_code} on /v2/")
-
-    async def aclose(self) -> None:
-        self._tokens.clear()
-
-    def _refused(self, repo: str) -> RegistryUnavailable:
+    def refused(self, repo: str) -> RegistryUnavailable:
+        """The error for a registry that will not let us read `repo`."""
         if self._creds is None:
-            return RegistryUnavailable(f"registry {self._display} wants credentials for {repo}; none are set")
+            return RegistryUnavailable(f"registry {self.display} wants credentials for {repo}; none are set")
         return RegistryUnavailable(f"registry refused our credentials for {repo}")
+
+    def forget_tokens(self) -> None:
+        self._tokens.clear()
 
     def _token_key(self, scope: str) -> str:
         return f"{self._bearer[0]} {self._bearer[1]} {scope}"
@@ -238,48 +178,52 @@ class RegistryImageStore:
         if "bearer" in challenges:
             realm = challenges["bearer"].get("realm", "")
             if urlsplit(realm).scheme not in ("http", "https"):
-                raise RegistryUnavailable(f"registry {self._display} sent an unusable token realm")
+                raise RegistryUnavailable(f"registry {self.display} sent an unusable token realm")
             self._scheme, self._bearer = "bearer", (realm, challenges["bearer"].get("service", ""))
             return {"Authorization": f"Bearer {await self._token(scope, repo)}"}
         if "basic" in challenges:
             if self._creds is None or not self._creds.username:
                 raise RegistryUnavailable(
-                    f"registry {self._display} wants credentials for {repo}; none are set"
+                    f"registry {self.display} wants credentials for {repo}; none are set"
                 )
             self._scheme = "basic"
             return {"Authorization": _basic(self._creds)}
-        raise RegistryUnavailable(f"registry {self._display} wants an authentication scheme we do not speak")
+        raise RegistryUnavailable(f"registry {self.display} wants an authentication scheme we do not speak")
 
     async def _token(self, scope: str, repo: str) -> str:
-        key = self._token_key(scope)
-        cached = self._tokens.get(key)
-        if cached is not None:
-            return cached
-        realm, service = self._bearer
+        # Single flight: concurrent lookups of one repository ask the token service once.
+        token, _ = await self._tokens.get_or_compute(
+            self._token_key(scope),
+            lambda: self._fetch_token(self._bearer, scope, repo),
+            ttl=lambda t: token_ttl(t[1]),
+        )
+        return token
+
+    async def _fetch_token(self, bearer: tuple[str, str], scope: str, repo: str) -> tuple[str, float]:
+        realm, service = bearer
         creds = self._creds
         if creds is not None and creds.identity_token:
             form = {"grant_type": "refresh_token", "refresh_token": creds.identity_token}
             form |= {"client_id": CLIENT_ID, "scope": scope} | ({"service": service} if service else {})
-            resp = await self._send("POST", realm, data=form, what="token service of registry")
+            resp = await self.send("POST", realm, data=form, what="token service of registry")
         else:
             params = {"scope": scope} | ({"service": service} if service else {})
             headers = {"Authorization": _basic(creds)} if creds is not None and creds.username else {}
-            resp = await self._send(
+            resp = await self.send(
                 "GET", realm, params=params, headers=headers, what="token service of registry"
             )
         if resp.status_code in (401, 403):
-            raise self._refused(repo)
+            raise self.refused(repo)
         if resp.status_code != 200:
             raise RegistryUnavailable(
-                f"token service of registry {self._display} answered HTTP {resp.status_code}"
+                f"token service of registry {self.display} answered HTTP {resp.status_code}"
             )
         parsed = _parse_token(resp)
         if parsed is None:
-            raise RegistryUnavailable(f"token service of registry {self._display} answered without a token")
-        self._tokens.put(key, *parsed)
-        return parsed[0]
+            raise RegistryUnavailable(f"token service of registry {self.display} answered without a token")
+        return parsed
 
-    async def _send(
+    async def send(
         self,
         method: str,
         url: str,
@@ -289,58 +233,15 @@ class RegistryImageStore:
         data: dict[str, str] | None = None,
         what: str = "registry",
     ) -> httpx.Response:
+        """One unauthenticated request with the timeout; transport errors and 5xx become our errors."""
         try:
             resp = await self._http.request(
                 method, url, headers=headers, params=params, data=data, timeout=self._timeout
             )
         except httpx.TimeoutException as e:
-            raise UpstreamTimeout(f"{what} {self._display} did not answer within {self._timeout:g}s") from e
+            raise UpstreamTimeout(f"{what} {self.display} did not answer within {self._timeout:g}s") from e
         except httpx.HTTPError as e:
-            raise RegistryUnavailable(f"{what} {self._display} is not reachable") from e
+            raise RegistryUnavailable(f"{what} {self.display} is not reachable") from e
         if resp.status_code >= 500:
-            raise RegistryUnavailable(f"{what} {self._display} answered HTTP {resp.status_code}")
+            raise RegistryUnavailable(f"{what} {self.display} answered HTTP {resp.status_code}")
         return resp
-
-
-class EngineImageStore:
-    """Images in a Docker engine (the local build's target when nothing is pushed)."""
-
-    def __init__(self, docker_host: str, *, timeout: float) -> None:
-        parts = urlsplit(docker_host)
-        transport: httpx.AsyncHTTPTransport | None = None
-        if parts.scheme == "unix" and parts.path:
-            transport, base = httpx.AsyncHTTPTransport(uds=parts.path), "http://docker"
-        elif parts.scheme in ("tcp", "http") and parts.netloc:
-            base = f"http://{parts.netloc}"  # TLS (DOCKER_TLS_VERIFY) is not supported
-        else:
-            raise ValueError("DOCKER_HOST must be unix:///path/docker.sock or tcp://host:port")
-        self._host = docker_host
-        self._timeout = timeout
-        self._http = httpx.AsyncClient(base_url=base, transport=transport, timeout=timeout)
-
-    async def exists(self, image: str) -> bool:
-        split_image(image)  # a validated name cannot steer the request to another API path
-        resp = await self._get(f"/images/{quote(image, safe='/:@')}/json")
-        if resp.status_code == 200:
-            return True
-        if resp.status_code == 404:
-            return False
-        raise EngineUnavailable(f"Docker engine at {self._host} answered HTTP {resp.status_code}")
-
-    async def check(self) -> None:
-        resp = await self._get("/_ping")
-        if resp.status_code != 200:
-            raise EngineUnavailable(f"Docker engine at {self._host} answered HTTP {resp.status_code}")
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
-
-    async def _get(self, path: str) -> httpx.Response:
-        try:
-            return await self._http.get(path)
-        except httpx.TimeoutException as e:
-            raise UpstreamTimeout(
-                f"Docker engine at {self._host} did not answer within {self._timeout:g}s"
-            ) from e
-        except httpx.HTTPError as e:
-            raise EngineUnavailable(f"Docker engine at {self._host} is not reachable") from e

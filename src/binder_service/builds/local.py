@@ -18,7 +18,7 @@ from pathlib import Path
 from ..credentials import GitCredentials
 from ..errors import BuildError
 from ..events import Phase
-from ..registry import EngineImageStore
+from ..image_store import EngineImageStore
 from .executor import BuildJob, Emit
 from .r2d_args import r2d_args, r2d_config
 from .r2d_logs import Progress, read_lines

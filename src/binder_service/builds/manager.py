@@ -13,9 +13,9 @@ from typing import Any
 from ..caching import AsyncCache
 from ..errors import BinderError, BuildCancelled, BuildError, BuildNotFound, BuildTimeout, TooManyBuilds
 from ..events import BuildEvent, Phase
+from ..image_store import ImageStore
 from ..metrics import Metrics
 from ..providers import ResolvedRepo
-from ..registry import ImageStore
 from .build import Build, BuildStatus, now
 from .executor import SHUTDOWN, BuildJob, Executor
 from .queue import BuildQueue

@@ -1,0 +1,125 @@
+"""Does this image already exist? Asked of a registry (distribution v2 API) or of a Docker engine.
+
+A build is skipped when its image is already there, so this is on the hot path of every launch: a
+registry lookup with a cached bearer token is one HEAD request. How to speak to a registry (its
+auth, image references) is `registry.py`'s job; this module only asks the question.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+from urllib.parse import quote, urlsplit
+
+import httpx
+
+from .docker_config import RegistryCredentials
+from .errors import EngineUnavailable, RegistryUnavailable, UpstreamTimeout
+from .registry import MANIFEST_TYPES, RegistryClient, split_image
+
+__all__ = ["EngineImageStore", "ImageStore", "RegistryImageStore"]
+
+
+class ImageStore(Protocol):
+    """Where built images live."""
+
+    async def exists(self, image: str) -> bool:
+        """True when ``image`` (``host/path:tag``) is there, False when it is not."""
+        ...
+
+    async def check(self) -> None:
+        """Health probe: raise RegistryUnavailable, EngineUnavailable or UpstreamTimeout when down."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release what the store holds."""
+        ...
+
+
+class RegistryImageStore:
+    """Images in a distribution v2 registry, looked up with HEAD on the manifest.
+
+    Speaks anonymous, Basic and Bearer-token auth (see `RegistryClient`). The HTTP client is
+    borrowed, not closed here.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        http: httpx.AsyncClient,
+        *,
+        credentials: RegistryCredentials | None,
+        timeout: float,
+    ) -> None:
+        self._registry = RegistryClient(url, http, credentials=credentials, timeout=timeout)
+
+    async def exists(self, image: str) -> bool:
+        _, repo, ref = split_image(image)
+        if self._registry.is_docker_hub and "/" not in repo:
+            repo = f"library/{repo}"
+        resp = await self._registry.request(
+            "HEAD", f"/v2/{repo}/manifests/{ref}", repo=repo, headers={"Accept": MANIFEST_TYPES}
+        )
+        if resp.status_code == 200:
+            return True
+        if resp.status_code == 404:
+            return False
+        if resp.status_code in (401, 403):
+            raise self._registry.refused(repo)
+        raise RegistryUnavailable(
+            f"registry {self._registry.display} answered HTTP {resp.status_code} for {repo}"
+        )
+
+    async def check(self) -> None:
+        resp = await self._registry.send("GET", f"{self._registry.url}/v2/")
+        # 401 is a live registry that wants credentials; those are checked per repository.
+        if resp.status_code not in (200, 401):
+            raise RegistryUnavailable(
+                f"registry {self._registry.display} answered HTTP {resp.status_code} on /v2/"
+            )
+
+    async def aclose(self) -> None:
+        self._registry.forget_tokens()
+
+
+class EngineImageStore:
+    """Images in a Docker engine (the local build's target when nothing is pushed)."""
+
+    def __init__(self, docker_host: str, *, timeout: float) -> None:
+        parts = urlsplit(docker_host)
+        transport: httpx.AsyncHTTPTransport | None = None
+        if parts.scheme == "unix" and parts.path:
+            transport, base = httpx.AsyncHTTPTransport(uds=parts.path), "http://docker"
+        elif parts.scheme in ("tcp", "http") and parts.netloc:
+            base = f"http://{parts.netloc}"  # TLS (DOCKER_TLS_VERIFY) is not supported
+        else:
+            raise ValueError("DOCKER_HOST must be unix:///path/docker.sock or tcp://host:port")
+        self._host = docker_host
+        self._timeout = timeout
+        self._http = httpx.AsyncClient(base_url=base, transport=transport, timeout=timeout)
+
+    async def exists(self, image: str) -> bool:
+        split_image(image)  # a validated name cannot steer the request to another API path
+        resp = await self._get(f"/images/{quote(image, safe='/:@')}/json")
+        if resp.status_code == 200:
+            return True
+        if resp.status_code == 404:
+            return False
+        raise EngineUnavailable(f"Docker engine at {self._host} answered HTTP {resp.status_code}")
+
+    async def check(self) -> None:
+        resp = await self._get("/_ping")
+        if resp.status_code != 200:
+            raise EngineUnavailable(f"Docker engine at {self._host} answered HTTP {resp.status_code}")
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _get(self, path: str) -> httpx.Response:
+        try:
+            return await self._http.get(path)
+        except httpx.TimeoutException as e:
+            raise UpstreamTimeout(
+                f"Docker engine at {self._host} did not answer within {self._timeout:g}s"
+            ) from e
+        except httpx.HTTPError as e:
+            raise EngineUnavailable(f"Docker engine at {self._host} is not reachable") from e
