@@ -52,6 +52,7 @@ _HELPER = re.compile(r"[A-Za-z0-9][A-Za-z0-9+.-]*::")
 _SCHEME_ALIASES: Final = {"git+ssh": "ssh", "ssh+git": "ssh"}
 _NETWORK_PROTOCOLS: Final = frozenset({"http", "https", "git", "ssh"})
 _USERINFO_IN_TEXT = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/\s@]*@")
+_BRACKETED = re.compile(r"\[[0-9A-Fa-f:.]+(%[^\]]+)?\](:[0-9]*)?")  # [IPv6 literal][:port]
 
 
 @dataclass(frozen=True)
@@ -135,11 +136,14 @@ def check_git_url(url: str, *, allowed_protocols: frozenset[str], allow_local: b
 
 
 def _check_netloc(url: str, proto: str) -> None:
-    parts = urlsplit(url)
-    try:
+    try:  # urlsplit refuses unbalanced brackets and hosts NFKC turns into delimiters; .port a bad number
+        parts = urlsplit(url)
         host, _ = parts.hostname, parts.port
     except ValueError as e:
         raise InvalidSpec(f"repository URL has an invalid host or port: {redact_url(url)!r}") from e
+    if "[" in parts.netloc and not _BRACKETED.fullmatch(parts.netloc.rpartition("@")[2]):
+        # "[::1]x" parses, but git and urlsplit would not agree on its host
+        raise InvalidSpec(f"repository URL has an invalid host: {redact_url(url)!r}")
     if not host:
         raise InvalidSpec(f"repository URL has no host: {redact_url(url)!r}")
     # ssh would read a host or user starting with "-" as an option (CVE-2017-1000117).
