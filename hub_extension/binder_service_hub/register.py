@@ -6,6 +6,9 @@
 adds the service (managed when `command` is given, external otherwise), the custom scopes
 `custom:binder:build` and `custom:binder:admin`, the roles that hand them out, and the service's internal
 URL for the spawner mixin. The hub's spawner needs no role: it mints its users' build tokens itself.
+
+A service of that name already in `c.JupyterHub.services` (z2jh's `hub.services.<name>`) is adopted: what
+the operator set there stays, register() only adds what is missing.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ def register(
     c: Config,
     *,
     name: str = "binder",
-    url: str,
+    url: str | None = None,
     command: Sequence[str] | None = None,
     api_token: str | None = None,
     environment: Mapping[str, str] | None = None,
@@ -50,33 +53,47 @@ def register(
 ) -> dict[str, Any]:
     """Register binder-service as the JupyterHub service `name`; returns the service's entry.
 
-    url: where the hub (its proxy and the spawner) reaches the service, e.g. `http://127.0.0.1:8585`.
+    url: where the hub (its proxy and the spawner) reaches the service, e.g. `http://127.0.0.1:8585`;
+        may be left out when an existing entry of that name has one.
     command: run it as a managed service (the hub starts it and gives it its `JUPYTERHUB_*` variables);
         without it the service is external and `api_token` is the token it was given.
     environment: extra environment for a managed service (`BINDER_SERVICE_*` settings).
     build_scope_for_users: give every user (JupyterHub's `user` role) access to the service and the
         build scope, so the spawn form's builds and the BinderHub API work for everyone.
     admin_users, admin_groups: members of the role `<name>-admin` (`custom:binder:admin`).
+    display, oauth_no_confirm: defaults for the entry; an existing entry's own values win.
     spawner_url: the URL the spawner mixin requests builds at; default: `url` + the service prefix.
+
+    An existing entry of the same name is adopted: its keys are kept, missing ones are added, and an
+    argument that contradicts one of them (another `url`, `api_token` or `command`) is a ValueError.
     """
     hub = c.JupyterHub
     services = _config_list(hub, "services")
-    if any(isinstance(s, Mapping) and s.get("name") == name for s in services):
-        raise ValueError(f"a JupyterHub service named {name!r} is already configured")
-    service: dict[str, Any] = {
-        "name": name,
-        "url": url,
-        "display": display,
-        "oauth_no_confirm": oauth_no_confirm,
-    }
+    existing = [i for i, s in enumerate(services) if isinstance(s, Mapping) and s.get("name") == name]
+    if len(existing) > 1:
+        raise ValueError(f"{len(existing)} JupyterHub services are named {name!r}")
+    service: dict[str, Any] = dict(services[existing[0]]) if existing else {"name": name}
+    given: dict[str, Any] = {"url": url, "api_token": api_token}
     if command is not None:
-        service["command"] = list(command)
-        service["environment"] = dict(environment or {})
+        given["command"] = list(command)
+        given["environment"] = dict(environment or {})
     elif environment:
         raise ValueError("environment only applies to a managed service (give command too)")
-    if api_token is not None:
-        service["api_token"] = api_token
-    services.append(service)
+    for key, value in given.items():
+        if value is None:
+            continue
+        if key in service and service[key] != value:
+            # Never print a token: name the key only.
+            raise ValueError(f"the JupyterHub service {name!r} already has another {key!r}")
+        service[key] = value
+    if not service.get("url"):
+        raise ValueError(f"the JupyterHub service {name!r} needs a url (give url=...)")
+    service.setdefault("display", display)
+    service.setdefault("oauth_no_confirm", oauth_no_confirm)
+    if existing:
+        services[existing[0]] = service
+    else:
+        services.append(service)
     hub.services = services
 
     scopes = _config_dict(hub, "custom_scopes")
@@ -96,14 +113,12 @@ def register(
         admin["users"] = list(admin_users)
     if admin_groups:
         admin["groups"] = list(admin_groups)
-    if any(isinstance(r, Mapping) and r.get("name") == admin["name"] for r in roles):
-        raise ValueError(f"a role named {admin['name']!r} is already configured")
-    roles.append(admin)
+    _merge_role(roles, admin)
     hub.load_roles = roles
 
     base_url = hub.get("base_url") if isinstance(hub.get("base_url"), str) else "/"
     prefix = "/" + "/".join(p for p in (str(base_url).strip("/"), "services", name) if p) + "/"
-    c.BuildFromRepoMixin.binder_service_url = spawner_url or url.rstrip("/") + prefix
+    c.BuildFromRepoMixin.binder_service_url = spawner_url or str(service["url"]).rstrip("/") + prefix
     return service
 
 
@@ -130,3 +145,19 @@ def _add_scopes(roles: list[Any], role_name: str, scopes: list[str]) -> None:
             roles[i] = {**role, "scopes": have + [s for s in scopes if s not in have]}
             return
     roles.append({"name": role_name, "scopes": scopes})
+
+
+def _merge_role(roles: list[Any], role: dict[str, Any]) -> None:
+    """Add `role` to load_roles, or add its scopes, users and groups to the role of that name."""
+    for i, have in enumerate(roles):
+        if isinstance(have, Mapping) and have.get("name") == role["name"]:
+            merged = dict(have)
+            for key in ("scopes", "users", "groups"):
+                old = list(have.get(key, []))
+                new = old + [v for v in role.get(key, []) if v not in old]
+                if new:
+                    merged[key] = new
+            merged.setdefault("description", role["description"])
+            roles[i] = merged
+            return
+    roles.append(role)

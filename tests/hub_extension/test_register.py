@@ -69,11 +69,71 @@ def test_lazy_appends_made_before_are_kept() -> None:
     assert c.BuildFromRepoMixin.binder_service_url == "http://svc/"
 
 
-def test_refuses_a_second_service_of_the_same_name() -> None:
+def test_adopts_an_existing_entry_and_keeps_what_the_operator_set() -> None:
+    """z2jh has already made c.JupyterHub.services from hub.services when extraConfig calls register()."""
     c = Config()
-    register(c, url="http://127.0.0.1:8585")
-    with pytest.raises(ValueError, match="already configured"):
-        register(c, url="http://127.0.0.1:8586")
+    operator = {
+        "name": "binder",
+        "url": "http://binder:8585",
+        "api_token": "generated-by-z2jh",
+        "display": True,
+        "info": {"docs": "https://example.org/binder"},
+        "oauth_client_allowed_scopes": ["read:users:name!user"],
+        "oauth_no_confirm": False,
+    }
+    c.JupyterHub.services = [{"name": "other", "api_token": "x"}, dict(operator)]
+    entry = register(c, build_scope_for_users=False)
+    assert entry == operator  # nothing the operator set is dropped or changed
+    assert c.JupyterHub.services == [{"name": "other", "api_token": "x"}, operator]
+    assert c.BuildFromRepoMixin.binder_service_url == "http://binder:8585/services/binder/"
+    assert set(c.JupyterHub.custom_scopes) == {BUILD_SCOPE, ADMIN_SCOPE}
+
+
+def test_adopting_adds_only_what_is_missing() -> None:
+    c = Config()
+    c.JupyterHub.services.append({"name": "binder", "info": {"team": "ops"}})  # z2jh's lazy append
+    entry = register(c, url="http://binder:8585", api_token="t0ken")
+    assert entry == {
+        "name": "binder",
+        "info": {"team": "ops"},
+        "url": "http://binder:8585",
+        "api_token": "t0ken",
+        "display": False,
+        "oauth_no_confirm": True,
+    }
+    assert c.JupyterHub.services == [entry]
+
+
+@pytest.mark.parametrize(
+    ("url", "token", "key"),
+    [("http://elsewhere:8585", None, "url"), (None, "another-secret", "api_token")],
+)
+def test_contradicting_an_existing_entry_is_an_error(url: str | None, token: str | None, key: str) -> None:
+    c = Config()
+    c.JupyterHub.services = [{"name": "binder", "url": "http://binder:8585", "api_token": "the-secret"}]
+    with pytest.raises(ValueError, match=f"already has another '{key}'") as info:
+        register(c, url=url, api_token=token)
+    assert "secret" not in str(info.value)  # tokens never end up in an error message
+
+
+def test_registering_twice_is_the_same_as_once() -> None:
+    c = Config()
+    first = register(c, url="http://127.0.0.1:8585", admin_users=["ada"])
+    second = register(c, url="http://127.0.0.1:8585", admin_users=["bo"])
+    assert c.JupyterHub.services == [first] == [second]
+    roles = roles_by_name(c)
+    assert roles["user"]["scopes"] == ["self", "access:services!service=binder", BUILD_SCOPE]
+    assert roles["binder-admin"]["users"] == ["ada", "bo"]
+    assert len(c.JupyterHub.load_roles) == 2
+
+
+def test_needs_a_url_from_somewhere() -> None:
+    with pytest.raises(ValueError, match="needs a url"):
+        register(Config())
+    c = Config()
+    c.JupyterHub.services = [{"name": "binder"}, {"name": "binder"}]
+    with pytest.raises(ValueError, match="2 JupyterHub services are named 'binder'"):
+        register(c, url="http://127.0.0.1:8585")
 
 
 def test_environment_needs_a_managed_service() -> None:
