@@ -218,3 +218,27 @@ def test_metadata_address_through_both_api_faces(
         # Operator-configured endpoints are not subject to the policy: the registry on 127.0.0.1 answers.
         health = httpx.get(f"{service}health", timeout=30)
         assert health.status_code == 200, health.text
+
+
+@pytest.mark.docker
+def test_a_commit_id_does_not_skip_the_destination_check(
+    start_service: Callable[..., AbstractContextManager[str]], git_root: Path, git_daemon_url: str
+) -> None:
+    """A full commit id needs no resolution, so no resolver connection checked it: the build's own
+    destination is checked anyway, on both faces, and nothing connects to the internal host."""
+    make_repo(git_root, "egress-sha", {"Dockerfile": "FROM scratch\n"})
+    sha = "a" * 40
+    with start_service(allow_private_networks=False) as service, listener() as (port, accepted):
+        internal = quote(f"http://127.0.0.1:{port}/internal", safe="")
+        events = sse_messages(f"{service}build/git/{internal}/{sha}?build_only=true", timeout=30)
+        assert [(e["phase"], e["code"]) for e in events] == [("failed", "destination_not_allowed")]
+        assert "127.0.0.1 (loopback address)" in events[0]["message"]
+
+        body = {"repo": f"{git_daemon_url}egress-sha", "ref": sha}
+        r = httpx.post(f"{service}api/v1/builds", json=body, timeout=30)
+        assert r.status_code == 403, r.text
+        assert r.json()["code"] == "destination_not_allowed"
+        body = {"repo": f"http://localhost:{port}/internal", "ref": "b" * 40}
+        r = httpx.post(f"{service}api/v1/builds", json=body, timeout=30)
+        assert r.json()["code"] == "destination_not_allowed", r.text
+        assert accepted() == 0

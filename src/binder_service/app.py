@@ -17,6 +17,7 @@ from .auth import RequestRate, authenticator
 from .builds import BuildManager, Executor
 from .builds.local import LocalExecutor
 from .credentials import GitCredentials
+from .destinations import DestinationCheck
 from .docker_config import DockerConfig
 from .egress import EgressPolicy
 from .image_store import EngineImageStore, ImageStore, RegistryImageStore
@@ -71,6 +72,7 @@ def _providers(
     egress: EgressPolicy | None = None,
     credentials: GitCredentials | None = None,
     observe_quota: QuotaObserver | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> Providers:
     """The enabled providers, in the order of `settings.providers` (which is URL detection's order).
 
@@ -98,6 +100,7 @@ def _providers(
             max_url_length=settings.max_input_length,
             egress=egress,
             credentials=credentials,
+            environ=environ,
         )
         return GitProvider(
             remote,
@@ -268,9 +271,15 @@ def create_app(
                 egress=egress,
                 credentials=credentials,
                 observe_quota=metrics.observe_ratelimit,
+                environ=os.environ if environ is None else environ,
             )
             app.state.service = BinderService(
-                providers=providers, builds=builds, image_prefix=prefix, metrics=metrics, policy=policy
+                providers=providers,
+                builds=builds,
+                image_prefix=prefix,
+                metrics=metrics,
+                policy=policy,
+                destinations=DestinationCheck(egress, timeout=settings.resolve_timeout),
             )
             app.state.health_checks = [
                 ("Kubernetes API" if settings.executor == "kubernetes" else "Docker engine", runner.check),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from .builds import Build, BuildManager
+from .destinations import DestinationCheck
 from .images import image_name
 from .metrics import Metrics
 from .policy import SpecPolicy, spec_key
@@ -22,12 +23,15 @@ class BinderService:
         image_prefix: str,
         metrics: Metrics,
         policy: SpecPolicy | None = None,
+        destinations: DestinationCheck | None = None,
     ) -> None:
+        """`destinations` checks what the build will clone from (None: nothing is checked)."""
         self.providers = providers
         self.builds = builds
         self.image_prefix = image_prefix
         self.metrics = metrics
         self.policy = policy or SpecPolicy()
+        self.destinations = destinations
 
     def parse_binderhub(self, provider: str, spec: str) -> RepoSpec:
         """BinderHub's `/build/<provider>/<spec>` -> a RepoSpec."""
@@ -44,6 +48,10 @@ class BinderService:
         rule = self.policy.check(spec)  # before any network call: a banned repository costs nothing
         started = time.perf_counter()
         resolved = await self.providers.get(spec.provider).resolve(spec)
+        if self.destinations is not None:
+            # Whether or not resolving connected anywhere (a commit id needs no lookup): the URL the
+            # executor will clone from is the one checked.
+            await self.destinations.check(resolved.repo_url)
         image = image_name(self.image_prefix, f"{resolved.provider}-{resolved.build_slug}", resolved.commit)
         with self.policy.quota_place(rule, spec_key(spec), attachable=lambda: self._running(image)) as hold:
             build = await self.builds.request(resolved, image, requester=requester, max_active=max_active)

@@ -15,6 +15,7 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
+from ..child_env import child_environ
 from ..credentials import GitCredentials
 from ..errors import BuildError
 from ..events import Phase
@@ -26,8 +27,6 @@ from .r2d_logs import Progress, read_lines
 log = logging.getLogger(__name__)
 
 KILL_GRACE = 5.0  # seconds between SIGTERM and SIGKILL when a build is stopped
-# Our own configuration never reaches repo2docker (it may hold tokens).
-_PRIVATE_ENV_PREFIXES = ("BINDER_SERVICE_", "JUPYTERHUB_")
 
 
 class LocalExecutor:
@@ -63,7 +62,7 @@ class LocalExecutor:
         allow_local: bool,
         credentials: GitCredentials | None = None,
     ) -> dict[str, str]:
-        env = {k: v for k, v in environ.items() if not k.startswith(_PRIVATE_ENV_PREFIXES)}
+        env = child_environ(environ)  # our own configuration never reaches repo2docker
         if credentials:
             for key in [k for k in env if k.startswith(("GIT_CONFIG_KEY_", "GIT_CONFIG_VALUE_"))]:
                 del env[key]  # GIT_CONFIG_COUNT below is ours: no inherited entry may fall into its range

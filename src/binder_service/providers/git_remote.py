@@ -15,13 +15,14 @@ import os
 import re
 import signal
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Final, Literal
 from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 import httpx
 
+from ..child_env import child_environ
 from ..credentials import GitCredentials
 from ..egress import EgressPolicy
 from ..errors import (
@@ -35,7 +36,15 @@ from ..errors import (
     UpstreamTimeout,
 )
 
-__all__ = ["GitRemote", "RemoteRefs", "check_git_url", "is_commit_id", "pick_ref", "redact_url"]
+__all__ = [
+    "GitRemote",
+    "RemoteRefs",
+    "check_git_url",
+    "is_commit_id",
+    "pick_ref",
+    "redact_url",
+    "url_host",
+]
 
 DEFAULT_PROTOCOLS: Final = frozenset({"http", "https", "git", "ssh"})
 GIT_DAEMON_PORT: Final = 9418
@@ -336,8 +345,10 @@ class GitRemote:
         max_url_length: int = 2048,
         egress: EgressPolicy | None = None,
         credentials: GitCredentials | None = None,
+        environ: Mapping[str, str] | None = None,
     ) -> None:
-        """`egress` checks git:// and ssh destinations (HTTP is checked by `http`'s transport: pass
+        """`environ` is what `git ls-remote` (ssh) runs with, filtered (default: empty).
+        `egress` checks git:// and ssh destinations (HTTP is checked by `http`'s transport: pass
         `egress.http_client()`); None checks nothing. `credentials` are sent over HTTP(S) to their origin."""
         self._http = http
         self._egress = egress
@@ -346,6 +357,7 @@ class GitRemote:
         self._allowed = allowed_protocols
         self._allow_local = allow_local
         self._max_url_length = max_url_length
+        self._environ: Mapping[str, str] = environ if environ is not None else {}
 
     async def resolve(self, url: str, ref: str) -> str:
         """The commit `ref` names in the repository at `url`; RefNotFound if none."""
@@ -471,16 +483,16 @@ class GitRemote:
             with contextlib.suppress(socket.gaierror):
                 await self._egress.check_host(host)
         protocols = set(self._allowed) | ({"file"} if self._allow_local else set())
-        env = {
-            **os.environ,
-            "LC_ALL": "C",  # stable messages to classify
-            "GIT_TERMINAL_PROMPT": "0",
-            "GIT_ALLOW_PROTOCOL": ":".join(sorted(protocols)),
-            "GIT_SSH_COMMAND": (
+        env = child_environ(
+            self._environ,
+            LC_ALL="C",  # stable messages to classify
+            GIT_TERMINAL_PROMPT="0",
+            GIT_ALLOW_PROTOCOL=":".join(sorted(protocols)),
+            GIT_SSH_COMMAND=(
                 "ssh -o BatchMode=yes -o StrictHostKeyChecking=accept-new"
                 f" -o ConnectTimeout={max(1, math.ceil(self._timeout))}"
             ),
-        }
+        )
         proc = await asyncio.create_subprocess_exec(
             "git",
             "ls-remote",
@@ -512,6 +524,13 @@ class GitRemote:
             if line:
                 advert.add_ls_remote(line)
         return advert.result()
+
+
+def url_host(url: str) -> str | None:
+    """The host a repository URL names (any scheme, or scp-like `[user@]host:path`); None for a local path.
+
+    ValueError for a URL whose host part does not parse."""
+    return _ssh_host(url)
 
 
 def _ssh_host(url: str) -> str | None:
