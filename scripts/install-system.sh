@@ -14,6 +14,8 @@ command -v docker-registry >/dev/null || need+=(docker-registry)
 command -v debootstrap >/dev/null || need+=(debootstrap)
 command -v git >/dev/null || need+=(git)
 command -v ip >/dev/null || need+=(iproute2)
+# the build store's tests run a PostgreSQL cluster of their own (tests/support/postgres.py)
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
 if $browser; then
   [ -x /usr/bin/chromium ] || need+=(chromium)
   command -v npm >/dev/null || need+=(npm)

@@ -6,7 +6,9 @@ for plain HTTP, or to a ``failed`` event for a stream. Messages are for people a
     BinderError                      500 internal_error
     ├── InvalidRequest               400 invalid_request
     │   ├── InvalidSpec              400 invalid_spec
-    │   ├── InputTooLarge            413 input_too_large
+    │   └── InputTooLarge            413 input_too_large
+    ├── Unauthorized                 401 unauthorized
+    ├── Forbidden                    403 forbidden
     │   └── RepoNotAllowed           403 repo_not_allowed
     │       ├── RepoBanned           403 repo_banned
     │       └── DestinationNotAllowed 403 destination_not_allowed
@@ -15,22 +17,26 @@ for plain HTTP, or to a ``failed`` event for a stream. Messages are for people a
     │   ├── RepoNotFound             404 repo_not_found
     │   ├── RefNotFound              404 ref_not_found
     │   └── BuildNotFound            404 build_not_found
-    ├── Unauthorized                 401 unauthorized
-    ├── Forbidden                    403 forbidden
     ├── BuildShared                  409 build_shared
+    ├── BuildCancelled               409 build_cancelled
     ├── TooManyRequests              429 too_many_requests
     │   ├── TooManyBuilds            429 too_many_builds
-    │   └── QuotaExceeded            429 quota_exceeded
+    │   ├── QuotaExceeded            429 quota_exceeded
+    │   └── RateLimited              429 rate_limited
     ├── UpstreamError                502 upstream_error
     │   ├── HubUnavailable           503 hub_unavailable
     │   ├── RepoUnreachable          502 repo_unreachable
     │   ├── UpstreamTimeout          504 upstream_timeout
-    │   ├── RateLimited              429 rate_limited
     │   ├── RegistryUnavailable      503 registry_unavailable
-    │   └── EngineUnavailable        503 engine_unavailable
+    │   ├── EngineUnavailable        503 engine_unavailable
+    │   ├── StoreUnavailable         503 store_unavailable
+    │   └── KubeStatus               502 kubernetes_error
     └── BuildError                   500 build_failed
-        ├── BuildTimeout             504 build_timeout
-        └── BuildCancelled           409 build_cancelled
+        └── BuildTimeout             504 build_timeout
+
+A branch's status holds for its children: each child refines its branch's answer (a 413 is a bad
+request, a 503 or 504 a failed upstream) and never changes its kind, so code that catches a branch
+knows what the client will be told. A test checks this.
 """
 
 from __future__ import annotations
@@ -69,11 +75,24 @@ class InputTooLarge(InvalidRequest):
     status = 413
 
 
-class RepoNotAllowed(InvalidRequest):
+class Unauthorized(BinderError):
+    """Missing or invalid credentials."""
+
+    code = "unauthorized"
+    status = 401
+
+
+class Forbidden(BinderError):
+    """Valid credentials without the permission needed."""
+
+    code = "forbidden"
+    status = 403
+
+
+class RepoNotAllowed(Forbidden):
     """A repository the configuration does not allow (protocol, local path, option-like URL)."""
 
     code = "repo_not_allowed"
-    status = 403
 
 
 class RepoBanned(RepoNotAllowed):
@@ -119,20 +138,6 @@ class BuildNotFound(NotFound):
     code = "build_not_found"
 
 
-class Unauthorized(BinderError):
-    """Missing or invalid credentials."""
-
-    code = "unauthorized"
-    status = 401
-
-
-class Forbidden(BinderError):
-    """Valid credentials without the permission needed."""
-
-    code = "forbidden"
-    status = 403
-
-
 class BuildShared(BinderError):
     """A user asked to cancel a build that other users are waiting for too."""
 
@@ -140,8 +145,15 @@ class BuildShared(BinderError):
     status = 409
 
 
+class BuildCancelled(BinderError):
+    """The build was cancelled on request."""
+
+    code = "build_cancelled"
+    status = 409
+
+
 class TooManyRequests(BinderError):
-    """A user went past their request rate."""
+    """Too many requests: a user went past their request rate, or a limit below says so."""
 
     code = "too_many_requests"
     status = 429
@@ -157,6 +169,12 @@ class QuotaExceeded(TooManyRequests):
     """As many builds of matching repositories are running as the operator's per-spec quota allows."""
 
     code = "quota_exceeded"
+
+
+class RateLimited(TooManyRequests):
+    """A repository host's API refuses more requests until its rate limit resets."""
+
+    code = "rate_limited"
 
 
 class UpstreamError(BinderError):
@@ -186,13 +204,6 @@ class UpstreamTimeout(UpstreamError):
     status = 504
 
 
-class RateLimited(UpstreamError):
-    """A repository host's API refuses more requests until its rate limit resets."""
-
-    code = "rate_limited"
-    status = 429
-
-
 class RegistryUnavailable(UpstreamError):
     """The container registry is down, refused our credentials or answered nonsense."""
 
@@ -207,6 +218,27 @@ class EngineUnavailable(UpstreamError):
     status = 503
 
 
+class StoreUnavailable(UpstreamError):
+    """The build store's database does not answer (a read the request needs could not be made)."""
+
+    code = "store_unavailable"
+    status = 503
+
+
+class KubeStatus(UpstreamError):
+    """The Kubernetes API answered a call with an error Status (translated once, in its client).
+
+    `api_status` is the API's HTTP status and `reason` its Status reason (AlreadyExists, NotFound,
+    Expired, Forbidden, ...): the executor decides on those (409 attach, 404 gone, 410 re-list).
+    """
+
+    code = "kubernetes_error"
+
+    def __init__(self, api_status: int, reason: str, message: str) -> None:
+        super().__init__(f"{message or reason} (HTTP {api_status})")
+        self.api_status, self.reason = api_status, reason
+
+
 class BuildError(BinderError):
     """repo2docker (or the build pod) failed."""
 
@@ -219,10 +251,3 @@ class BuildTimeout(BuildError):
 
     code = "build_timeout"
     status = 504
-
-
-class BuildCancelled(BuildError):
-    """The build was cancelled on request."""
-
-    code = "build_cancelled"
-    status = 409

@@ -22,6 +22,23 @@ def _split_list(value: object) -> object:
     return value
 
 
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str) -> float:
+    """`7d`, `12h`, `90m`, `30s`, `2w` or plain seconds -> seconds; `0` means forever."""
+    value = text.strip().lower()
+    unit = _UNITS.get(value[-1:], 0) if value else 0
+    number = value[:-1] if unit else value
+    try:
+        seconds = float(number) * (unit or 1)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a duration such as 7d, 12h, 90m or 30s") from None
+    if seconds < 0 or seconds != seconds:
+        raise ValueError(f"{text!r} must be 0 (forever) or a positive duration")
+    return seconds
+
+
 # every provider there is, in the default detection order; the dataset providers cost nothing unused
 PROVIDERS = ("gh", "gl", "gist", "zenodo", "figshare", "hydroshare", "dataverse", "ckan", "git")
 
@@ -71,6 +88,55 @@ class Settings(BaseSettings):
     )
     build_history: int = Field(1000, ge=1, description="Finished builds kept for reading and replay.")
     max_events_per_build: int = Field(20000, ge=100, description="Log events kept per build.")
+
+    # --- state: the build store (docs/state.md) ---
+    state_dir: Path | None = Field(
+        None,
+        description="Directory of the service's state: the SQLite build store and the build logs. "
+        "Default: `~/.local/share/binder-service`.",
+    )
+    db_url: SecretStr | None = Field(
+        None,
+        description="The build store's database (SQLAlchemy URL). Default: "
+        "`sqlite+aiosqlite:///<state_dir>/binder-service.sqlite`. Several replicas share one history "
+        "in PostgreSQL: `postgresql+asyncpg://user:password@host/db` (the `postgres` extra).",
+    )
+    db_timeout: float = Field(10.0, gt=0, description="Seconds for one database operation.")
+    build_retention: str = Field(
+        "7d",
+        description="How long finished builds, their events and logs are kept: a number with a unit "
+        "(`s`, `m`, `h`, `d`, `w`), e.g. `7d`; `0` keeps them forever.",
+    )
+
+    # --- caches and disks (docs/cache-and-disk.md) ---
+    layer_cache: bool = Field(
+        True,
+        description="Every build exports inline layer cache with its image and imports the cache of the "
+        "repository's latest image in the registry, so any engine rebuilds a new commit from unchanged "
+        "layers.",
+    )
+    engine_disk_budget: str = Field(
+        "",
+        description="Disk the Docker engine's images and build cache may use, e.g. `400MB` or `50GB`: after "
+        "each build and every `engine_prune_interval` seconds they are pruned oldest-use first until under "
+        "it. Empty: no budget.",
+    )
+    engine_pinned_images: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Images the engine budget never removes (base images), as `name:tag`, or `name` for "
+        "every tag of it.",
+    )
+    engine_prune_interval: float = Field(
+        300.0, gt=0, description="Seconds between checks of the engine disk budget."
+    )
+    registry_retention: str = Field(
+        "",
+        description="`binder-service gc` deletes images this service built that nobody requested for this "
+        "long (`90s`, `12h`, `30d`). Empty: registry garbage collection is off.",
+    )
+    registry_gc_interval: float = Field(
+        0.0, ge=0, description="Seconds between garbage collections of the registry by the service; 0: none."
+    )
 
     # --- resolution ---
     allowed_git_protocols: Annotated[list[str], NoDecode] = Field(
@@ -354,6 +420,7 @@ class Settings(BaseSettings):
         "ckan_hosts",
         "hub_build_scopes",
         "hub_admin_scopes",
+        "engine_pinned_images",
         mode="before",
     )
     @classmethod
@@ -446,6 +513,28 @@ class Settings(BaseSettings):
             raise ValueError("must not hold credentials (use the token settings)")
         return value
 
+    @field_validator("build_retention")
+    @classmethod
+    def _retention(cls, value: str) -> str:
+        parse_duration(value)  # ValueError with the accepted forms
+        return value.strip()
+
+    @field_validator("engine_disk_budget")
+    @classmethod
+    def _disk_budget(cls, value: str) -> str:
+        from .builds.engine_disk import parse_size
+
+        if value.strip():
+            parse_size(value)  # ValueError with the accepted forms
+        return value.strip()
+
+    @field_validator("registry_retention")
+    @classmethod
+    def _registry_retention(cls, value: str) -> str:
+        if value.strip() and parse_duration(value) <= 0:
+            raise ValueError("registry_retention must be a positive duration such as 30d (empty: off)")
+        return value.strip()
+
     @model_validator(mode="after")
     def _kubernetes_needs(self) -> Settings:
         if self.executor == "kubernetes" and not self.registry_url:
@@ -476,6 +565,19 @@ class Settings(BaseSettings):
         name = self.hub_service_name
         defaults = {f"access:services!service={name}", "access:services", "custom:binder:build"}
         return frozenset(defaults | set(self.hub_admin_scopes))
+
+    def resolved_state_dir(self) -> Path:
+        return self.state_dir or Path.home() / ".local" / "share" / "binder-service"
+
+    def resolved_db_url(self) -> str:
+        """The build store's URL (it may hold a password: never log it as it is)."""
+        if self.db_url is not None and self.db_url.get_secret_value():
+            return self.db_url.get_secret_value()
+        return f"sqlite+aiosqlite:///{self.resolved_state_dir() / 'binder-service.sqlite'}"
+
+    @property
+    def build_retention_seconds(self) -> float:
+        return parse_duration(self.build_retention)
 
     def resolved_docker_config(self) -> Path | None:
         """The docker config.json to use: the setting, else where the docker CLI would look."""

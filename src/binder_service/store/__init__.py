@@ -1,0 +1,16 @@
+"""The build store: builds, their events and images, in SQLite (default) or PostgreSQL (docs/state.md)."""
+
+from .engine import StoreOpenError, head_revision, safe_url
+from .records import ACTIVE, BuildRecord, ImageTouch, Purged
+from .store import BuildStore
+
+__all__ = [
+    "ACTIVE",
+    "BuildRecord",
+    "BuildStore",
+    "ImageTouch",
+    "Purged",
+    "StoreOpenError",
+    "head_revision",
+    "safe_url",
+]

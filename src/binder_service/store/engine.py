@@ -1,0 +1,136 @@
+"""Opening the build store: the engine, SQLite's pragmas, migrations to head, clear start-up errors."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import event, text
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+VERSION_TABLE = "binder_service_schema"
+_PG_MIGRATION_LOCK = 0x62696E64  # "bind": replicas starting together migrate one at a time
+
+
+class StoreOpenError(RuntimeError):
+    """The build store cannot be opened: unreachable, corrupt, locked, or newer than this release."""
+
+
+def safe_url(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # an unparsable URL may still hold a secret
+        return "<unparsable database URL>"
+
+
+def alembic_config() -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.set_main_option("version_table", VERSION_TABLE)
+    return cfg
+
+
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None
+    return head
+
+
+def create_engine(url: str, *, timeout: float) -> AsyncEngine:
+    """An async engine for `url`; SQLite files get WAL and a busy timeout, PostgreSQL a connect timeout."""
+    parsed = make_url(url)
+    args: dict[str, Any] = {}
+    connect: dict[str, Any] = {}
+    if parsed.get_backend_name() == "sqlite":
+        connect["timeout"] = timeout  # seconds to wait for a lock held by another connection
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    elif parsed.get_backend_name() == "postgresql":
+        connect["timeout"] = timeout  # asyncpg's connect timeout
+        connect["command_timeout"] = timeout
+        args["pool_pre_ping"] = True  # a restarted server leaves dead pooled connections behind
+        args["pool_size"] = 5
+        args["max_overflow"] = 5
+        args["pool_timeout"] = timeout
+    engine = create_async_engine(url, connect_args=connect, **args)
+    if parsed.get_backend_name() == "sqlite":
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")  # readers never wait for the writer
+    cursor.execute("PRAGMA synchronous=NORMAL")  # durable at every checkpoint, fast per commit
+    cursor.close()
+
+
+async def open_engine(url: str, *, op_timeout: float) -> AsyncEngine:
+    """Create the engine and migrate the database to this release's head; StoreOpenError if it cannot."""
+    shown, timeout = safe_url(url), op_timeout
+    try:
+        engine = create_engine(url, timeout=timeout)
+    except (SQLAlchemyError, ImportError, ValueError, OSError) as e:
+        raise StoreOpenError(f"cannot use database {shown}: {_reason(e)}") from None
+    try:
+        async with asyncio.timeout(timeout * 3):
+            async with engine.begin() as conn:
+                await conn.run_sync(_migrate)
+    except StoreOpenError:
+        await engine.dispose()
+        raise
+    except TimeoutError:
+        await engine.dispose()
+        raise StoreOpenError(f"database {shown} did not answer within {timeout * 3:g} seconds") from None
+    except (SQLAlchemyError, OSError) as e:
+        await engine.dispose()
+        raise StoreOpenError(f"cannot open database {shown}: {_reason(e)}") from None
+    return engine
+
+
+def _migrate(conn: Connection) -> None:
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
+    elif conn.dialect.name == "sqlite":
+        # Fail here, clearly, on a file that is not a database (before Alembic's own reads).
+        conn.execute(text("SELECT count(*) FROM sqlite_master"))
+    current = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE}).get_current_revision()
+    scripts = ScriptDirectory.from_config(alembic_config())
+    if current is not None and current not in {s.revision for s in scripts.walk_revisions()}:
+        raise StoreOpenError(
+            f"the database is at schema revision {current!r}, which this release does not know: "
+            "it was written by a newer binder-service; upgrade this one"
+        )
+    if current != scripts.get_current_head():
+        log.info(
+            "migrating the build store", extra={"from_revision": current, "to": scripts.get_current_head()}
+        )
+    cfg = alembic_config()
+    cfg.attributes["connection"] = conn
+    command.upgrade(cfg, "head")
+
+
+def _reason(e: BaseException) -> str:
+    """A short, secret-free reason: the driver's message, with SQLite's usual suspects explained."""
+    orig = e.orig if isinstance(e, DBAPIError) else e
+    message = str(orig).splitlines()[0] if str(orig) else type(orig).__name__
+    lowered = message.lower()
+    if "file is not a database" in lowered or "malformed" in lowered:
+        return f"{message} (the file is corrupt or not SQLite: restore it from a backup or move it away)"
+    if "database is locked" in lowered:
+        return f"{message} (another process holds a lock on it: is a second service using the same file?)"
+    if "unable to open database file" in lowered:
+        return f"{message} (check that the directory exists and is writable)"
+    return message[:300]

@@ -1,0 +1,71 @@
+"""What the store holds, as plain values (no ORM objects leave the store)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from ..events import BuildEvent
+
+ACTIVE = ("queued", "running")  # build statuses that are not over
+
+
+@dataclass(frozen=True, slots=True)
+class BuildRecord:
+    """A build as stored: a snapshot, rewritten whole whenever the build changes."""
+
+    id: str
+    image: str
+    provider: str
+    repository: str
+    build_slug: str
+    ref: str
+    commit: str
+    status: str
+    created_at: datetime
+    content_provider: str = "Git"
+    spec_key: str | None = None
+    requester: str | None = None
+    requesters: tuple[str, ...] = ()
+    cached: bool = False
+    error_code: str | None = None
+    error_message: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    phase_times: dict[str, str] = field(default_factory=dict)
+    last_event_id: int = 0
+    owner: str | None = None
+    pid: int | None = None
+    log_path: str | None = None
+    deadline: datetime | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.status not in ACTIVE
+
+
+@dataclass(frozen=True, slots=True)
+class EventWrite:
+    build_id: str
+    event: BuildEvent
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ImageTouch:
+    """An image was asked for (and maybe just built): what registry garbage collection goes by."""
+
+    image: str
+    provider: str
+    build_slug: str
+    at: datetime
+    requester: str | None = None
+    built: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Purged:
+    """A build the retention purge deleted, with the log file its owner should delete too."""
+
+    id: str
+    log_path: str | None

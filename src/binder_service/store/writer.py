@@ -1,0 +1,254 @@
+"""The background writer: builds, events and image records queued in memory, written in batches.
+
+`put` only appends (the build and its watchers never wait for the database). A failed batch is retried
+with a bounded backoff until it is written: a slow or briefly unavailable database delays the record,
+it never loses an event. Every write is idempotent (events by (build, id), builds and images by key),
+so a batch retried after an ambiguous failure writes nothing twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict
+from typing import Any
+
+from sqlalchemy import Table, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from .models import BUILD_REQUESTERS, BUILDS, EVENTS, IMAGES
+from .records import BuildRecord, EventWrite, ImageTouch
+
+log = logging.getLogger(__name__)
+
+Op = BuildRecord | EventWrite | ImageTouch
+MAX_BATCH = 2000
+BACKOFF_START, BACKOFF_MAX = 0.05, 5.0
+MAX_IMAGE_REQUESTERS = 1000  # an image's requesters list keeps the most recent ones
+
+
+def upsert(conn: AsyncConnection, table: Table) -> Any:
+    """The dialect's INSERT that can say ON CONFLICT (SQLite and PostgreSQL spell it alike)."""
+    return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(table)
+
+
+class BatchWriter:
+    """Queues writes and applies them in order, in batches, from one background task."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        timeout: float,
+        max_batch: int = MAX_BATCH,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._engine = engine
+        self._timeout = timeout
+        self._max_batch = max_batch
+        self._clock = clock
+        self._pending: deque[Op] = deque()
+        self._queued = 0  # ops ever put
+        self._written = 0  # ops ever written
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.failing_since: float | None = None  # the current run of failed attempts began then
+        self.last_error: str | None = None
+
+    @property
+    def backlog(self) -> int:
+        return self._queued - self._written
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="build-store-writer")
+
+    def put(self, op: Op) -> None:
+        self._pending.append(op)
+        self._queued += 1
+        self._wake.set()
+
+    async def flush(self) -> None:
+        """Return once everything put before this call is written."""
+        target = self._queued
+        if self._written >= target:
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append((target, waiter))
+        await waiter
+
+    async def aclose(self, *, grace: float) -> None:
+        """Write what is queued (up to `grace` seconds), then stop."""
+        if self._task is None:
+            return
+        try:
+            async with asyncio.timeout(grace):
+                await self.flush()
+        except TimeoutError:
+            log.error(
+                "build store: database unavailable at shutdown; unwritten records are lost",
+                extra={"backlog": self.backlog, "error": self.last_error},
+            )
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pending:
+                batch = [self._pending.popleft() for _ in range(min(self._max_batch, len(self._pending)))]
+                await self._write_until_done(batch)
+                self._written += len(batch)
+                self._notify()
+
+    async def _write_until_done(self, batch: Sequence[Op]) -> None:
+        delay = BACKOFF_START
+        attempts = 0
+        while True:
+            try:
+                async with asyncio.timeout(self._timeout):
+                    async with self._engine.begin() as conn:
+                        await write_batch(conn, batch)
+            except (SQLAlchemyError, OSError, TimeoutError) as e:
+                attempts += 1
+                self.last_error = _short(e)
+                if self.failing_since is None:
+                    self.failing_since = self._clock()
+                # Once, then every 20th attempt: a clear record of an outage without flooding the log.
+                if attempts == 1 or attempts % 20 == 0:
+                    log.warning(
+                        "build store: write failed; retrying",
+                        extra={"attempt": attempts, "backlog": self.backlog, "error": self.last_error},
+                    )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, BACKOFF_MAX)
+                continue
+            if self.failing_since is not None:
+                log.warning(
+                    "build store: writing again",
+                    extra={
+                        "attempts": attempts,
+                        "outage_seconds": round(self._clock() - self.failing_since, 1),
+                    },
+                )
+                self.failing_since = None
+                self.last_error = None
+            return
+
+    def _notify(self) -> None:
+        keep = []
+        for target, waiter in self._waiters:
+            if self._written >= target:
+                if not waiter.done():
+                    waiter.set_result(None)
+            else:
+                keep.append((target, waiter))
+        self._waiters = keep
+
+
+def _short(e: BaseException) -> str:
+    orig = getattr(e, "orig", None) or e
+    text = str(orig).splitlines()[0] if str(orig) else type(orig).__name__
+    return text[:200]
+
+
+async def write_batch(conn: AsyncConnection, batch: Iterable[Op]) -> None:
+    """Apply one batch in one transaction: the latest snapshot of each build, new events, image touches."""
+    builds: dict[str, BuildRecord] = {}
+    events: list[dict[str, Any]] = []
+    touches: list[ImageTouch] = []
+    for op in batch:
+        if isinstance(op, BuildRecord):
+            builds[op.id] = op
+        elif isinstance(op, EventWrite):
+            e = op.event
+            events.append(
+                {
+                    "build_id": op.build_id,
+                    "event_id": e.id,
+                    "phase": e.phase.value,
+                    "message": e.message,
+                    "image_name": e.image_name,
+                    "code": e.code,
+                    "queue_position": e.queue_position,
+                    "created_at": op.at,
+                }
+            )
+        else:
+            touches.append(op)
+    if builds:
+        await _write_builds(conn, list(builds.values()))
+    if events:
+        table = EVENTS
+        await conn.execute(upsert(conn, table).on_conflict_do_nothing(), events)
+    if touches:
+        await _write_images(conn, touches)
+
+
+async def _write_builds(conn: AsyncConnection, records: list[BuildRecord]) -> None:
+    table = BUILDS
+    rows = []
+    for record in records:
+        row = asdict(record)
+        row["requesters"] = list(record.requesters)
+        rows.append(row)
+    stmt = upsert(conn, table)
+    keep = {"id", "created_at"}
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["id"],
+        set_={c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keep},
+    )
+    await conn.execute(stmt, rows)
+    who = [
+        {"build_id": r.id, "requester": name, "created_at": r.created_at, "cached": r.cached}
+        for r in records
+        for name in r.requesters
+    ]
+    if who:
+        await conn.execute(upsert(conn, BUILD_REQUESTERS).on_conflict_do_nothing(), who)
+
+
+async def _write_images(conn: AsyncConnection, touches: list[ImageTouch]) -> None:
+    merged: dict[str, dict[str, Any]] = {}
+    table = IMAGES
+    names = sorted({t.image for t in touches})
+    existing = {
+        row.image: row for row in (await conn.execute(select(table).where(table.c.image.in_(names)))).all()
+    }
+    for touch in touches:
+        row = merged.get(touch.image)
+        if row is None:
+            old = existing.get(touch.image)
+            row = merged[touch.image] = {
+                "image": touch.image,
+                "provider": touch.provider,
+                "build_slug": touch.build_slug,
+                "built_at": old.built_at if old is not None else None,
+                "last_requested_at": touch.at,
+                "requesters": list(old.requesters) if old is not None else [],
+            }
+        row["last_requested_at"] = max(row["last_requested_at"], touch.at)
+        if touch.built:
+            row["built_at"] = touch.at
+        if touch.requester is not None:
+            people: list[str] = row["requesters"]
+            if touch.requester in people:
+                people.remove(touch.requester)
+            people.append(touch.requester)  # most recent last
+            del people[:-MAX_IMAGE_REQUESTERS]
+    stmt = upsert(conn, table)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["image"],
+        set_={c: stmt.excluded[c] for c in ("built_at", "last_requested_at", "requesters")},
+    )
+    await conn.execute(stmt, list(merged.values()))
