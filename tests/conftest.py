@@ -3,5 +3,6 @@
 pytest_plugins = [
     "tests.support.fixtures_git",
     "tests.support.fixtures_registry",
+    "tests.support.fixtures_engines",
     "tests.support.fixtures_service",
 ]

@@ -20,6 +20,7 @@ from .credentials import GitCredentials
 from .destinations import DestinationCheck
 from .docker_config import DockerConfig
 from .egress import EgressPolicy
+from .housekeeping import background, engine_disk, layer_cache
 from .image_store import EngineImageStore, ImageStore, RegistryImageStore
 from .images import qualified_prefix, registry_host, validate_prefix
 from .metrics import Metrics
@@ -245,6 +246,9 @@ def create_app(
                 git_credentials=credentials,
             )
             stack.push_async_callback(runner.aclose)
+            disk = engine_disk(settings, metrics, lambda: builds.images_in_use())
+            if disk is not None:
+                stack.push_async_callback(disk.aclose)
             builds = BuildManager(
                 executor=runner,
                 images=images,
@@ -255,8 +259,12 @@ def create_app(
                 history=settings.build_history,
                 max_events=settings.max_events_per_build,
                 image_cache_ttl=settings.image_cache_ttl,
+                layer_cache=layer_cache(settings, http),
+                after_build=disk.schedule if disk is not None else None,
             )
             stack.push_async_callback(builds.aclose)
+            if disk is not None:
+                await background(stack, "engine-disk", disk.run_forever(settings.engine_prune_interval))
             if kube is not None:  # a restarted replica follows the build pods that are still running
                 from .builds.kubernetes.setup import adopt_running_builds
 

@@ -44,6 +44,54 @@ class Metrics:
             registry=r,
         )
 
+        # Where a build's time goes; `queued` is the wait for a build slot.
+        self.phase_seconds = Histogram(
+            "binder_build_phase_duration_seconds",
+            "Seconds builds spent per phase (queued, fetching, building, pushing).",
+            ["phase"],
+            buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1200, 3600),
+            registry=r,
+        )
+        self.layer_cache_builds = Counter(
+            "binder_layer_cache_builds",
+            "Successful builds by whether any step reused cached layers (result: hit, miss).",
+            ["result"],
+            registry=r,
+        )
+        self.engine_disk_usage = Gauge(
+            "binder_engine_disk_usage_bytes",
+            "Disk the Docker engine's images and build cache use, as last measured.",
+            registry=r,
+        )
+        self.engine_disk_budget = Gauge(
+            "binder_engine_disk_budget_bytes", "The engine disk budget (0: none).", registry=r
+        )
+        self.engine_pruned = Counter(
+            "binder_engine_pruned",
+            "Images and build cache records removed to keep the engine under budget (kind: image, cache).",
+            ["kind"],
+            registry=r,
+        )
+        self.registry_gc_deleted = Counter(
+            "binder_registry_gc_deleted", "Images garbage collection deleted from the registry.", registry=r
+        )
+
+        # BinderHub's names, so dashboards made for BinderHub keep working. `binderhub_build_count` has no
+        # `repo` label here: repository names stay out of labels (unbounded, and they may be private).
+        self.binderhub_build_time = Histogram(
+            "binderhub_build_time_seconds",
+            "Histogram of build times",
+            ["status"],
+            buckets=(60, 120, 300, 600, 1800, 3600, 7200),
+            registry=r,
+        )
+        self.binderhub_build_count = Counter(
+            "binderhub_build_count", "Counter of builds", ["status", "provider"], registry=r
+        )
+        self.builds_inprogress = Gauge(
+            "binderhub_inprogress_builds", "Builds currently in progress", registry=r
+        )
+
         # Labelled by API name ("GitHub API"), never by token or user.
         self.ratelimit_limit = Gauge(
             "binder_upstream_ratelimit_limit",

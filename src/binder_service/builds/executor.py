@@ -24,6 +24,8 @@ class BuildJob:
     repo: ResolvedRepo
     push: bool  # push to the registry (else keep the image in the engine)
     requester: str | None = None  # who asked first (recorded on the build pod)
+    layer_cache: bool = False  # export inline cache metadata with the image
+    cache_from: str | None = None  # the repository's latest image, whose layers the build may reuse
 
 
 class Executor(Protocol):

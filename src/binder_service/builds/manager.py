@@ -18,6 +18,8 @@ from ..metrics import Metrics
 from ..providers import ResolvedRepo
 from .build import Build, BuildStatus, now
 from .executor import SHUTDOWN, BuildJob, Executor
+from .layer_cache import LayerCache
+from .observe import BuildObserver
 from .queue import BuildQueue
 
 log = logging.getLogger(__name__)
@@ -38,8 +40,13 @@ class BuildManager:
         history: int,
         max_events: int,
         image_cache_ttl: float,
+        layer_cache: LayerCache | None = None,
+        after_build: Callable[[], None] | None = None,
     ) -> None:
         self._executor = executor
+        self._layers = layer_cache  # None: no inline cache export, no --cache-from
+        self._after_build = after_build  # e.g. the engine disk budget's check
+        self._cache_sources: dict[str, str] = {}  # by image name: the image a running build reuses
         self._images = images
         self._metrics = metrics
         self._push = push
@@ -135,13 +142,30 @@ class BuildManager:
         self._metrics.builds_started.inc()
         return build
 
-    async def _run(self, build: Build) -> None:
-        job = BuildJob(
+    def images_in_use(self) -> set[str]:
+        """Images running builds make or reuse layers of: never pruned from under them."""
+        return set(self._active) | set(self._cache_sources.values())
+
+    async def _job(self, build: Build) -> BuildJob:
+        cache_from = await self._layers.source(build.image_name) if self._layers else None
+        if cache_from:
+            self._cache_sources[build.image_name] = cache_from
+        return BuildJob(
             build_id=build.id,
             image_name=build.image_name,
             repo=build.repo,
             push=self._push,
             requester=build.requester,
+            layer_cache=self._layers is not None,
+            cache_from=cache_from,
+        )
+
+    async def _run(self, build: Build) -> None:
+        observer = BuildObserver(
+            self._metrics,
+            lambda phase, msg: _log_event(build, phase, msg),
+            cache_from=None,
+            provider=build.repo.provider,
         )
         status, outcome = BuildStatus.FAILED, "failed"
         try:
@@ -149,19 +173,25 @@ class BuildManager:
             try:
                 build.status, build.started_at, build.queue_position = BuildStatus.RUNNING, now(), None
                 self._metrics.builds_running.inc()
+                observer.started()
                 try:
+                    job = await self._job(build)  # after the queue: the newest image may be new by now
+                    observer.cache.cache_from = job.cache_from
                     async with asyncio.timeout(self._timeout):
-                        await self._executor.run(job, lambda phase, msg: _log_event(build, phase, msg))
+                        await self._executor.run(job, observer.emit)
                 except TimeoutError:
                     raise BuildTimeout(
                         f"build did not finish within {self._timeout:g} seconds; stopped"
                     ) from None
                 finally:
                     self._metrics.builds_running.dec()
+                    observer.ran()
             finally:
                 self._queue.release()
             await self._confirm(build)
             self._exists.put(build.image_name, True)
+            if self._layers is not None:
+                self._layers.built(build.image_name)
             build.emit(Phase.BUILT, "Built image\n", image_name=build.image_name)
             ready = build.emit(Phase.READY, "Done! Built image\n", image_name=build.image_name)
             status, outcome = BuildStatus.READY, "ready"
@@ -180,9 +210,15 @@ class BuildManager:
             )
         finally:
             self._active.pop(build.image_name, None)
+            self._cache_sources.pop(build.image_name, None)
             self._metrics.builds_finished.labels(outcome).inc()
+            total = None
             if build.started_at and build.finished_at:
-                self._metrics.build_seconds.observe((build.finished_at - build.started_at).total_seconds())
+                total = (build.finished_at - build.started_at).total_seconds()
+                self._metrics.build_seconds.observe(total)
+            observer.finish(outcome, total)
+            if self._after_build is not None:
+                self._after_build()
             log.info(
                 "build finished", extra={"build_id": build.id, "image": build.image_name, "phase": outcome}
             )

@@ -38,7 +38,22 @@ def r2d_args(job: BuildJob, extra_args: list[str]) -> list[str]:
         "--image-name", job.image_name,
         "--ref", job.repo.commit,
         *(["--push"] if job.push else []),
+        *_cache_args(job),
         *extra_args,
         "--",
         job.repo.repo_url,
     ]  # fmt: skip
+
+
+def _cache_args(job: BuildJob) -> list[str]:
+    """Inline cache out, the repository's latest image in: what lets a fresh engine skip unchanged steps.
+
+    buildx's docker driver writes inline cache metadata (not a separate cache export) when asked with
+    the BUILDKIT_INLINE_CACHE build argument; a `--cache-from` image that is missing only logs an error.
+    """
+    if not job.layer_cache:
+        return []
+    args = ["--build-arg", "BUILDKIT_INLINE_CACHE=1"]
+    if job.cache_from:
+        args += ["--cache-from", job.cache_from]
+    return args
