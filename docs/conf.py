@@ -154,8 +154,14 @@ ERROR_DETAILS = {
     "`BINDER_SERVICE_BUILD_HISTORY`).",
     "unauthorized": "Tokens are configured and the request has none, or a wrong one. Always a plain HTTP "
     "response, on the event-stream endpoints too.",
-    "forbidden": "Defined for valid credentials without the needed permission; not produced at present.",
-    "upstream_error": "The general case of the upstream errors below; not produced by itself at present.",
+    "forbidden": "Valid credentials without the needed permission: a hub token without a scope that "
+    "allows using this service, a cross-site browser request, or a build that belongs to another user. "
+    "The refusals of repositories below are forbidden too.",
+    "upstream_error": "A service binder-service depends on answered with something it cannot use: a "
+    "provider's API sent malformed JSON or a record without a field it must have, or an unexpected HTTP "
+    "status. The more precise upstream errors below are its children.",
+    "kubernetes_error": "The Kubernetes API refused a call of the Kubernetes executor with an error Status "
+    "(e.g. RBAC forbids it, or the pod spec is invalid); the message holds the API's reason and HTTP status.",
     "repo_unreachable": "The repository host cannot be reached, refuses the connection, answers with an "
     'unexpected HTTP status, does not speak git\'s smart HTTP protocol ("dumb" HTTP git servers are not '
     "supported), or sends a malformed ref list or one over 32 MiB.",

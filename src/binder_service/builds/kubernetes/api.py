@@ -1,8 +1,10 @@
 """The few pod calls the Kubernetes executor makes, each with a timeout, in the API's own JSON.
 
 kubernetes-asyncio's generated methods do the HTTP (auth, TLS, URLs); answers are read raw
-(`_preload_content=False`) so a pod looks the same from a GET, a list and a watch, and Kubernetes'
-Status objects become `KubeStatus` with their reason (AlreadyExists, NotFound, Expired, ...).
+(`_preload_content=False`) so a pod looks the same from a GET, a list and a watch. Errors are
+translated here, once: Kubernetes' Status objects become `errors.KubeStatus` with their reason
+(AlreadyExists, NotFound, Expired, ...), transport failures `EngineUnavailable`; both are
+`BinderError`s, so callers catch one tree.
 """
 
 from __future__ import annotations
@@ -17,20 +19,14 @@ from typing import Any
 import aiohttp
 from kubernetes_asyncio.client import ApiClient, CoreV1Api
 
-from ...errors import EngineUnavailable
+from ...errors import EngineUnavailable, KubeStatus
 from ..r2d_logs import read_lines
 
 log = logging.getLogger(__name__)
 
+__all__ = ["KubeStatus", "Pods"]
+
 WATCH_RETRIES = 3  # consecutive failures to re-open a watch before the build gives up
-
-
-class KubeStatus(Exception):
-    """The API answered with an error Status."""
-
-    def __init__(self, status: int, reason: str, message: str) -> None:
-        super().__init__(f"{message or reason} (HTTP {status})")
-        self.status, self.reason, self.message = status, reason, message
 
 
 def _status(code: int, body: bytes) -> KubeStatus:
@@ -82,7 +78,7 @@ class Pods:
         try:
             return await self._call("reading a pod", self._core.read_namespaced_pod, name, self.namespace)
         except KubeStatus as e:
-            if e.status == 404:
+            if e.api_status == 404:
                 return None
             raise
 
@@ -102,7 +98,7 @@ class Pods:
         try:
             await self._call("deleting a pod", self._core.delete_namespaced_pod, name, self.namespace)
         except KubeStatus as e:
-            if e.status == 404:
+            if e.api_status == 404:
                 return False
             raise
         return True
@@ -187,7 +183,7 @@ class Pods:
                 log.debug("watch ended; re-opening", extra={"pod": name})
                 yield last  # unchanged, but time went by: the caller re-judges (how long unschedulable)
             except KubeStatus as e:
-                if e.status != 410:
+                if e.api_status != 410:
                     raise
                 log.info("watch expired; reading the pod afresh", extra={"pod": name})
                 pod = await self.get(name)

@@ -17,12 +17,12 @@ from typing import Any
 
 from kubernetes_asyncio.client import ApiClient
 
-from ...errors import BinderError, BuildError, EngineUnavailable
+from ...errors import BinderError, BuildError, EngineUnavailable, KubeStatus
 from ...events import Phase
 from ...images import build_pod_name
 from ..executor import SHUTDOWN, BuildJob, Emit
 from ..r2d_logs import Progress, read_lines
-from .api import KubeStatus, Pods
+from .api import Pods
 from .pod import ANNOTATION, CONTAINER, PodTemplate, build_pod, job_from_annotations, rendezvous
 from .pod_status import PodState, failure, read_state
 
@@ -97,7 +97,7 @@ class KubernetesExecutor:
             try:
                 await self._pods.create(manifest)
             except KubeStatus as e:
-                if e.status != 409:
+                if e.api_status != 409:
                     raise BuildError(f"Kubernetes refused the build pod: {e}") from None
             else:
                 where = f" (preferring node {node})" if node else ""
@@ -153,6 +153,7 @@ class KubernetesExecutor:
         if read_state(last).phase != "Succeeded":
             reasons = [progress.engine_error] if progress.engine_error else progress.errors
             raise failure(last, reasons)
+        progress.flush()
 
     def _check_schedulable(self, state: PodState, since: float | None) -> float | None:
         if not state.unschedulable:
@@ -175,11 +176,11 @@ class KubernetesExecutor:
                             continue
                         seen += 1
                         progress.feed(line)
-            except (BinderError, KubeStatus, OSError) as e:
+            except (BinderError, OSError) as e:
                 log.warning("build log stream failed", extra={"pod": name, "error": str(e)})
             try:
                 pod = await self._pods.get(name)
-            except (BinderError, KubeStatus):
+            except BinderError:
                 return  # the status watch has the last word on the build
             if pod is None or read_state(pod).finished:
                 return
@@ -191,7 +192,7 @@ class KubernetesExecutor:
         try:
             await self._pods.delete(name)
             log.info("build pod deleted", extra={"pod": name, "reason": why})
-        except (BinderError, KubeStatus) as e:
+        except BinderError as e:
             # The sweep removes it later.
             log.warning("could not delete build pod", extra={"pod": name, "error": str(e)})
 
@@ -199,7 +200,7 @@ class KubernetesExecutor:
         """The docker-api node this repository prefers (its layer cache), or None when none is known."""
         try:
             pods = await self._pods.list(self._sticky_selector)
-        except (BinderError, KubeStatus) as e:
+        except BinderError as e:
             log.warning("could not list docker-api pods for sticky builds", extra={"error": str(e)})
             return None
         nodes = sorted(
@@ -263,7 +264,7 @@ class KubernetesExecutor:
         while True:
             try:
                 await self.reap()
-            except (BinderError, KubeStatus) as e:
+            except BinderError as e:
                 log.warning("build pod sweep failed", extra={"error": str(e)})
             await asyncio.sleep(self._reap_interval)
 

@@ -14,7 +14,6 @@ from kubernetes_asyncio.client import ApiClient, Configuration
 from ...errors import BinderError
 from ...settings import Settings
 from ..manager import BuildManager
-from .api import KubeStatus
 from .executor import KubernetesExecutor
 from .pod import PodTemplate
 
@@ -78,7 +77,7 @@ async def adopt_running_builds(executor: KubernetesExecutor, builds: BuildManage
     to its pod (409), so the build is followed, listed and cleaned up here. The number adopted."""
     try:
         jobs = await executor.running_builds()
-    except (BinderError, KubeStatus) as e:
+    except BinderError as e:
         log.warning("could not look for running build pods", extra={"error": str(e)})
         return 0
     adopted = 0
