@@ -1,5 +1,8 @@
-# The binder-service image: the service only (builds run repo2docker in build pods, not here).
-#   docker build -t binder-service .
+# The binder-service image, as the Helm chart runs it: the service with the Kubernetes executor (builds run
+# repo2docker in build pods) and the PostgreSQL driver (replicas sharing one history). It has repo2docker's
+# Python package (a default dependency) but no Docker CLI, so it cannot build by itself: one machine without
+# Kubernetes uses `pip install binder-service` (docs/install.md).
+#   docker build -t binder-service .         (scripts/release.sh builds it with the version stamped)
 # Non-root (uid 65532) and fine with a read-only root filesystem: it writes nothing outside /tmp.
 ARG BASE_IMAGE=python:3.12-slim-bookworm
 
@@ -13,8 +16,9 @@ COPY src ./src
 RUN --mount=type=secret,id=pip_cert,required=false \
     if [ -s /run/secrets/pip_cert ]; then export PIP_CERT=/run/secrets/pip_cert; fi \
  && python3 -m venv /opt/binder-service \
- && /opt/binder-service/bin/pip install /src \
- && /opt/binder-service/bin/binder-service --help >/dev/null
+ && /opt/binder-service/bin/pip install '/src[kubernetes,postgres]' \
+ && /opt/binder-service/bin/binder-service --help >/dev/null \
+ && /opt/binder-service/bin/python -c 'import kubernetes_asyncio, asyncpg'
 
 FROM ${BASE_IMAGE}
 RUN useradd --uid 65532 --user-group --no-create-home --home-dir /tmp --shell /usr/sbin/nologin binder
