@@ -16,6 +16,8 @@ command -v git >/dev/null || need+=(git)
 command -v ip >/dev/null || need+=(iproute2)
 # the build store's tests run a PostgreSQL cluster of their own (tests/support/postgres.py)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
+# the metrics test scrapes a running service with a real Prometheus (tests/test_metrics_prometheus.py)
+command -v prometheus >/dev/null || need+=(prometheus)
 if $browser; then
   [ -x /usr/bin/chromium ] || need+=(chromium)
   command -v npm >/dev/null || need+=(npm)
