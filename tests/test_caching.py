@@ -120,4 +120,3 @@ async def test_each_result_can_have_its_own_ttl() -> None:
     assert cache.get("default") == ("d", 0)
     cache.put("long", ("gone", 0), ttl=0)  # a ttl of 0 keeps nothing, not even the older value
     assert cache.get("long") is None
-
