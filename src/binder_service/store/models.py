@@ -88,7 +88,7 @@ class BuildRow(Base):
         # The list is newest first, filtered by cached / status: each filter walks an index backwards.
         Index(None, "cached", "created_at"),
         Index(None, "created_at"),
-        Index(None, "status", "created_at"),
+        Index(None, "status", "cached", "created_at"),
         Index(None, "image", "status"),
         Index(None, "finished_at"),
     )

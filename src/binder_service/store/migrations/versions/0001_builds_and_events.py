@@ -43,7 +43,7 @@ def upgrade() -> None:
     )
     op.create_index("ix_builds_cached_created_at", "builds", ["cached", "created_at"])
     op.create_index("ix_builds_created_at", "builds", ["created_at"])
-    op.create_index("ix_builds_status_created_at", "builds", ["status", "created_at"])
+    op.create_index("ix_builds_status_cached_created_at", "builds", ["status", "cached", "created_at"])
     op.create_index("ix_builds_image_status", "builds", ["image", "status"])
     op.create_index("ix_builds_finished_at", "builds", ["finished_at"])
     op.create_table(

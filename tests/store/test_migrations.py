@@ -1,0 +1,89 @@
+"""Migrations: the models and the shipped migrations agree, and a later release opens an older database."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
+
+from binder_service.store import BuildStore, StoreOpenError, head_revision
+from binder_service.store.engine import VERSION_TABLE, alembic_config, create_engine
+from binder_service.store.models import Base
+
+
+def _upgrade_to(conn: Connection, revision: str) -> None:
+    cfg = alembic_config()
+    cfg.attributes["connection"] = conn
+    command.upgrade(cfg, revision)
+
+
+async def test_migrations_build_exactly_the_models(db_url: str) -> None:
+    store = await BuildStore.open(db_url, op_timeout=5.0)
+    try:
+        async with store.engine.connect() as conn:
+            diff = await conn.run_sync(
+                lambda c: compare_metadata(
+                    MigrationContext.configure(c, opts={"version_table": VERSION_TABLE}), Base.metadata
+                )
+            )
+    finally:
+        await store.aclose()
+    assert diff == []
+
+
+async def test_an_older_database_is_migrated_and_keeps_its_builds(db_url: str) -> None:
+    # A database as the first release left it (schema 0001), holding one finished build and its event.
+    engine = create_engine(db_url, timeout=5.0)
+    async with engine.begin() as conn:
+        await conn.run_sync(_upgrade_to, "0001")
+        await conn.execute(
+            text(
+                'INSERT INTO builds (id, image, provider, repository, build_slug, ref, "commit", '
+                "content_provider, requesters, status, cached, created_at, finished_at, phase_times, "
+                "last_event_id) VALUES ('old1', 'reg/img:1', 'git', 'https://example.org/r.git', 'r', "
+                "'main', 'abc', 'Git', '[\"alice\"]', 'ready', :f, :t, :t, '{}', 1)"
+            ),
+            {"f": False, "t": datetime(2026, 1, 1)},
+        )
+        await conn.execute(
+            text(
+                "INSERT INTO events (build_id, event_id, phase, message, created_at) "
+                "VALUES ('old1', 1, 'ready', 'Done!\n', :t)"
+            ),
+            {"t": datetime(2026, 1, 1)},
+        )
+    await engine.dispose()
+
+    store = await BuildStore.open(db_url, op_timeout=5.0)  # this release: upgrades to head
+    try:
+        old = await store.get_build("old1")
+        assert old is not None
+        assert old.status == "ready"
+        assert old.created_at == datetime(2026, 1, 1, tzinfo=UTC)
+        assert (old.owner, old.pid, old.log_path, old.spec_key) == (None, None, None, None)
+        assert [e.message for e in await store.events("old1")] == ["Done!\n"]
+        async with store.engine.connect() as conn:
+            version = (await conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}"))).scalar_one()
+        assert version == head_revision()
+    finally:
+        await store.aclose()
+
+
+async def test_a_database_from_a_newer_release_is_refused(db_url: str) -> None:
+    store = await BuildStore.open(db_url, op_timeout=5.0)
+    async with store.engine.begin() as conn:
+        await conn.execute(text(f"UPDATE {VERSION_TABLE} SET version_num = '9999'"))
+    await store.aclose()
+    with pytest.raises(StoreOpenError, match="newer binder-service"):
+        await BuildStore.open(db_url, op_timeout=5.0)
+
+
+async def test_opening_twice_is_a_no_op(db_url: str) -> None:
+    for _ in range(2):
+        store = await BuildStore.open(db_url, op_timeout=5.0)
+        await store.aclose()
