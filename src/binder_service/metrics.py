@@ -112,6 +112,14 @@ class Metrics:
             registry=r,
         )
 
+        # Every label value exists from the start, so ratios and rates have data before the first event.
+        for result in ("hit", "miss"):
+            self.layer_cache_builds.labels(result)
+        for kind in ("image", "cache"):
+            self.engine_pruned.labels(kind)
+        for status in ("success", "failure"):
+            self.binderhub_build_time.labels(status)
+
     def observe_ratelimit(
         self, api: str, limit: float | None, remaining: float | None, reset: float | None
     ) -> None:
