@@ -1,0 +1,77 @@
+"""Durable build processes: output in a file, exit status in a file, followed to the end even by a process
+that did not start them (a restarted service)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from binder_service.builds.durable import BuildFiles, follow, is_build_process, spawn
+
+
+def _files(tmp_path: Path, build_id: str = "b1") -> BuildFiles:
+    files = BuildFiles.for_build(tmp_path, build_id)
+    files.create()
+    return files
+
+
+async def test_output_and_exit_status_are_followed(tmp_path: Path) -> None:
+    files = _files(tmp_path)
+    script = "for i in 1 2 3; do echo line $i; sleep 0.05; done; printf 'no newline'; exit 3"
+    proc = await spawn(["/bin/sh", "-c", script], files, env={"PATH": os.environ["PATH"]}, cwd=tmp_path)
+    lines: list[str] = []
+    code = await follow(files, lines.append, lambda: proc.returncode is None)
+    assert lines == ["line 1", "line 2", "line 3", "no newline"]
+    assert code == 3
+    assert await proc.wait() == 3
+    assert files.log.read_text() == "line 1\nline 2\nline 3\nno newline"
+    assert oct(files.dir.stat().st_mode & 0o777) == "0o700"
+    assert oct(files.log.stat().st_mode & 0o777) == "0o600"
+
+
+async def test_a_killed_build_has_no_exit_status(tmp_path: Path) -> None:
+    files = _files(tmp_path)
+    proc = await spawn(["/bin/sh", "-c", "echo started; sleep 60"], files, env={}, cwd=tmp_path)
+    lines: list[str] = []
+
+    def feed(line: str) -> None:
+        lines.append(line)
+        os.killpg(proc.pid, signal.SIGKILL)  # stopped from outside, as `kill` would
+
+    assert await follow(files, feed, lambda: proc.returncode is None) is None
+    assert lines == ["started"]
+
+
+async def test_a_build_started_by_a_process_that_died_is_followed_by_another(tmp_path: Path) -> None:
+    files = _files(tmp_path, "orphan")
+    # A first "service" starts the build and exits at once (as if killed): the build is reparented.
+    starter = (
+        "import asyncio, sys\n"
+        "from pathlib import Path\n"
+        "from binder_service.builds.durable import BuildFiles, spawn\n"
+        "async def main():\n"
+        "    p = await spawn(['/bin/sh', '-c', 'sleep 0.3; echo one; sleep 0.3; echo two; exit 0'],\n"
+        "                    BuildFiles(Path(sys.argv[1])), env={}, cwd=Path(sys.argv[1]))\n"
+        "    print(p.pid)\n"
+        "asyncio.run(main())\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", starter, str(files.dir)], check=True, capture_output=True, text=True
+    )
+    pid = int(out.stdout)
+    assert is_build_process(pid, files)
+    assert not is_build_process(os.getpid(), files)  # a pid that is someone else's is not adopted
+    lines: list[str] = []
+    assert await follow(files, lines.append, lambda: is_build_process(pid, files)) == 0
+    assert lines == ["one", "two"]
+    assert not is_build_process(pid, files)
+
+
+def test_build_ids_become_no_paths(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="not a build id"):
+        BuildFiles.for_build(tmp_path, "../etc")
