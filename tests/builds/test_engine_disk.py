@@ -1,0 +1,122 @@
+"""The engine disk budget: oldest use first, never pinned or in-use images, through the engine API."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from pathlib import Path
+
+import httpx
+import pytest
+
+from binder_service.builds.engine_disk import EngineDisk, _candidates, parse_size
+from binder_service.settings import Settings
+from tests.support.engines import docker_on
+from tests.support.gitserve import make_repo
+from tests.support.service import sse_messages
+
+
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [("400MB", 400_000_000), ("50GB", 50 * 10**9), ("2GiB", 2 * 2**30), ("1000", 1000), ("1.5 kB", 1500)],
+)
+def test_sizes(text: str, size: int) -> None:
+    assert parse_size(text) == size
+
+
+@pytest.mark.parametrize("bad", ["", "lots", "-5MB", "5 XB", "MB"])
+def test_bad_sizes_are_refused_at_startup(bad: str) -> None:
+    with pytest.raises(ValueError, match="size"):
+        parse_size(bad)
+    if bad.strip():
+        with pytest.raises(ValueError, match="size"):
+            Settings(engine_disk_budget=bad)
+
+
+def test_candidates_oldest_use_first_never_pinned_used_or_in_use() -> None:
+    df = {
+        "LayersSize": 10,
+        "Images": [
+            {"Id": "sha256:new", "RepoTags": ["reg/app-x:new"], "Created": 300, "Size": 5, "SharedSize": 0},
+            {"Id": "sha256:old", "RepoTags": ["reg/app-x:old"], "Created": 100, "Size": 5, "SharedSize": 0},
+            {"Id": "sha256:base", "RepoTags": ["reg/base:1"], "Created": 1, "Size": 5, "SharedSize": 0},
+            {"Id": "sha256:pin", "RepoTags": ["reg/pinned:any"], "Created": 2, "Size": 5, "SharedSize": 0},
+            {"Id": "sha256:run", "RepoTags": ["reg/busy:1"], "Created": 3, "Size": 5, "Containers": 1},
+            {"Id": "sha256:build", "RepoTags": ["reg/app-y:c1"], "Created": 4, "Size": 5, "SharedSize": 0},
+        ],
+        "BuildCache": [
+            {"ID": "busy", "InUse": True, "Size": 9, "LastUsedAt": "2020-01-01T00:00:00.123456789Z"},
+            {"ID": "stale", "InUse": False, "Size": 9, "LastUsedAt": "1970-01-01T00:03:20.5Z"},
+        ],
+    }
+    protected = {"reg/base:1", "reg/pinned", "reg/app-y:c1"}  # pinned tag, pinned name, a build's image
+    order = [(c.kind, c.id) for c in _candidates(df, protected)]
+    assert order == [("image", "sha256:old"), ("cache", "stale"), ("image", "sha256:new")]
+
+
+def _blob_repo(git_root: Path, base: str, n: int) -> str:
+    name = f"disk-{uuid.uuid4().hex[:8]}-{n}"
+    # ~100 MB of its own per build: random bytes, so neither layers nor compression are shared.
+    dockerfile = (
+        f"FROM {base}\nARG NB_USER\nARG NB_UID\nRUN head -c 100000000 /dev/urandom > /blob && echo {name}\n"
+    )
+    make_repo(git_root, name, {"Dockerfile": dockerfile})
+    return name
+
+
+def _usage(host: str) -> int:
+    async def measure() -> int:
+        disk = EngineDisk(host, budget=0)
+        try:
+            return await disk.usage()
+        finally:
+            await disk.aclose()
+
+    return asyncio.run(measure())
+
+
+@pytest.mark.docker
+def test_a_stream_of_builds_ends_under_budget_and_every_build_ready(
+    start_service: Callable[..., AbstractContextManager[str]],
+    git_root: Path,
+    git_daemon_url: str,
+    registry_base_image: str,
+    fresh_engine_host: str,
+) -> None:
+    budget = 300_000_000
+    # The base image, tagged in the engine and pinned: it must survive every prune.
+    docker_on(fresh_engine_host, "pull", "-q", registry_base_image)
+    names = [_blob_repo(git_root, registry_base_image, n) for n in range(5)]
+    # Images stay in the engine (no registry): the budget is all that bounds them.
+    with start_service(
+        registry_url="",
+        image_prefix=f"test-disk-{uuid.uuid4().hex[:6]}/",
+        docker_host=fresh_engine_host,
+        engine_disk_budget="300MB",
+        engine_pinned_images=[registry_base_image],
+        max_concurrent_builds=1,
+        build_timeout=300.0,
+    ) as service:
+        for name in names:
+            r = httpx.post(
+                f"{service}api/v1/builds", json={"repo": git_daemon_url + name, "ref": "main"}, timeout=30
+            )
+            assert r.status_code == 201, r.text
+            events = sse_messages(str(httpx.URL(service).join(r.json()["events_url"])), timeout=300)
+            assert events[-1]["phase"] == "ready", events[-3:]
+        # The check after the last build runs in the background: wait for it to settle.
+        deadline = time.monotonic() + 120
+        while (usage := _usage(fresh_engine_host)) > budget and time.monotonic() < deadline:
+            time.sleep(0.5)
+        metrics = httpx.get(f"{service}metrics", timeout=10).text
+    assert usage <= budget, f"engine uses {usage} bytes, budget {budget}"
+    pruned = [
+        line for line in metrics.splitlines() if line.startswith('binder_engine_pruned_total{kind="image"}')
+    ]
+    assert float(pruned[0].rsplit(" ", 1)[1]) >= 2  # 5 x 100 MB in 300 MB: at least two images went
+    tags = docker_on(fresh_engine_host, "images", "--format", "{{.Repository}}:{{.Tag}}").split()
+    assert registry_base_image in tags  # pinned
+    assert any(names[-1] in t for t in tags)  # the newest build's image is the last to go
