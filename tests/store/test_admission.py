@@ -1,0 +1,87 @@
+"""Admission across replicas: two services' admission components on one PostgreSQL (and SQLite, alone)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from binder_service.admission import Admission
+from binder_service.auth import Identity
+from binder_service.errors import TooManyRequests
+from binder_service.policy import SpecRule
+from binder_service.store import BuildStore
+from tests.store.test_store import record
+from tests.support.postgres import Cluster
+
+ALICE = Identity(name="alice", kind="user")
+ADMIN = Identity(name="root", kind="user", admin=True)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_replicas_share_the_request_rate(pg: Cluster) -> None:
+    url = pg.create_database()
+    a, b = await BuildStore.open(url, op_timeout=5.0), await BuildStore.open(url, op_timeout=5.0)
+    clock = Clock()
+    try:
+        one = Admission(
+            requests_per_minute=3, builds_per_user=0, store=a, owner="a", shared=True, clock=clock
+        )
+        two = Admission(
+            requests_per_minute=3, builds_per_user=0, store=b, owner="b", shared=True, clock=clock
+        )
+        await one.check_rate(ALICE)
+        await two.check_rate(ALICE)
+        await one.check_rate(ALICE)
+        with pytest.raises(
+            TooManyRequests, match=r"more than 3 build requests in a minute; try again in \d+s"
+        ):
+            await two.check_rate(ALICE)  # the fourth, on the other replica
+        await two.check_rate(ADMIN)  # admins are never limited
+        await two.check_rate(Identity(name="bob", kind="user"))  # per user
+        clock.now += 61
+        await two.check_rate(ALICE)  # the window moved on
+    finally:
+        await a.aclose()
+        await b.aclose()
+
+
+async def test_replicas_see_each_others_running_builds(pg: Cluster) -> None:
+    url = pg.create_database()
+    a, b = await BuildStore.open(url, op_timeout=5.0), await BuildStore.open(url, op_timeout=5.0)
+    try:
+        a.save_build(record("x1", owner="a", spec_key="gh/org/big", image="reg/big:1"))
+        a.save_build(record("x2", owner="a", spec_key="gh/org/small", requesters=("bob",)))
+        a.save_build(record("x3", owner="a", status="ready", spec_key="gh/org/big", image="reg/big:0"))
+        await a.flush()
+        seen_by_b = await Admission(
+            requests_per_minute=0, builds_per_user=1, store=b, owner="b", shared=True
+        ).elsewhere()
+        assert sorted(r.id for r in seen_by_b) == ["x1", "x2"]  # running ones, of the other replica
+        assert Admission.user_builds("alice", seen_by_b) == 1
+        rule = SpecRule(re.compile("^gh/org/big$"), quota=1)
+        assert Admission.rule_builds(rule, seen_by_b, image="reg/big:2") == 1
+        assert Admission.rule_builds(rule, seen_by_b, image="reg/big:1") == 0  # joining it takes no place
+        own = Admission(requests_per_minute=0, builds_per_user=1, store=a, owner="a", shared=True)
+        assert await own.elsewhere() == []  # its own builds it counts in memory
+    finally:
+        await a.aclose()
+        await b.aclose()
+
+
+async def test_alone_admission_counts_in_memory(store: BuildStore) -> None:
+    admission = Admission(requests_per_minute=1, builds_per_user=2, store=store, owner="a", shared=False)
+    assert not admission.shared
+    await admission.check_rate(ALICE)
+    with pytest.raises(TooManyRequests):
+        await admission.check_rate(ALICE)
+    assert await admission.elsewhere() == []
+    assert admission.builds_limit(ALICE) == 2
+    assert admission.builds_limit(ADMIN) == 0
