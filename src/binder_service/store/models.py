@@ -82,6 +82,8 @@ class BuildRow(Base):
     owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
     pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
     log_path: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # The last event id before the process started: its log replays into the same event ids after it.
+    log_event_base: Mapped[int | None] = mapped_column(Integer, nullable=True)
     deadline: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)  # keeps its timeout
 
     __table_args__ = (

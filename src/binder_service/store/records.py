@@ -37,6 +37,7 @@ class BuildRecord:
     owner: str | None = None
     pid: int | None = None
     log_path: str | None = None
+    log_event_base: int | None = None
     deadline: datetime | None = None
 
     @property

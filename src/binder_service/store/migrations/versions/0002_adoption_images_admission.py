@@ -23,6 +23,7 @@ def upgrade() -> None:
         batch.add_column(sa.Column("owner", sa.String(64), nullable=True))
         batch.add_column(sa.Column("pid", sa.Integer(), nullable=True))
         batch.add_column(sa.Column("log_path", sa.Text(), nullable=True))
+        batch.add_column(sa.Column("log_event_base", sa.Integer(), nullable=True))
         batch.add_column(sa.Column("deadline", UtcDateTime(), nullable=True))
     op.create_table(
         "images",
@@ -49,5 +50,5 @@ def downgrade() -> None:
     op.drop_table("requests")
     op.drop_table("images")
     with op.batch_alter_table("builds") as batch:
-        for column in ("deadline", "log_path", "pid", "owner", "spec_key"):
+        for column in ("deadline", "log_event_base", "log_path", "pid", "owner", "spec_key"):
             batch.drop_column(column)
