@@ -1,0 +1,151 @@
+"""Registry garbage collection: delete the images this service built that nobody asked for within the
+retention window; never anything it did not build.
+
+What was built and when it was last requested comes from the build store's `images` table (an
+`ImageRecords`); manifests are deleted through the registry API by digest. A digest another tag of the
+same repository also points at (an image someone else pushed, identical to ours) is kept: deleting a
+manifest deletes every tag on it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from .errors import BinderError
+from .metrics import Metrics
+from .registry import split_image
+from .registry_images import DeleteDisabled, RegistryImages
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ImageUse:
+    image: str
+    built_at: datetime | None  # None: answered with, never built by this service
+    last_requested_at: datetime
+
+
+class ImageRecords(Protocol):
+    """Where the service records the images it built and when each was last requested."""
+
+    async def images(self) -> Sequence[ImageUse]: ...
+
+    async def forget(self, images: Sequence[str]) -> None: ...
+
+
+class SqlImageRecords:
+    """`ImageRecords` over the build store's `images` table."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def images(self) -> Sequence[ImageUse]:
+        from .store.models import IMAGES
+
+        async with self._engine.connect() as conn:
+            rows = (
+                await conn.execute(select(IMAGES.c.image, IMAGES.c.built_at, IMAGES.c.last_requested_at))
+            ).all()
+        return [ImageUse(r.image, r.built_at, r.last_requested_at) for r in rows]
+
+    async def forget(self, images: Sequence[str]) -> None:
+        from .store.models import IMAGES
+
+        if images:
+            async with self._engine.begin() as conn:
+                await conn.execute(delete(IMAGES).where(IMAGES.c.image.in_(list(images))))
+
+
+@dataclass
+class GcReport:
+    deleted: list[str] = field(default_factory=list)  # or, in a dry run, what would be
+    kept_shared: list[str] = field(default_factory=list)  # a foreign tag points at the same manifest
+    already_gone: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+class RegistryGC:
+    """Deletes this service's images (names under `prefix`) not requested for `retention` seconds."""
+
+    def __init__(
+        self,
+        records: ImageRecords,
+        registry: RegistryImages,
+        *,
+        prefix: str,
+        retention: float,
+        metrics: Metrics | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        if retention <= 0:
+            raise ValueError("registry retention must be positive")
+        self._records = records
+        self._registry = registry
+        self._prefix = prefix
+        self._retention = timedelta(seconds=retention)
+        self._metrics = metrics
+        self._clock = clock
+
+    async def expired(self) -> list[str]:
+        """Images this service built, under its prefix, last requested before the window."""
+        cutoff = self._clock() - self._retention
+        return sorted(
+            u.image
+            for u in await self._records.images()
+            if u.built_at is not None
+            and u.image.startswith(self._prefix)
+            and _aware(u.last_requested_at) < cutoff
+        )
+
+    async def collect(self, *, dry_run: bool = False) -> GcReport:
+        report = GcReport()
+        expired = await self.expired()
+        by_repo: dict[str, list[str]] = {}
+        for image in expired:
+            by_repo.setdefault(split_image(image)[1], []).append(image)
+        for repo, images in by_repo.items():
+            try:
+                await self._collect_repo(repo, images, report, dry_run=dry_run)
+            except DeleteDisabled:
+                raise  # the same for every repository: say it once, clearly
+            except BinderError as e:
+                report.errors.append(f"{repo}: {e.message}")
+        if not dry_run:
+            await self._records.forget(report.deleted + report.already_gone)
+            if self._metrics is not None:
+                self._metrics.registry_gc_deleted.inc(len(report.deleted))
+        log.info(
+            "registry gc",
+            extra={"dry_run": dry_run, "deleted": len(report.deleted), "errors": len(report.errors)},
+        )
+        return report
+
+    async def _collect_repo(self, repo: str, images: list[str], report: GcReport, *, dry_run: bool) -> None:
+        ours = {split_image(i)[2]: i for i in images}
+        digests = {tag: await self._registry.digest(repo, tag) for tag in ours}
+        foreign: set[str | None] = set()
+        for tag in await self._registry.tags(repo):
+            if tag not in ours:
+                foreign.add(await self._registry.digest(repo, tag))
+        for tag, image in ours.items():
+            digest = digests[tag]
+            if digest is None:
+                report.already_gone.append(image)
+            elif digest in foreign:
+                report.kept_shared.append(image)
+            elif dry_run or await self._registry.delete(repo, digest):
+                report.deleted.append(image)
+            else:
+                report.already_gone.append(image)
+
+
+def _aware(when: datetime) -> datetime:
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
