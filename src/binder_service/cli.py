@@ -11,6 +11,7 @@ import os
 import sys
 from typing import Any, TextIO
 
+from . import housekeeping_cli
 from .client import BinderClient, ClientError
 
 SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
@@ -138,9 +139,12 @@ def main(argv: list[str] | None = None) -> int:
     p_build.add_argument("--provider", default=None, help="repository provider (default: detected)")
     p_build.add_argument("--url", default="http://127.0.0.1:8585/", help="the service's URL")
     p_build.add_argument("--token", default=None, help="API token (or BINDER_SERVICE_TOKEN)")
+    housekeeping_cli.add_parsers(sub)  # gc, prune-engine
     args = parser.parse_args(argv)
     if args.command == "serve":
         return serve(args)
+    if args.command in ("gc", "prune-engine"):
+        return housekeeping_cli.run(args)
     return asyncio.run(_build(args, sys.stdout))
 
 
