@@ -15,7 +15,8 @@ fi
 stamp=.venv/.installed-$extras
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   echo "installing binder-service[$extras] into .venv"
-  .venv/bin/pip install -q --disable-pip-version-check -e ".[$extras]" 2>&1 | grep -v "^WARNING: Location" || true
+  # With hub_extension: binder-service depends on binder-service-hub (the shared event-stream client).
+  .venv/bin/pip install -q --disable-pip-version-check -e ./hub_extension -e ".[$extras]" 2>&1 | grep -v "^WARNING: Location" || true
   .venv/bin/python -c "import binder_service" && touch "$stamp"
 fi
 if $hub; then

@@ -1,17 +1,23 @@
 """The JupyterHub side of binder-service: register the service, and spawners that build from a repository.
 
-`BinderDockerSpawner` and `BinderKubeSpawner` are imported on first use, so dockerspawner and
-kubespawner stay optional.
+Names are imported on first use: dockerspawner and kubespawner stay optional, and the event-stream
+client (`binder_service_hub.client`, httpx only) loads without JupyterHub, so binder-service's CLI
+and tests share it.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .client import BinderServiceError, BuildClient
-from .form import BuildRequest, InvalidBuildRequest
+# Eager: the submodule `register` would otherwise shadow the function of that name. traitlets only.
 from .register import ADMIN_SCOPE, BUILD_SCOPE, register
-from .spawner import BuildFailed, BuildFromRepoMixin
+
+if TYPE_CHECKING:
+    from .client import BinderServiceError, BuildClient
+    from .docker import BinderDockerSpawner
+    from .form import BuildRequest, InvalidBuildRequest
+    from .kubernetes import BinderKubeSpawner
+    from .spawner import BuildFailed, BuildFromRepoMixin
 
 __version__ = "0.1.0"
 
@@ -32,6 +38,12 @@ __all__ = [
 _LAZY = {
     "BinderDockerSpawner": "binder_service_hub.docker",
     "BinderKubeSpawner": "binder_service_hub.kubernetes",
+    "BinderServiceError": "binder_service_hub.client",
+    "BuildClient": "binder_service_hub.client",
+    "BuildFailed": "binder_service_hub.spawner",
+    "BuildFromRepoMixin": "binder_service_hub.spawner",
+    "BuildRequest": "binder_service_hub.form",
+    "InvalidBuildRequest": "binder_service_hub.form",
 }
 
 

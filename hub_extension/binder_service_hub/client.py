@@ -1,19 +1,26 @@
-"""A small async client of binder-service's native API: create a build, follow its events.
+"""The one async client of binder-service's native API: create a build, follow its events.
 
-Following survives a dropped connection: it reconnects with `Last-Event-ID` and carries on where it
-was, a bounded number of times. Every request has a timeout. A fresh token is asked for before every
-request (`token` is a callable), so a spawner can hand out short-lived tokens and revoke them after.
+Used by the spawner, by `binder-service build` (the CLI) and by the tests, so it depends on httpx and
+the standard library alone (never FastAPI, never the service). Following survives a dropped
+connection: it reconnects with `Last-Event-ID` and carries on where it was, a bounded number of
+times; a finished build with nothing new (204) ends the stream; an unreadable event is a
+`BinderServiceError`, never a crash. Every request has a timeout. A fresh token is asked for before
+every request (`token` is a callable), so a spawner can hand out short-lived tokens and revoke them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from types import TracebackType
 from typing import Any
 
 import httpx
+
+from .sse import SSEParser, amessages
+
+__all__ = ["FINAL_PHASES", "BinderServiceError", "BuildClient"]
 
 FINAL_PHASES = frozenset({"ready", "failed"})
 
@@ -82,20 +89,22 @@ class BuildClient:
 
     async def events(self, build_id: str, after: int = 0) -> AsyncGenerator[dict[str, Any]]:
         """The build's events after `after`, until `ready` or `failed`, reconnecting when dropped."""
-        last, failures = after, 0
+        last, failures = str(after), 0
         path = f"api/v1/builds/{build_id}/events"
         while True:
             try:
-                headers = self._headers(Accept="text/event-stream", **{"Last-Event-ID": str(last)})
+                headers = self._headers(Accept="text/event-stream", **{"Last-Event-ID": last})
                 async with self._client.stream("GET", path, headers=headers) as r:
                     if r.status_code == 204:  # finished, and nothing after `last`
                         return
                     if r.status_code != 200:
                         await r.aread()
                         _json_or_raise(r)
-                    async for event in _parse_sse(r.aiter_lines()):
-                        failures = 0
-                        last = int(event.get("id") or last)
+                    async for message in amessages(r.aiter_lines(), SSEParser()):
+                        event = _event(message.data, message.id)
+                        if event is None:
+                            continue
+                        failures, last = 0, message.id or str(event.get("id") or "") or last
                         yield event
                         if event.get("phase") in FINAL_PHASES:
                             return
@@ -108,19 +117,17 @@ class BuildClient:
             await asyncio.sleep(min(0.25 * 2**failures, 5.0))
 
 
-async def _parse_sse(lines: AsyncIterator[str]) -> AsyncIterator[dict[str, Any]]:
-    data: list[str] = []
-    async for line in lines:
-        if line.startswith("data:"):
-            data.append(line[5:].lstrip(" "))
-        elif not line and data:
-            try:
-                event = json.loads("\n".join(data))
-            except ValueError as e:
-                raise BinderServiceError("bad_response", "the build service sent an unreadable event") from e
-            data = []
-            if isinstance(event, dict):
-                yield event
+def _event(data: str, sse_id: str | None) -> dict[str, Any] | None:
+    """A message's JSON object, its `id` from the SSE `id:` field when the JSON has none."""
+    try:
+        event = json.loads(data)
+    except ValueError as e:
+        raise BinderServiceError("bad_response", "the build service sent an unreadable event") from e
+    if not isinstance(event, dict):
+        return None  # not a build event; nothing to show
+    if "id" not in event and sse_id is not None and sse_id.isdigit():
+        event["id"] = int(sse_id)
+    return event
 
 
 def _json_or_raise(r: httpx.Response) -> dict[str, Any]:

@@ -11,8 +11,7 @@ import os
 import sys
 from typing import Any, TextIO
 
-from . import housekeeping_cli
-from .client import BinderClient, ClientError
+from binder_service_hub.client import BinderServiceError, BuildClient
 
 SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
 
@@ -97,7 +96,6 @@ class Progress:
 
 async def _build(args: argparse.Namespace, out: TextIO) -> int:
     token = args.token or os.environ.get("BINDER_SERVICE_TOKEN")
-    client = BinderClient(args.url, token=token)
     progress = Progress(out)
 
     async def spin() -> None:
@@ -106,14 +104,16 @@ async def _build(args: argparse.Namespace, out: TextIO) -> int:
             progress.tick()
 
     spinner = asyncio.create_task(spin())
+    final: dict[str, Any] = {}
     try:
-        build = await client.create_build(args.repo, args.ref, args.provider)
-        out.write(f"build {build['id']}: {build['image_name']} ({build['status']})\n")
-        final: dict[str, Any] = {}
-        async for event in client.events(build["id"]):
-            progress.event(event)
-            final = event
-    except ClientError as e:
+        # The hub extension's client: the one event-stream client (httpx only) everybody shares.
+        async with BuildClient(args.url, token=(lambda: token) if token else None) as client:
+            build = await client.create_build(args.repo, args.ref, args.provider)
+            out.write(f"build {build['id']}: {build['image_name']} ({build['status']})\n")
+            async for event in client.events(build["id"]):
+                progress.event(event)
+                final = event
+    except BinderServiceError as e:
         progress._clear()
         print(f"error: {e.message} [{e.code}]", file=sys.stderr)
         return 1
@@ -139,12 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     p_build.add_argument("--provider", default=None, help="repository provider (default: detected)")
     p_build.add_argument("--url", default="http://127.0.0.1:8585/", help="the service's URL")
     p_build.add_argument("--token", default=None, help="API token (or BINDER_SERVICE_TOKEN)")
-    housekeeping_cli.add_parsers(sub)  # gc, prune-engine
     args = parser.parse_args(argv)
     if args.command == "serve":
         return serve(args)
-    if args.command in ("gc", "prune-engine"):
-        return housekeeping_cli.run(args)
     return asyncio.run(_build(args, sys.stdout))
 
 

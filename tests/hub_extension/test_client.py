@@ -138,3 +138,82 @@ async def test_silent_service_times_out() -> None:
             with pytest.raises(BinderServiceError) as info:
                 await collect(client, "b1")
             assert info.value.code == "stream_lost"
+
+
+class _Scripted(BaseHTTPRequestHandler):
+    """Answers the n-th GET with the n-th (status, body) of `script`; records each Last-Event-ID."""
+
+    protocol_version = "HTTP/1.1"
+    script: list[tuple[int, bytes]]
+    seen_last_ids: list[str | None]
+
+    def do_GET(self) -> None:
+        self.seen_last_ids.append(self.headers.get("Last-Event-ID"))
+        status, body = self.script[min(len(self.seen_last_ids), len(self.script)) - 1]
+        self.send_response(status)
+        self.send_header("Content-Type", "text/event-stream" if status == 200 else "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@contextmanager
+def scripted(*script: tuple[int, bytes]) -> Iterator[tuple[str, type[_Scripted]]]:
+    handler = type("Handler", (_Scripted,), {"script": list(script), "seen_last_ids": []})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    with serve_threaded(server) as url:
+        yield url, handler
+
+
+def sse(*events: dict[str, Any], ids: bool = True, keepalive: bool = False) -> bytes:
+    out = b":keepalive\n\n" if keepalive else b""
+    for i, event in enumerate(events, 1):
+        out += (f"id: {i}\n" if ids else "").encode() + f"data: {json.dumps(event)}\n\n".encode()
+    return out
+
+
+async def test_keepalives_are_skipped_and_the_sse_id_fills_a_missing_id() -> None:
+    body = sse({"phase": "building", "message": "x"}, {"phase": "ready", "image_name": "i:1"}, keepalive=True)
+    with scripted((200, body)) as (url, _):
+        async with BuildClient(url, timeout=5) as client:
+            events = await collect(client, "b1")
+    assert [(e["id"], e["phase"]) for e in events] == [(1, "building"), (2, "ready")]
+
+
+async def test_a_finished_build_with_nothing_new_is_204_and_ends_the_stream() -> None:
+    with scripted((204, b"")) as (url, handler):
+        async with BuildClient(url, timeout=5) as client:
+            assert [e async for e in client.events("b1", after=12)] == []
+    assert handler.seen_last_ids == ["12"]
+
+
+async def test_an_unreadable_event_is_a_clear_error() -> None:
+    with scripted((200, b"id: 1\ndata: {not json\n\n")) as (url, _):
+        async with BuildClient(url, timeout=5) as client:
+            with pytest.raises(BinderServiceError) as info:
+                await collect(client, "b1")
+    assert info.value.code == "bad_response"
+
+
+async def test_events_without_any_id_reconnect_from_the_last_known_one() -> None:
+    # No `id:` and no "id": the stream ends early, the reconnect asks from where it was (0), once more.
+    first = sse({"phase": "building", "message": "x"}, ids=False) + b'data: ["not an event"]\n\n'
+    with scripted((200, first), (200, sse({"phase": "ready"}, ids=False))) as (url, handler):
+        async with BuildClient(url, timeout=5) as client:
+            events = await collect(client, "b1")
+    assert [e["phase"] for e in events] == ["building", "ready"]
+    assert "id" not in events[0]
+    assert handler.seen_last_ids == ["0", "0"]
+
+
+async def test_an_error_answer_is_the_service_code() -> None:
+    body = json.dumps({"code": "build_not_found", "message": "no build b1"}).encode()
+    with scripted((404, body)) as (url, _):
+        async with BuildClient(url, timeout=5) as client:
+            with pytest.raises(BinderServiceError) as info:
+                await collect(client, "b1")
+    assert (info.value.code, info.value.message) == ("build_not_found", "no build b1")

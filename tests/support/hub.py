@@ -4,8 +4,8 @@ One process tree: JupyterHub (DummyAuthenticator with a password), the configura
 (from npm, in .cache/node) and binder-service as a managed hub service, registered with
 `binder_service_hub.register` exactly as an operator would. Single-user servers run from
 `binder-world/singleuser:1` (or an image built from a repository) on the Docker bridge network: the hub
-listens on the world bridge's fixed address (`world.BRIDGE_ADDR`), so containers reach its API; the proxy reaches the containers
-through ports published on 127.0.0.1.
+listens on the world bridge's fixed address (`world.BRIDGE_ADDR`), so containers reach its API; the
+proxy reaches the containers through ports published on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from binder_service_hub.sse import messages
 
 import world
 from tests.support.gitserve import free_port
@@ -75,9 +76,7 @@ class Hub(HubApi):
         url = f"{self.api_url}/users/{name}/server/progress"
         with httpx.stream("GET", url, headers=headers, timeout=timeout) as r:
             assert r.status_code == 200, r.read()
-            for line in r.iter_lines():
-                if line.startswith("data:"):
-                    events.append(json.loads(line[5:]))
+            events.extend(message.json() for message in messages(r.iter_lines()))
         return events
 
     def wait_stopped(self, name: str, *, timeout: float = 60) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
@@ -12,6 +11,7 @@ from typing import Any
 
 import httpx
 import uvicorn
+from binder_service_hub.sse import messages
 
 from binder_service.app import create_app
 from binder_service.builds import Executor
@@ -51,25 +51,26 @@ def running_service(
 def sse_messages(
     url: str, *, headers: dict[str, str] | None = None, timeout: float = 120, raw: list[str] | None = None
 ) -> list[dict[str, Any]]:
-    """Every `data:` message of an event stream (with its `id:` as "_id" when present), until it ends."""
-    messages: list[dict[str, Any]] = []
-    data: list[str] = []
-    event_id: str | None = None
+    """Every `data:` message of an event stream (with its `id:` as "_id" when present), until it ends.
+
+    Parsed by the clients' own parser (binder_service_hub.sse), so the tests read streams as they do."""
+    out: list[dict[str, Any]] = []
     hdrs = {"Accept": "text/event-stream", **(headers or {})}
     with httpx.stream("GET", url, headers=hdrs, timeout=timeout) as r:
         assert r.status_code == 200, r.read()
         assert r.headers["content-type"].startswith("text/event-stream")
-        for line in r.iter_lines():
-            if raw is not None:
-                raw.append(line)
-            if line.startswith("data:"):
-                data.append(line[5:].strip())
-            elif line.startswith("id:"):
-                event_id = line[3:].strip()
-            elif not line and data:
-                message = json.loads("\n".join(data))
-                if event_id is not None:
-                    message["_id"] = int(event_id)
-                messages.append(message)
-                data, event_id = [], None
-    return messages
+        lines = r.iter_lines()
+        if raw is not None:
+            lines = _recorded(lines, raw)
+        for message in messages(lines):
+            event = message.json()
+            if message.id is not None:
+                event["_id"] = int(message.id)
+            out.append(event)
+    return out
+
+
+def _recorded(lines: Iterator[str], raw: list[str]) -> Iterator[str]:
+    for line in lines:
+        raw.append(line)
+        yield line
