@@ -79,10 +79,25 @@
   (<hub base url>services/<name>/) when paired with a hub, else "/". Always "/x/y/" shaped.
 */}}
 {{- define "binder-service.baseUrl" -}}
-{{- $url := .Values.config.base_url }}
-{{- if and (not $url) .Values.jupyterhub.enabled }}
-{{- $url = printf "%s/services/%s/" (.Values.jupyterhub.baseUrl | trimSuffix "/") .Values.jupyterhub.serviceName }}
+{{- $url := trimAll "/" (.Values.config.base_url | default "/") }}
+{{- if .Values.jupyterhub.enabled }}
+{{- $prefix := printf "%sservices/%s/" (include "binder-service.hub.baseUrl" .) .Values.jupyterhub.serviceName }}
+{{- /* The hub's proxy forwards <prefix>... unchanged: the service must serve exactly there. */}}
+{{- if and $url (ne (printf "/%s/" $url) $prefix) }}
+{{- fail (printf "config.base_url (%s) differs from the hub's service prefix %s: leave it out, jupyterhub.baseUrl and jupyterhub.serviceName make it" .Values.config.base_url $prefix) }}
 {{- end }}
-{{- $url = trimAll "/" ($url | default "/") }}
+{{- $url = trimAll "/" $prefix }}
+{{- end }}
 {{- if $url }}{{ printf "/%s/" $url }}{{ else }}/{{ end }}
+{{- end }}
+
+{{- /* The hub's base URL (jupyterhub.baseUrl, z2jh's hub.baseUrl), "/x/y/" shaped. */}}
+{{- define "binder-service.hub.baseUrl" -}}
+{{- $url := trimAll "/" .Values.jupyterhub.baseUrl }}
+{{- if $url }}{{ printf "/%s/" $url }}{{ else }}/{{ end }}
+{{- end }}
+
+{{- /* The hub's API: jupyterhub.apiUrl, else z2jh's `hub` Service under the hub's base URL. */}}
+{{- define "binder-service.hub.apiUrl" -}}
+{{- .Values.jupyterhub.apiUrl | default (printf "http://hub:8081%shub/api" (include "binder-service.hub.baseUrl" .)) }}
 {{- end }}

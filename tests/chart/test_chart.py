@@ -4,32 +4,34 @@ schemas (kubernetes-validate, strict), and its behaviour checked on the rendered
 from __future__ import annotations
 
 import base64
-import functools
 import json
 import os
-import shutil
 import subprocess
 import time
 import urllib.request
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import helm_python as helm
-import kubernetes_validate
 import pytest
-import yaml
 
 import chart_schema
 from binder_service.settings import Settings
 
-ROOT = Path(__file__).resolve().parents[2]
-CHART = ROOT / "chart"
-UMBRELLA = CHART / "examples" / "z2jh-umbrella"
-STANDIN_JUPYTERHUB = Path(__file__).resolve().parent / "standin-jupyterhub"
-RELEASE, NAMESPACE = "demo", "ns1"
-# The oldest Kubernetes the chart supports (Chart.yaml kubeVersion) and the newest schemas at hand.
-KUBE_VERSIONS = ["1.28.0", kubernetes_validate.utils.latest_version()]
+from .support import (
+    CHART,
+    NAMESPACE,
+    RELEASE,
+    ROOT,
+    container,
+    find,
+    kube_validate,
+    lint_problems,
+    objects,
+    one,
+    plain_env,
+    render,
+    secret_data,
+)
 
 REGISTRY = "https://registry.example.org"
 VALUE_SETS: dict[str, dict[str, Any]] = {
@@ -87,78 +89,6 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "resources": {"limits": {"memory": "512Mi"}},
     },
 }
-
-
-def render(values: dict[str, Any] | None = None, chart: Path = CHART, **opts: Any) -> dict[str, str]:
-    """Rendered templates by path (blank ones dropped), as `helm install --dry-run` would make them."""
-    opts = {"name": RELEASE, "namespace": NAMESPACE, "is_install": True, **opts}
-    with helm.Chart.load(str(chart)) as loaded:
-        out = loaded.render(values, **opts)
-    return {path: text for path, text in out.items() if text.strip()}
-
-
-def objects(rendered: dict[str, str]) -> list[dict[str, Any]]:
-    docs: list[dict[str, Any]] = []
-    for path, text in sorted(rendered.items()):
-        if path.endswith("NOTES.txt"):
-            continue
-        docs.extend(d for d in yaml.safe_load_all(text) if d)
-    return docs
-
-
-def find(docs: list[dict[str, Any]], kind: str, name: str | None = None) -> list[dict[str, Any]]:
-    return [d for d in docs if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)]
-
-
-def one(docs: list[dict[str, Any]], kind: str, name: str | None = None) -> dict[str, Any]:
-    found = find(docs, kind, name)
-    assert len(found) == 1, f"expected one {kind} {name or ''}, got {[d['metadata']['name'] for d in found]}"
-    return found[0]
-
-
-def secret_data(secret: dict[str, Any]) -> dict[str, str]:
-    data = {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
-    return {**data, **(secret.get("stringData") or {})}
-
-
-def container(docs: list[dict[str, Any]], kind: str = "Deployment") -> dict[str, Any]:
-    pod = one(docs, kind)["spec"]["template"]["spec"]
-    assert len(pod["containers"]) == 1
-    return pod["containers"][0]
-
-
-def plain_env(c: dict[str, Any]) -> dict[str, str]:
-    return {e["name"]: e["value"] for e in c.get("env", []) if "value" in e}
-
-
-def lint_problems(path: Path, values: dict[str, Any] | None, **opts: Any) -> list[dict[str, Any]]:
-    report = helm.lint(str(path), values, strict=True, namespace=NAMESPACE, **opts)
-    # Severity 1 is information ("icon is recommended"); warnings and errors fail under strict.
-    return [m for m in report["messages"] if m["severity"] >= 2] + [{"errors": e} for e in report["errors"]]
-
-
-def kube_validate(docs: list[dict[str, Any]]) -> None:
-    for doc in docs:
-        for version in KUBE_VERSIONS:
-            try:
-                kubernetes_validate.validate(doc, version, strict=True)
-            except kubernetes_validate.ValidationError as e:
-                raise AssertionError(
-                    f"{doc['kind']}/{doc['metadata']['name']} invalid for Kubernetes {version}: "
-                    f"{'.'.join(map(str, e.path))}: {e.message}"
-                ) from None
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _schemas_read_once() -> Iterator[None]:
-    """kubernetes-validate reads (large) schema files on every call; read each once in this module."""
-    with pytest.MonkeyPatch.context() as mp:
-        cached = functools.lru_cache(maxsize=None)(kubernetes_validate.utils.schema_contents)
-        mp.setattr(kubernetes_validate.utils, "schema_contents", cached)
-        yield
-
-
-# --- every value set: lints, renders, validates -----------------------------------------------------
 
 
 @pytest.mark.parametrize("name", sorted(VALUE_SETS))
@@ -292,7 +222,8 @@ def test_jupyterhub_environment() -> None:
     c = container(docs)
     env = plain_env(c)
     assert env == {
-        "JUPYTERHUB_API_URL": "http://hub:8081/hub/api",
+        # z2jh serves the hub's API under hub.baseUrl too.
+        "JUPYTERHUB_API_URL": "http://hub:8081/jh/hub/api",
         "JUPYTERHUB_SERVICE_NAME": "builder",
         "JUPYTERHUB_SERVICE_PREFIX": "/jh/services/builder/",
         "JUPYTERHUB_BASE_URL": "/jh/",
@@ -311,6 +242,48 @@ def test_jupyterhub_environment() -> None:
         not in one(docs, "Deployment")["spec"]["template"]["metadata"]["labels"]
     )
     assert not [e for e in container(docs).get("env", []) if e["name"].startswith("JUPYTERHUB_")]
+
+
+@pytest.mark.parametrize("base", ["/jh/", "/jh", "/a/b/"])
+def test_one_value_drives_the_hub_base_url(base: str) -> None:
+    """jupyterhub.baseUrl alone makes the hub API URL, the prefix, the OAuth callback and the probes."""
+    values = {"config": {"registry_url": REGISTRY}, "jupyterhub": {"enabled": True, "baseUrl": base}}
+    docs = objects(render(values))
+    c = container(docs)
+    env = plain_env(c)
+    hub = "/" + base.strip("/") + "/"
+    prefix = f"{hub}services/binder/"
+    assert env["JUPYTERHUB_BASE_URL"] == hub
+    assert env["JUPYTERHUB_API_URL"] == f"http://hub:8081{hub}hub/api"
+    assert env["JUPYTERHUB_SERVICE_PREFIX"] == prefix
+    assert env["JUPYTERHUB_OAUTH_CALLBACK_URL"] == f"{prefix}oauth_callback"
+    assert c["readinessProbe"]["httpGet"]["path"] == f"{prefix}health"
+    assert c["livenessProbe"]["httpGet"]["path"] == f"{prefix}versions"
+    settings = secret_data(one(docs, "Secret", f"{RELEASE}-binder-service-config"))
+    assert settings["BINDER_SERVICE_BASE_URL"] == prefix
+    # An explicit apiUrl (a hub elsewhere) still wins.
+    values["jupyterhub"]["apiUrl"] = "http://my-hub.other:8081/jh/hub/api"
+    env = plain_env(container(objects(render(values))))
+    assert env["JUPYTERHUB_API_URL"] == "http://my-hub.other:8081/jh/hub/api"
+
+
+def test_base_url_that_the_hub_would_not_route_fails_clearly() -> None:
+    values: dict[str, Any] = {"jupyterhub": {"enabled": True, "baseUrl": "/jh/"}}
+    with pytest.raises(
+        helm.HelmRenderError, match=r"differs from the hub's service prefix /jh/services/binder/"
+    ):
+        render({**values, "config": {"base_url": "/services/binder/"}})
+    # The same prefix, written either way, is fine.
+    c = container(objects(render({**values, "config": {"base_url": "jh/services/binder"}})))
+    assert c["readinessProbe"]["httpGet"]["path"] == "/jh/services/binder/health"
+
+
+def test_parent_chart_toggle_enabled_is_accepted() -> None:
+    """`condition: binder-service.enabled` in a parent chart means values carry `enabled: true`."""
+    assert lint_problems(CHART, {"enabled": True}) == []
+    assert one(objects(render({"enabled": True})), "Deployment")
+    with helm.Chart.load(str(CHART)) as chart, pytest.raises(helm.HelmValuesError, match="/enabled"):
+        chart.validate_schema(chart.merge_values({"enabled": "yes"}))
 
 
 def test_jupyterhub_token_as_a_value() -> None:
@@ -582,97 +555,6 @@ def test_schema_rejects_unknown_keys_and_wrong_types(values: dict[str, Any], mes
         chart.validate_schema(chart.merge_values(values))
     assert lint_problems(CHART, values)  # lint reports the same
 
-
-# --- the umbrella chart beside JupyterHub ------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def umbrella(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The example umbrella chart with its dependencies vendored as `helm dependency build` would: this chart,
-    and a stand-in for the jupyterhub chart (it cannot be downloaded here) rendering z2jh's `hub` Secret."""
-    path = tmp_path_factory.mktemp("umbrella") / "z2jh-umbrella"
-    shutil.copytree(UMBRELLA, path)
-    shutil.copytree(CHART, path / "charts" / "binder-service", ignore=shutil.ignore_patterns("examples"))
-    shutil.copytree(STANDIN_JUPYTERHUB, path / "charts" / "jupyterhub")
-    return path
-
-
-def test_umbrella_pairs_the_service_with_the_hub(umbrella: Path) -> None:
-    assert [d["status"] for d in helm.dependency_list(str(umbrella))] == ["unpacked", "unpacked"]
-    assert lint_problems(umbrella, None, with_subcharts=True) == []
-    rendered = render(None, chart=umbrella, name="hub", namespace="jupyter")
-    docs = objects(rendered)
-    ours = [
-        d for d in docs if d["metadata"].get("labels", {}).get("app.kubernetes.io/name") == "binder-service"
-    ]
-    kube_validate(ours)
-    values = yaml.safe_load((UMBRELLA / "values.yaml").read_text())
-    hub_service = values["jupyterhub"]["hub"]["services"]["binder"]
-    # The hub reaches the service at the URL it is given: the Service's name and port.
-    svc = one(docs, "Service", "binder")
-    assert hub_service["url"] == f"http://{svc['metadata']['name']}:{svc['spec']['ports'][0]['port']}"
-    # The service reads its token from the key the hub chart writes it to.
-    c = container(ours)
-    ref = next(e for e in c["env"] if e["name"] == "JUPYTERHUB_API_TOKEN")["valueFrom"]["secretKeyRef"]
-    assert ref["key"] in secret_data(one(docs, "Secret", ref["name"]))
-    env = plain_env(c)
-    assert env["JUPYTERHUB_SERVICE_NAME"] == "binder"
-    assert env["JUPYTERHUB_SERVICE_PREFIX"] == "/services/binder/"
-    api = one(docs, "Service", "hub")
-    assert env["JUPYTERHUB_API_URL"] == f"http://hub:{api['spec']['ports'][0]['port']}/hub/api"
-    # The hub grants the custom scopes the service checks, and loads the hub extension.
-    scopes = values["jupyterhub"]["hub"]["loadRoles"]["user"]["scopes"]
-    assert {"access:services!service=binder", "custom:binder:build"} <= set(scopes)
-
-
-@pytest.mark.parametrize("lazy", [False, True], ids=["services-list", "services-appended"])
-def test_umbrella_hub_config_registers_the_service(lazy: bool) -> None:
-    """The umbrella's hub.extraConfig, run the way z2jh's jupyterhub_config.py runs it: after hub.services and
-    hub.loadRoles became c.JupyterHub.services / load_roles (z2jh versions assign a list or append)."""
-    from traitlets.config import Config
-
-    hub = yaml.safe_load((UMBRELLA / "values.yaml").read_text())["jupyterhub"]["hub"]
-    c = Config()
-    services = []
-    for name, service in hub["services"].items():
-        services.append({**service, "name": name, "api_token": "generated-by-z2jh"})
-    roles = [{**role, "name": name} for name, role in hub["loadRoles"].items()]
-    if lazy:
-        for entry in services:
-            c.JupyterHub.services.append(entry)
-        for role in roles:
-            c.JupyterHub.load_roles.append(role)
-    else:
-        c.JupyterHub.services = services
-        c.JupyterHub.load_roles = roles
-    for snippet in hub["extraConfig"].values():
-        exec(snippet, {"c": c})
-
-    [binder] = [s for s in c.JupyterHub.services if s["name"] == "binder"]
-    assert binder["url"] == hub["services"]["binder"]["url"]
-    assert binder["api_token"] == "generated-by-z2jh"
-    assert binder["oauth_no_confirm"] is True
-    custom = set(c.JupyterHub.custom_scopes)
-    assert {"custom:binder:build", "custom:binder:admin"} <= custom
-    # Every custom scope a role names is defined, or JupyterHub refuses to start.
-    for role in c.JupyterHub.load_roles:
-        assert {s for s in role["scopes"] if s.startswith("custom:")} <= custom, role
-    [user] = [r for r in c.JupyterHub.load_roles if r["name"] == "user"]
-    assert user["scopes"] == ["self", "access:services!service=binder", "custom:binder:build"]
-    assert c.BuildFromRepoMixin.binder_service_url == "http://binder:8585/services/binder/"
-    assert c.JupyterHub.spawner_class == "binder_service_hub.kubernetes.BinderKubeSpawner"
-
-
-def test_umbrella_renders_without_the_hub(umbrella: Path) -> None:
-    """With `jupyterhub.enabled: false` (the dependency's condition) only binder-service renders."""
-    docs = objects(
-        render({"jupyterhub": {"enabled": False}}, chart=umbrella, name="hub", namespace="jupyter")
-    )
-    assert not find(docs, "Service", "hub")
-    assert one(docs, "Deployment", "binder")
-
-
-# --- the image ---------------------------------------------------------------------------------------------
 
 WORLD_PYTHON_IMAGE = "binder-world/python:1"
 

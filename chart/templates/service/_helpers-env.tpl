@@ -11,7 +11,7 @@
 {{- if .Values.jupyterhub.enabled }}
 {{- $hub := .Values.jupyterhub }}
 - name: JUPYTERHUB_API_URL
-  value: {{ $hub.apiUrl | quote }}
+  value: {{ include "binder-service.hub.apiUrl" . | quote }}
 - name: JUPYTERHUB_API_TOKEN
   valueFrom:
     secretKeyRef:
@@ -27,7 +27,7 @@
 - name: JUPYTERHUB_SERVICE_PREFIX
   value: {{ $baseUrl | quote }}
 - name: JUPYTERHUB_BASE_URL
-  value: {{ printf "/%s/" (trimAll "/" $hub.baseUrl) | replace "//" "/" | quote }}
+  value: {{ include "binder-service.hub.baseUrl" . | quote }}
 - name: JUPYTERHUB_CLIENT_ID
   value: {{ printf "service-%s" $hub.serviceName | quote }}
 - name: JUPYTERHUB_OAUTH_CALLBACK_URL
