@@ -321,6 +321,7 @@ def test_notes_warn_about_what_is_missing() -> None:
     notes = _notes(VALUE_SETS["jupyterhub"])
     assert "get secret" not in notes
     assert f"url: http://{RELEASE}-binder-service:8585" in notes
+    assert "baseUrl: /jh/" in notes
     assert "curl http://127.0.0.1:8585/jh/services/builder/health" in notes
 
 
