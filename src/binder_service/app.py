@@ -12,7 +12,9 @@ from fastapi import FastAPI
 
 from . import __version__
 from .api import errors as api_errors
+from .api import openapi as api_openapi
 from .api import router
+from .api.cors import CrossOrigin
 from .auth import RequestRate, authenticator
 from .builds import BuildManager, Executor
 from .builds.local import LocalExecutor
@@ -309,6 +311,9 @@ def create_app(
     app.state.metrics = metrics
     app.state.request_rate = RequestRate(settings.max_requests_per_minute)
     api_errors.install(app)
+    api_openapi.install(app, max_input_length=settings.max_input_length)
     app.add_middleware(api_errors.BodyLimit)
+    # Outermost: refusals (413, 405, ...) carry CORS headers too; cross-origin cookies never get in.
+    app.add_middleware(CrossOrigin, allow_origins=settings.cors_allow_origins)
     app.include_router(router, prefix=base.rstrip("/"))
     return app

@@ -30,6 +30,7 @@ def serve(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     from .app import create_app
+    from .server import server_config
     from .settings import Settings
 
     try:
@@ -51,8 +52,9 @@ def serve(args: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"binder-service: invalid configuration: {e}", file=sys.stderr)
         return 2
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", proxy_headers=False)
-    return 0
+    server = uvicorn.Server(server_config(app, host=settings.host, port=settings.port))
+    server.run()
+    return 0 if server.started else 3  # as uvicorn.run: the lifespan or the bind failed
 
 
 class Progress:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -21,6 +22,8 @@ def _split_list(value: object) -> object:
         return [part for part in text.replace(",", " ").split() if part]
     return value
 
+
+_ORIGIN = re.compile(r"https?://[^/\s?#@]+")  # an origin as browsers send it: no path, no user
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -406,12 +409,19 @@ class Settings(BaseSettings):
         description="Static bearer tokens; when set, every build API call needs one of them (health, "
         "versions, metrics and provider listings stay open). Required when listening beyond loopback.",
     )
+    cors_allow_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Web origins (`https://host[:port]`, or `*` for any) whose pages may call the API "
+        "from the browser (CORS), with a token in `Authorization`; cookies are never accepted "
+        "cross-origin. Empty: no CORS headers.",
+    )
 
     @field_validator(
         "repo2docker_command",
         "repo2docker_extra_args",
         "allowed_git_protocols",
         "api_tokens",
+        "cors_allow_origins",
         "providers",
         "zenodo_urls",
         "zenodo_doi_prefixes",
@@ -426,6 +436,15 @@ class Settings(BaseSettings):
     @classmethod
     def _lists(cls, value: object) -> object:
         return _split_list(value)
+
+    @field_validator("cors_allow_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        origins = [v.rstrip("/") for v in value]
+        for origin in origins:
+            if origin != "*" and not _ORIGIN.fullmatch(origin):
+                raise ValueError(f"{origin!r} is not a web origin like https://example.org[:port] (or *)")
+        return origins
 
     @field_validator("git_credentials", "allowed_networks", "banned_specs", "allowed_specs", mode="before")
     @classmethod

@@ -5,17 +5,44 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Query, Request, Response
 from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.convertors import PathConvertor, register_url_convertor
 
 from ..errors import BinderError, InvalidRequest
 from .deps import BuilderDep, MetricsDep, ServiceDep, SettingsDep
+from .errors import BINDERHUB_ROUTE
+from .models import ErrorBody
 from .sse import complete_stream, event_stream, failed_payload
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["binderhub"])
+
+
+class _SpecConvertor(PathConvertor):
+    """`:path`, newlines included: a spec with %0A must reach the handler (a `failed` event), not 404."""
+
+    regex = "(?s:.*)"
+
+
+register_url_convertor("binderhub_spec", _SpecConvertor())
+
+# HTTP errors of this route for clients that do not ask for `text/event-stream`.
+_REFUSALS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": why}
+    for status, why in {
+        400: "A request the HTTP layer cannot parse (`invalid_request`)",
+        401: "No token, or an invalid one (`unauthorized`)",
+        403: "A token without a scope that allows building, or a cross-site cookie (`forbidden`)",
+        404: "No such path, e.g. `/build/<provider>` without a spec (`not_found`)",
+        413: "A request line and headers over 64 KiB (`input_too_large`)",
+        429: "Past the per-user request rate (`too_many_requests`)",
+        503: "JupyterHub, which identifies users, does not answer (`hub_unavailable`)",
+    }.items()
+}
 
 
 def _raw_spec(request: Request, base_url: str, provider: str, decoded: str) -> str:
@@ -31,10 +58,19 @@ def _raw_spec(request: Request, base_url: str, provider: str, decoded: str) -> s
 
 
 @router.get(
-    "/build/{provider}/{spec:path}",
+    "/build/{provider}/{spec:binderhub_spec}",
+    name=BINDERHUB_ROUTE,
     response_class=EventSourceResponse,
     summary="Build an image (BinderHub-compatible event stream)",
-    responses={200: {"content": {"text/event-stream": {}}, "description": "`data: {json}` build events"}},
+    responses={
+        200: {
+            "content": {"text/event-stream": {}},
+            "description": "`data: {json}` build events. Errors before a build exists are one `failed` "
+            "event; so are the refusals below when the request has `Accept: text/event-stream` "
+            "(with `status_code` in the event).",
+        },
+        **_REFUSALS,
+    },
 )
 async def build(
     provider: str,

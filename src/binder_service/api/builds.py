@@ -39,6 +39,7 @@ def _visible(user: Identity, build: Build) -> Build:
     responses={
         200: {"model": BuildPublic, "description": "The image exists or is already being built"},
         **_ERRORS,
+        429: {"model": ErrorBody, "description": "Per-user limits, or the repository host's rate limit"},
     },
 )
 async def create_build(

@@ -3,27 +3,59 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..auth import Authenticator, LoginRequired
 from ..errors import BinderError
+from .sse import complete_stream, failed_payload
 
 log = logging.getLogger(__name__)
 MAX_BODY = 64 * 1024  # no legitimate request body comes close
 
 
-def _error(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"code": code, "message": message}, status_code=status)
+BINDERHUB_ROUTE = "binderhub_build"  # the route whose refusals an event-stream client gets as an event
+
+
+def _error(status: int, code: str, message: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"code": code, "message": message}, status_code=status, headers=headers)
+
+
+def _wants_event(request: Request) -> bool:
+    """A BinderHub-face request from an SSE client: BinderHub's JS client shows a non-200 answer as
+    "Failed to connect to event stream: 403 - function text() ...", without reading its body."""
+    route = request.scope.get("route")
+    accept = request.headers.get("accept", "")
+    return getattr(route, "name", None) == BINDERHUB_ROUTE and "text/event-stream" in accept.lower()
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method some route takes at this path: Starlette's 405 names only the first route's."""
+    routes: list[BaseRoute] = request.app.router.routes
+    allowed = [
+        method
+        for method in _METHODS
+        if any(r.matches({**request.scope, "method": method})[0] == Match.FULL for r in routes)
+    ]
+    return ", ".join(allowed)
 
 
 def install(app: FastAPI) -> None:
     @app.exception_handler(BinderError)
-    async def _binder(request: Request, exc: BinderError) -> JSONResponse:
+    async def _binder(request: Request, exc: BinderError) -> Response:
+        if _wants_event(request):
+            # A refusal before the handler ran (401, 403, 429, 503 from the auth dependencies): as the
+            # handler's own errors, one `failed` event with status 200; `status_code` says the HTTP status.
+            return complete_stream([{**failed_payload(exc), "status_code": exc.status}])
         return _error(exc.status, exc.code, exc.message)
 
     @app.exception_handler(LoginRequired)
@@ -43,7 +75,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return _error(exc.status_code, code, str(exc.detail))
+        headers = dict(exc.headers or {})  # e.g. 405's Allow
+        if exc.status_code == 405:
+            headers["Allow"] = _allowed_methods(request) or headers.get("Allow", "")
+        return _error(exc.status_code, code, str(exc.detail), headers)
 
     @app.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception) -> JSONResponse:
