@@ -193,6 +193,13 @@ def test_umbrella_refuses_base_urls_that_differ(umbrella: Path) -> None:
     a service whose API URL, prefix, callback and probes all miss the hub."""
     with pytest.raises(helm.HelmRenderError, match=r"jupyterhub.hub.baseUrl \(/jh/\) and binder-service"):
         render({"jupyterhub": {"hub": {"baseUrl": "/jh/"}}}, chart=umbrella, name="hub", namespace=NAMESPACE)
+    # Also when the toggles are left out (Helm then enables both dependencies).
+    values = {
+        "jupyterhub": {"enabled": None, "hub": {"baseUrl": "/jh/"}},
+        "binder-service": {"enabled": None},
+    }
+    with pytest.raises(helm.HelmRenderError, match=r"jupyterhub.hub.baseUrl \(/jh/\) and binder-service"):
+        render(values, chart=umbrella, name="hub", namespace=NAMESPACE)
 
 
 @pytest.mark.parametrize("lazy", [False, True], ids=["services-list", "services-appended"])
@@ -253,7 +260,7 @@ def _hub_extension_supports(ships: dict[str, str]) -> bool:
     return all(Version(ships[r.name]) in r.specifier for r in requirements if r.name in ships)
 
 
-@pytest.mark.parametrize("z2jh", sorted(Z2JH_SHIPS, key=lambda v: Version(v)))
+@pytest.mark.parametrize("z2jh", sorted(Z2JH_SHIPS, key=lambda v: Version(str(v))))
 def test_umbrella_accepts_exactly_the_z2jh_versions_the_hub_extension_supports(
     z2jh: str, tmp_path: Path
 ) -> None:
