@@ -7,7 +7,10 @@ import asyncio
 import os
 import subprocess
 import tempfile
+import time
 import uuid
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -157,3 +160,27 @@ def test_a_registry_without_deletes_is_named_clearly(world_env: dict[str, str], 
         asyncio.run(scenario())
     finally:
         server.stop()
+
+
+def test_the_service_collects_periodically(
+    world_registry: RegistryServer,
+    tmp_path: Path,
+    start_service: Callable[..., AbstractContextManager[str]],
+) -> None:
+    host = world_registry.host
+    prefix = f"test-gcsvc-{uuid.uuid4().hex[:6]}/"
+    expired = _push(host, f"{prefix}app-1:old", "svc-old")
+    kept = _push(host, f"{prefix}app-1:new", "svc-new")
+    db = f"sqlite+aiosqlite:///{tmp_path / 'gc.sqlite'}"
+
+    async def seed() -> None:
+        store = await _store(tmp_path, [_touch(expired, OLD), _touch(kept, NOW)])
+        await store.aclose()
+
+    asyncio.run(seed())
+    with start_service(image_prefix=prefix, db_url=db, registry_retention="1d", registry_gc_interval=0.2):
+        deadline = time.monotonic() + 60
+        while _status(world_registry.url, expired) != 404:
+            assert time.monotonic() < deadline, "the service never collected"
+            time.sleep(0.2)
+    assert _status(world_registry.url, kept) == 200

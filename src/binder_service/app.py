@@ -22,7 +22,7 @@ from .credentials import GitCredentials
 from .destinations import DestinationCheck
 from .docker_config import DockerConfig
 from .egress import EgressPolicy
-from .housekeeping import background, engine_disk, layer_cache
+from .housekeeping import background, collect_registry_forever, engine_disk, layer_cache
 from .image_store import EngineImageStore, ImageStore, RegistryImageStore
 from .images import qualified_prefix, registry_host, validate_prefix
 from .metrics import Metrics
@@ -267,6 +267,8 @@ def create_app(
             stack.push_async_callback(builds.aclose)
             if disk is not None:
                 await background(stack, "engine-disk", disk.run_forever(settings.engine_prune_interval))
+            if settings.registry_gc_interval > 0 and settings.registry_retention and settings.registry_url:
+                await background(stack, "registry-gc", collect_registry_forever(settings, metrics))
             if kube is not None:  # a restarted replica follows the build pods that are still running
                 from .builds.kubernetes.setup import adopt_running_builds
 

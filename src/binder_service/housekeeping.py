@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Callable, Coroutine
 from contextlib import AsyncExitStack
 from typing import Any
@@ -14,11 +15,15 @@ import httpx
 from .builds.engine_disk import EngineDisk, parse_size
 from .builds.layer_cache import LayerCache
 from .docker_config import DockerConfig
-from .images import registry_host
+from .errors import BinderError
+from .images import qualified_prefix, registry_host
 from .metrics import Metrics
 from .registry import RegistryClient
+from .registry_gc import GcReport, RegistryGC, SqlImageRecords
 from .registry_images import RegistryImages
-from .settings import Settings
+from .settings import Settings, parse_duration
+
+log = logging.getLogger(__name__)
 
 
 def registry_images(settings: Settings, http: httpx.AsyncClient) -> RegistryImages | None:
@@ -69,3 +74,40 @@ async def background(stack: AsyncExitStack, name: str, work: Coroutine[Any, Any,
             await task
 
     stack.push_async_callback(stop)
+
+
+async def collect_registry(
+    settings: Settings, *, dry_run: bool = False, metrics: Metrics | None = None
+) -> GcReport:
+    """One registry garbage collection, against the build store `settings` name (opened for it)."""
+    from .store import BuildStore
+
+    if not settings.registry_url or not settings.registry_retention:
+        raise ValueError("registry garbage collection needs registry_url and registry_retention")
+    store = await BuildStore.open(settings.resolved_db_url(), op_timeout=settings.db_timeout)
+    try:
+        async with httpx.AsyncClient(timeout=settings.registry_timeout, follow_redirects=False) as http:
+            registry = registry_images(settings, http)
+            assert registry is not None
+            collector = RegistryGC(
+                SqlImageRecords(store.engine),
+                registry,
+                prefix=qualified_prefix(settings.image_prefix, settings.registry_url),
+                retention=parse_duration(settings.registry_retention),
+                metrics=metrics,
+            )
+            return await collector.collect(dry_run=dry_run)
+    finally:
+        await store.aclose()
+
+
+async def collect_registry_forever(settings: Settings, metrics: Metrics) -> None:
+    """`collect_registry` every `registry_gc_interval` seconds; failures are logged and retried."""
+    while True:
+        await asyncio.sleep(settings.registry_gc_interval)
+        try:
+            await collect_registry(settings, metrics=metrics)
+        except BinderError as e:
+            log.warning("registry gc failed", extra={"error": e.message})
+        except RuntimeError as e:  # the build store could not be opened
+            log.warning("registry gc failed", extra={"error": str(e)[:300]})

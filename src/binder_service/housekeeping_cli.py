@@ -53,13 +53,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
 
 
 async def gc(settings: Settings, *, dry_run: bool, out: TextIO) -> int:
-    import httpx
-
-    from .housekeeping import registry_images
-    from .images import qualified_prefix
-    from .registry_gc import RegistryGC, SqlImageRecords
-    from .settings import parse_duration
-    from .store import BuildStore
+    from .housekeeping import collect_registry
 
     if not settings.registry_url or not settings.registry_retention:
         print(
@@ -67,20 +61,7 @@ async def gc(settings: Settings, *, dry_run: bool, out: TextIO) -> int:
             file=sys.stderr,
         )
         return 2
-    store = await BuildStore.open(settings.resolved_db_url(), op_timeout=settings.db_timeout)
-    try:
-        async with httpx.AsyncClient(timeout=settings.registry_timeout, follow_redirects=False) as http:
-            registry = registry_images(settings, http)
-            assert registry is not None
-            collector = RegistryGC(
-                SqlImageRecords(store.engine),
-                registry,
-                prefix=qualified_prefix(settings.image_prefix, settings.registry_url),
-                retention=parse_duration(settings.registry_retention),
-            )
-            report = await collector.collect(dry_run=dry_run)
-    finally:
-        await store.aclose()
+    report = await collect_registry(settings, dry_run=dry_run)
     verb = "would delete" if dry_run else "deleted"
     for image in report.deleted:
         out.write(f"{verb} {image}\n")
