@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 
 import pytest
 
@@ -31,7 +32,7 @@ async def test_concurrent_misses_share_one_computation() -> None:
 
 async def test_errors_are_shared_but_not_cached_and_keep_filters() -> None:
     cache: AsyncCache[str, bool] = AsyncCache(ttl=60)
-    outcomes = iter([RuntimeError("down"), False, True])
+    outcomes: Iterator[Exception | bool] = iter([RuntimeError("down"), False, True])
 
     async def compute() -> bool:
         outcome = next(outcomes)

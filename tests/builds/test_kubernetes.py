@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import sys
@@ -105,6 +106,10 @@ class Events:
 
     def text(self) -> str:
         return "".join(m for _, m in self.items)
+
+
+def _on_node(node: str, pod: dict[str, Any]) -> None:
+    pod["spec"]["nodeName"] = node
 
 
 async def until(check: Callable[[], object], timeout: float = 15) -> None:
@@ -624,7 +629,7 @@ async def test_sticky_builds_prefer_one_docker_api_node(
             NS,
         )  # fmt: skip
         kube.start(f"docker-api-{node}", ns=NS)
-        kube.update(f"docker-api-{node}", lambda p, n=node: p["spec"].__setitem__("nodeName", n), NS)
+        kube.update(f"docker-api-{node}", functools.partial(_on_node, node), NS)
     ex = make(sticky_selector="component=docker-api")
     task = started(ex, Events())
     await until(pod_exists(kube))

@@ -54,7 +54,8 @@ def secret_data(secret: dict[str, Any]) -> dict[str, str]:
 def container(docs: list[dict[str, Any]], kind: str = "Deployment") -> dict[str, Any]:
     pod = one(docs, kind)["spec"]["template"]["spec"]
     assert len(pod["containers"]) == 1
-    return pod["containers"][0]
+    container: dict[str, Any] = pod["containers"][0]
+    return container
 
 
 def plain_env(c: dict[str, Any]) -> dict[str, str]:

@@ -247,7 +247,10 @@ def test_jupyterhub_environment() -> None:
 @pytest.mark.parametrize("base", ["/jh/", "/jh", "/a/b/"])
 def test_one_value_drives_the_hub_base_url(base: str) -> None:
     """jupyterhub.baseUrl alone makes the hub API URL, the prefix, the OAuth callback and the probes."""
-    values = {"config": {"registry_url": REGISTRY}, "jupyterhub": {"enabled": True, "baseUrl": base}}
+    values: dict[str, Any] = {
+        "config": {"registry_url": REGISTRY},
+        "jupyterhub": {"enabled": True, "baseUrl": base},
+    }
     docs = objects(render(values))
     c = container(docs)
     env = plain_env(c)
@@ -467,11 +470,12 @@ BLOCKED = {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16"}
 
 
 def _public_rule(policy: dict[str, Any]) -> dict[str, Any]:
-    [rule] = [
+    rules: list[dict[str, Any]] = [
         r
         for r in policy["spec"]["egress"]
         if any(p.get("ipBlock", {}).get("cidr") == "0.0.0.0/0" for p in r["to"])
     ]
+    [rule] = rules
     return rule
 
 

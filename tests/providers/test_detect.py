@@ -117,9 +117,9 @@ async def test_settings_drive_the_providers_end_to_end(
     fake_gitlab.add_project("group/project", branches={"main": sha_of("gl")})
     settings = Settings(
         github_api_url=fake_github.url,
-        github_token="gh-token",  # type: ignore[arg-type]
+        github_token="gh-token",
         gitlab_url=fake_gitlab.url,
-        gitlab_token="gl-token",  # type: ignore[arg-type]
+        gitlab_token="gl-token",
         resolve_timeout=2.0,
     )
     providers = _providers(settings, http)

@@ -50,7 +50,7 @@ async def _fill(conn: AsyncConnection, dialect: str) -> None:
 
 async def _plan(store: BuildStore, conn: AsyncConnection, **query: object) -> str:
     stmt = store.list_query(**query)  # type: ignore[arg-type]
-    compiled = stmt.compile(conn.sync_connection, compile_kwargs={"literal_binds": True})  # type: ignore[arg-type]
+    compiled = stmt.compile(conn.sync_connection, compile_kwargs={"literal_binds": True})
     prefix = "EXPLAIN QUERY PLAN " if store.dialect == "sqlite" else "EXPLAIN "
     rows = (await conn.execute(text(prefix + str(compiled)))).all()
     return "\n".join(str(r[-1]) for r in rows)

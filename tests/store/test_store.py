@@ -82,7 +82,10 @@ async def test_list_is_newest_first_and_per_user(store: BuildStore) -> None:
     store.save_build(record("new", created_at=T0 + timedelta(seconds=2), requesters=("alice", "bob")))
     store.save_build(record("hit", created_at=T0 + timedelta(seconds=3), cached=True, status="ready"))
     await store.flush()
-    ids = lambda builds: [b.id for b in builds]  # noqa: E731
+
+    def ids(builds: list[BuildRecord]) -> list[str]:
+        return [b.id for b in builds]
+
     assert ids(await store.list_builds()) == ["new", "mid", "old"]
     assert ids(await store.list_builds(cached=True)) == ["hit", "new", "mid", "old"]
     assert ids(await store.list_builds(requester="alice")) == ["new", "old"]

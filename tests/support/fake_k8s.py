@@ -356,7 +356,7 @@ class FakeKube:
             return self._error(404, "NotFound", f'pods "{name}" not found')
         containers = pod.get("status", {}).get("containerStatuses") or []
         container = request.query.get("container") or pod["spec"]["containers"][0]["name"]
-        state = next((c.get("state", {}) for c in containers if c["name"] == container), {})
+        state: dict[str, Any] = next((c.get("state", {}) for c in containers if c["name"] == container), {})
         if "running" not in state and "terminated" not in state:
             why = state.get("waiting", {}).get("reason", "ContainerCreating")
             return self._error(

@@ -120,7 +120,7 @@ def running_hub(
         "BINDER_SERVICE_KEEPALIVE_INTERVAL": "2",
         **(service_env or {}),
     }
-    settings = {
+    settings: dict[str, Any] = {
         "public": f"http://127.0.0.1:{public}",
         "proxy_api": f"http://127.0.0.1:{proxy_api}",
         "hub_bind": f"http://{bridge}:{hub_port}",

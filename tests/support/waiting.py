@@ -9,7 +9,9 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-def wait_until(check: Callable[[], T], *, timeout: float = 60.0, interval: float = 0.05, what: str = "") -> T:
+def wait_until(
+    check: Callable[[], T | None], *, timeout: float = 60.0, interval: float = 0.05, what: str = ""
+) -> T:
     """Call `check` until it returns something truthy, and return that; AssertionError after `timeout`.
 
     The timeout is a safety net against a hang, not a speed requirement: keep it generous."""
