@@ -193,6 +193,13 @@ def test_umbrella_refuses_base_urls_that_differ(umbrella: Path) -> None:
     a service whose API URL, prefix, callback and probes all miss the hub."""
     with pytest.raises(helm.HelmRenderError, match=r"jupyterhub.hub.baseUrl \(/jh/\) and binder-service"):
         render({"jupyterhub": {"hub": {"baseUrl": "/jh/"}}}, chart=umbrella, name="hub", namespace=NAMESPACE)
+    # Also when the toggles are null (Helm then enables both dependencies).
+    values: dict[str, Any] = {
+        "jupyterhub": {"enabled": None, "hub": {"baseUrl": "/jh/"}},
+        "binder-service": {"enabled": None},
+    }
+    with pytest.raises(helm.HelmRenderError, match=r"jupyterhub.hub.baseUrl \(/jh/\) and binder-service"):
+        render(values, chart=umbrella, name="hub", namespace=NAMESPACE)
 
 
 @pytest.mark.parametrize("lazy", [False, True], ids=["services-list", "services-appended"])
