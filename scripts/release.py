@@ -26,8 +26,10 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import time
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -147,6 +149,7 @@ def parse_args(argv: Sequence[str]) -> Options:
 def _run(argv: Sequence[str], *, timeout: float, cwd: Path | None = None) -> str:
     """Run a command; its output only when it fails (a release log stays readable)."""
     print("+", " ".join(argv), flush=True)
+    started = time.monotonic()
     try:
         proc = subprocess.run(list(argv), cwd=cwd, capture_output=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
@@ -156,6 +159,7 @@ def _run(argv: Sequence[str], *, timeout: float, cwd: Path | None = None) -> str
     if proc.returncode != 0:
         out = (proc.stdout + proc.stderr).decode(errors="replace")[-4000:]
         raise ReleaseError(f"{' '.join(argv[:3])} ... failed ({proc.returncode}):\n{out}")
+    print(f"  {time.monotonic() - started:.1f} s: {' '.join(argv[:4])} ...", flush=True)
     return proc.stdout.decode(errors="replace")
 
 
@@ -186,12 +190,19 @@ def stamp(src: Path, version: Version) -> None:
     chart = src / "chart" / "Chart.yaml"
     _replace_one(chart, r"^version: .*$", f"version: {version.chart}")
     _replace_one(chart, r"^appVersion: .*$", f'appVersion: "{version.python}"')
+    # The service uses the hub package's event-stream client: a release needs its own, not any.
+    _replace_one(
+        src / "pyproject.toml",
+        r'^(\s*)"binder-service-hub[^"]*",',
+        rf'\g<1>"binder-service-hub=={version.python}",',
+        at_most=True,
+    )
 
 
-def _replace_one(path: Path, pattern: str, line: str) -> None:
+def _replace_one(path: Path, pattern: str, line: str, *, at_most: bool = False) -> None:
     text = path.read_text()
     new, count = re.subn(pattern, line, text, flags=re.MULTILINE)
-    if count != 1:
+    if count > 1 or (count == 0 and not at_most):
         raise ReleaseError(f"{path.name}: expected one line matching {pattern!r}, found {count}")
     path.write_text(new)
 
@@ -201,12 +212,25 @@ def _replace_one(path: Path, pattern: str, line: str) -> None:
 
 def build_python(src: Path, out: Path) -> list[Path]:
     """sdist, then the wheel from that sdist (so a file missing from the sdist breaks the build here)."""
+    # Each project into its own directory first, both at once (each waits mostly on its build env).
+    outs = [out.with_name(f"{out.name}.{i}") for i in range(2)]
+    _parallel(
+        [sys.executable, "-m", "build", "--outdir", str(o), str(project)]
+        for o, project in zip(outs, (src, src / "hub_extension"), strict=True)
+    )
+    out.mkdir(parents=True, exist_ok=True)
     made: list[Path] = []
-    for project in (src, src / "hub_extension"):
-        before = set(out.glob("*"))
-        _run([sys.executable, "-m", "build", "--outdir", str(out), str(project)], timeout=600)
-        made += sorted(set(out.glob("*")) - before)
+    for o in outs:
+        for f in sorted(o.iterdir()):
+            made.append(Path(shutil.move(f, out / f.name)))
+        o.rmdir()
     return made
+
+
+def _parallel(commands: Iterable[list[str]], timeout: float = 600) -> None:
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for done in [pool.submit(_run, argv, timeout=timeout) for argv in commands]:
+            done.result()
 
 
 def build_chart(src: Path, out: Path, opts: Options) -> Path:
@@ -235,6 +259,7 @@ def build_images(src: Path, opts: Options, source: dict[str, str]) -> dict[str, 
     }
     # The CA bundle goes in as a secret: it is never part of a layer or the image's history.
     secret = ["--secret", f"id=pip_cert,src={opts.pip_cert}"] if opts.pip_cert else []
+    commands = []
     for kind, context, base, extra in (
         ("service", src, opts.service_base, []),
         ("hub", src / "hub_extension", opts.hub_base, ["--build-arg", f"HUB_USER={opts.hub_user}"]),
@@ -244,7 +269,8 @@ def build_images(src: Path, opts: Options, source: dict[str, str]) -> dict[str, 
         argv += [
             f"--label={k}={v}" for k, v in {**labels, "org.opencontainers.image.base.name": base}.items()
         ]
-        _run([*argv, str(context)], timeout=DOCKER_TIMEOUT)
+        commands.append([*argv, str(context)])
+    _parallel(commands, timeout=DOCKER_TIMEOUT)
     return refs
 
 
@@ -289,7 +315,7 @@ def _python_metadata(path: Path) -> tuple[str, str]:
 IMAGE_PROBES = {
     # The installed distribution and the module agree, in the image's own Python.
     "service": "import binder_service, importlib.metadata as m; "
-    "print(binder_service.__version__, m.version('binder-service'))",
+    "print(binder_service.__version__, m.version('binder-service'), m.version('binder-service-hub'))",
     "hub": "import binder_service_hub, importlib.metadata as m; "
     "print(binder_service_hub.__version__, m.version('binder-service-hub'))",
 }
@@ -334,12 +360,12 @@ def check(opts: Options, python: list[Path], chart: Path, refs: dict[str, str]) 
             IMAGE_PROBES[kind],
         ]
         seen = _run(probe, timeout=CHECK_TIMEOUT).split()
-        if label != want or seen != [want, want]:
+        if label != want or set(seen) != {want}:
             raise ReleaseError(f"{ref}: label {label!r}, installed {seen}, expected {want}")
 
 
 def _clean(dist: Path) -> None:
-    for name in ("python", "chart"):
+    for name in ("python", "chart", "python.0", "python.1"):
         shutil.rmtree(dist / name, ignore_errors=True)
     for name in ("images.txt", "SHA256SUMS"):
         (dist / name).unlink(missing_ok=True)

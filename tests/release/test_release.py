@@ -28,7 +28,8 @@ import yaml
 
 import world
 from tests.support.fake_k8s import FakeKube
-from tests.support.registry_servers import RegistryServer, free_port, start_registry
+from tests.support.registry_servers import RegistryServer, start_registry
+from tests.support.net import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 # Not the tree's version: seeing it everywhere proves the script stamped it, and a pre-release checks
