@@ -28,8 +28,8 @@ import yaml
 
 import world
 from tests.support.fake_k8s import FakeKube
-from tests.support.registry_servers import RegistryServer, start_registry
 from tests.support.net import free_port
+from tests.support.registry_servers import RegistryServer, start_registry
 
 ROOT = Path(__file__).resolve().parents[2]
 # Not the tree's version: seeing it everywhere proves the script stamped it, and a pre-release checks
@@ -85,6 +85,8 @@ def release(world_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory)
     argv = [str(ROOT / "scripts" / "release.sh"), f"v{VERSION}", "--dist", str(dist)]
     argv += ["--image-prefix", prefix, "--push", "--service-base", SERVICE_BASE, "--hub-base", HUB_BASE]
     argv += ["--chart-url", CHART_URL]
+    if world.CA_BUNDLE.exists():  # pip inside the image builds reaches PyPI only trusting the host's CAs
+        argv += ["--pip-cert", str(world.CA_BUNDLE)]
     env = {**os.environ, "DOCKER_HOST": world.DOCKER_HOST, "RELEASE_PYTHON": sys.executable}
     proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=1500, check=False)
     lines = (dist / "images.txt").read_text().split() if (dist / "images.txt").exists() else []
