@@ -120,3 +120,39 @@ def test_a_stream_of_builds_ends_under_budget_and_every_build_ready(
     tags = docker_on(fresh_engine_host, "images", "--format", "{{.Repository}}:{{.Tag}}").split()
     assert registry_base_image in tags  # pinned
     assert any(names[-1] in t for t in tags)  # the newest build's image is the last to go
+
+
+def test_chart_runs_the_pruner_next_to_every_engine() -> None:
+    from tests.chart.support import CHART, kube_validate, lint_problems, objects, one, render, secret_data
+
+    assert not [d for d in objects(render()) if d["metadata"]["name"].endswith("-pruner")]  # off by default
+    values = {
+        "dockerApi": {"diskBudget": "200GB", "pinnedImages": ["reg/base:1"]},
+        "build": {"nodeSelector": {"x": "y"}},
+    }
+    assert lint_problems(CHART, values) == []
+    docs = objects(render(values))
+    kube_validate(docs)
+    engine = next(
+        d for d in docs if d["kind"] == "DaemonSet" and not d["metadata"]["name"].endswith("-pruner")
+    )
+    pruner = one(docs, "DaemonSet", engine["metadata"]["name"] + "-pruner")
+    pod = pruner["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    assert c["args"] == ["binder-service", "prune-engine"]
+    env = {e["name"]: e["value"] for e in c["env"]}
+    socket = secret_data(one(docs, "Secret", "demo-binder-service-config"))[
+        "BINDER_SERVICE_K8S_DOCKER_SOCKET"
+    ]
+    assert env["DOCKER_HOST"] == f"unix://{socket}"  # the very engine build pods use
+    assert env["BINDER_SERVICE_ENGINE_DISK_BUDGET"] == "200GB"
+    assert Settings(engine_pinned_images=env["BINDER_SERVICE_ENGINE_PINNED_IMAGES"]).engine_pinned_images == [
+        "reg/base:1"
+    ]
+    assert pod["nodeSelector"] == engine["spec"]["template"]["spec"]["nodeSelector"] == {"x": "y"}
+    engine_run = {v["name"]: v for v in engine["spec"]["template"]["spec"]["volumes"]}["run"]["hostPath"][
+        "path"
+    ]
+    assert pod["volumes"][0]["hostPath"]["path"] == engine_run
+    with pytest.raises(Exception, match="diskBudget"):
+        render({"dockerApi": {"diskBudget": "lots"}})
