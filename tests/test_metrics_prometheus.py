@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from prometheus_client import generate_latest
 
 from binder_service.metrics import Metrics
 from tests.support.gitserve import commit
@@ -154,3 +155,35 @@ def test_every_dashboard_query_returns_data(
             assert float(hits[0]["value"][1]) >= 1  # type: ignore[index]
             phases = {r["metric"]["phase"] for r in query(prom, "binder_build_phase_duration_seconds_count")}  # type: ignore[index]
             assert {"queued", "fetching", "building", "pushing"} <= phases
+
+
+def test_phases_are_timed_from_the_events() -> None:
+    from binder_service.builds.observe import BuildObserver
+    from binder_service.events import Phase
+
+    now = [100.0]
+    metrics = Metrics()
+    seen: list[str] = []
+    obs = BuildObserver(
+        metrics, lambda p, m: seen.append(m), cache_from=None, provider="git", clock=lambda: now[0]
+    )
+    now[0] = 103.0
+    obs.started()  # 3 s in the queue
+    for at, phase in (
+        (103.0, Phase.FETCHING),
+        (104.0, Phase.FETCHING),
+        (105.0, Phase.BUILDING),
+        (112.0, Phase.PUSHING),
+    ):
+        now[0] = at
+        obs.emit(phase, "line\n")
+    now[0] = 114.0
+    obs.ran()
+    obs.finish("ready", 11.0)
+    assert obs.durations == {"queued": 3.0, "fetching": 2.0, "building": 7.0, "pushing": 2.0}
+    assert len(seen) == 4  # every line still reaches the build's events
+    text = generate_latest(metrics.registry).decode()
+    assert 'binder_build_phase_duration_seconds_sum{phase="building"} 7.0' in text
+    assert 'binderhub_build_count_total{provider="git",status="success"} 1.0' in text
+    assert 'binder_layer_cache_builds_total{result="miss"} 1.0' in text
+    assert "binderhub_inprogress_builds 0.0" in text

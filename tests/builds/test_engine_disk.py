@@ -156,3 +156,20 @@ def test_chart_runs_the_pruner_next_to_every_engine() -> None:
     assert pod["volumes"][0]["hostPath"]["path"] == engine_run
     with pytest.raises(Exception, match="diskBudget"):
         render({"dockerApi": {"diskBudget": "lots"}})
+
+
+@pytest.mark.docker
+def test_prune_engine_command_once(
+    fresh_engine_host: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from binder_service.cli import main
+
+    monkeypatch.setenv("DOCKER_HOST", fresh_engine_host)
+    monkeypatch.setenv("BINDER_SERVICE_ENGINE_DISK_BUDGET", "100TB")
+    assert main(["prune-engine", "--once"]) == 0
+    assert "0 removed" in capsys.readouterr().out
+    monkeypatch.delenv("BINDER_SERVICE_ENGINE_DISK_BUDGET")
+    assert main(["prune-engine", "--once"]) == 2  # no budget: nothing to keep to
+    monkeypatch.setenv("BINDER_SERVICE_ENGINE_DISK_BUDGET", "lots")
+    assert main(["prune-engine", "--once"]) == 2
+    assert "invalid configuration" in capsys.readouterr().err
