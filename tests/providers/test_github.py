@@ -21,6 +21,7 @@ from binder_service.errors import (
     UpstreamError,
     UpstreamTimeout,
 )
+from binder_service.images import image_name
 from binder_service.providers import RepoSpec
 from binder_service.providers.github import GitHubProvider, github_api
 from tests.support.fake_apis import FakeGitHub, sha_of
@@ -182,15 +183,20 @@ async def test_etag_miss_after_the_branch_moved(gh: GitHubProvider, fake_github:
     assert fake_github.seen[1].headers["if-none-match"] != fake_github.seen[2].headers["if-none-match"]
 
 
-async def test_names_are_case_insensitive_but_slugs_keep_case(
+async def test_names_are_case_insensitive_and_so_is_the_image_name(
     gh: GitHubProvider, fake_github: FakeGitHub
 ) -> None:
     fake_github.add_repo("org", "repo")
     one = await gh.resolve(spec("Org/Repo", "main"))
     two = await gh.resolve(spec("org/repo", "main"))
     assert one.commit == two.commit
-    assert (one.build_slug, two.build_slug) == ("github.com/Org/Repo", "github.com/org/repo")
+    assert one.build_slug == two.build_slug == "github.com/org/repo"
     assert [s.status for s in fake_github.seen] == [200, 304]  # one ETag for both spellings
+    # One repository at one commit: one image, however it was spelt (also without an API call).
+    pinned = [await gh.resolve(spec(name, one.commit)) for name in ("ORG/REPO", "oRg/rEpO")]
+    names = {image_name("p/", f"gh-{r.build_slug}", r.commit) for r in (one, two, *pinned)}
+    assert len(names) == 1
+    assert one.repo_url.endswith("/Org/Repo")  # the clone URL stays as asked: GitHub does not mind
 
 
 async def test_full_sha_needs_no_request(gh: GitHubProvider, fake_github: FakeGitHub) -> None:

@@ -160,9 +160,8 @@ class GitHubProvider(HostedProvider[tuple[str, str, str], tuple[str, str, str | 
             repo_url=f"{self._web_url}/{org}/{repo}",
             ref=ref,
             commit=commit,
-            # Case kept as asked: the image name is derived from it, and GitHub would not tell us the
-            # canonical case without another request.
-            build_slug=f"{self._host}/{org}/{repo}",
+            # GitHub names are case-insensitive: Org/Repo and org/repo are one repository, so one image.
+            build_slug=f"{self._host}/{org.lower()}/{repo.lower()}",
             note=note,
         )
 
