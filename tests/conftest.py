@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.support.fixtures_registry",
     "tests.support.fixtures_engines",
     "tests.support.fixtures_service",
+    "tests.support.fixtures_http",
 ]

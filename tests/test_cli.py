@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.gitserve import free_port
+from tests.support.net import free_port
 from tests.support.repos import buildable_repo
 
 

@@ -20,7 +20,7 @@ from binder_service.policy import SpecPolicy, spec_key
 from binder_service.providers import RepoSpec
 from binder_service.settings import Settings
 from tests.support.fake_apis import FakeGitHub
-from tests.support.gitserve import blackhole
+from tests.support.net import blackhole
 from tests.support.repos import buildable_repo
 from tests.support.service import sse_messages
 

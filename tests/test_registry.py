@@ -17,30 +17,11 @@ from binder_service.docker_config import DockerConfig, RegistryCredentials
 from binder_service.errors import EngineUnavailable, InvalidSpec, RegistryUnavailable, UpstreamTimeout
 from binder_service.image_store import EngineImageStore, RegistryImageStore
 from binder_service.registry import RegistryClient, split_image, token_ttl
-from tests.support.registry_servers import Blackhole, RegistryServer, ScriptedServer, free_port
+from tests.support.fixtures_http import Recorder
+from tests.support.net import Blackhole, free_port
+from tests.support.registry_servers import RegistryServer, ScriptedServer
 
 REPO = "binder-test/busybox"
-
-
-class Recorder:
-    """Every request an httpx client sends, as ``METHOD path``."""
-
-    def __init__(self) -> None:
-        self.sent: list[str] = []
-
-    async def __call__(self, request: httpx.Request) -> None:
-        self.sent.append(f"{request.method} {request.url.path}")
-
-
-@pytest.fixture
-def recorder() -> Recorder:
-    return Recorder()
-
-
-@pytest.fixture
-async def http(recorder: Recorder) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(event_hooks={"request": [recorder]}) as client:
-        yield client
 
 
 def creds(server: RegistryServer, password: str | None = None) -> RegistryCredentials:

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.gitserve import free_port
+from tests.support.net import free_port
 
 TOKEN = "bad-input-token"
 ALLOWED_ORIGIN = "http://allowed.test:8000"

@@ -10,7 +10,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from tests.support.gitserve import blackhole, free_port
+from tests.support.net import blackhole, free_port
 from tests.support.repos import buildable_repo
 from tests.support.service import sse_messages
 

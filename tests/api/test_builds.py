@@ -155,7 +155,7 @@ def test_local_engine_without_registry(
 def test_registry_down(
     start_service: Callable[..., AbstractContextManager[str]], git_root: Path, git_daemon_url: str
 ) -> None:
-    from tests.support.gitserve import free_port
+    from tests.support.net import free_port
 
     with start_service(registry_url=f"http://127.0.0.1:{free_port()}") as service:
         health = httpx.get(f"{service}health")

@@ -19,8 +19,8 @@ import httpx
 import pytest
 
 from binder_service.settings import Settings
-from tests.support.gitserve import free_port
 from tests.support.jupyterhub import HubApi, running_hub
+from tests.support.net import free_port
 from tests.support.repos import buildable_repo
 from tests.support.service import running_service, sse_messages
 

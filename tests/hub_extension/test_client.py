@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 from binder_service_hub.client import BinderServiceError, BuildClient
 
-from tests.support.gitserve import blackhole, free_port, serve_threaded
+from tests.support.gitserve import serve_threaded
+from tests.support.net import blackhole, free_port
 from tests.support.repos import buildable_repo
 
 

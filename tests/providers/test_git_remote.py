@@ -8,7 +8,7 @@ import contextlib
 import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -29,16 +29,15 @@ from binder_service.errors import (
 from binder_service.providers import git_remote
 from binder_service.providers.git_remote import GitRemote, RemoteRefs, check_git_url, pick_ref, redact_url
 from tests.support.gitserve import (
-    blackhole,
     branch,
     commit,
-    free_port,
     git,
     make_repo,
     rev_parse,
     serve_threaded,
     tag,
 )
+from tests.support.net import blackhole, free_port
 
 TIMEOUT = 2.0
 
@@ -74,12 +73,6 @@ def repo(git_root: Path) -> Repo:
 def base_url(request: pytest.FixtureRequest) -> str:
     """Each transport-level test runs against both real servers."""
     return str(request.getfixturevalue("git_daemon_url" if request.param == "daemon" else "git_http_url"))
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as client:
-        yield client
 
 
 @pytest.fixture

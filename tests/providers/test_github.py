@@ -25,7 +25,7 @@ from binder_service.images import image_name
 from binder_service.providers import RepoSpec
 from binder_service.providers.github import GitHubProvider, github_api
 from tests.support.fake_apis import FakeGitHub, sha_of
-from tests.support.gitserve import free_port
+from tests.support.net import free_port
 
 TOKEN = "ghp_s3cretTokenValue"
 

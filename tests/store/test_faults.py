@@ -12,7 +12,7 @@ from binder_service.errors import StoreUnavailable
 from binder_service.events import BuildEvent, Phase
 from binder_service.store import BuildStore, StoreOpenError
 from tests.store.test_store import record
-from tests.support.gitserve import free_port
+from tests.support.net import free_port
 from tests.support.postgres import Cluster
 
 

@@ -20,6 +20,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote
 
+from tests.support.net import free_port
+
 _GIT_ENV = {
     # Ignore the machine's and user's git config, so repositories look the same everywhere.
     "GIT_CONFIG_NOSYSTEM": "1",
@@ -87,13 +89,6 @@ def branch(repo: Path, name: str) -> None:
 def rev_parse(repo: Path, rev: str) -> str:
     """The object id `rev` names in `repo`."""
     return git(repo, "rev-parse", "--verify", "--end-of-options", rev)
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _accepts(port: int) -> bool:
@@ -271,12 +266,3 @@ def serve_threaded(server: ThreadingHTTPServer) -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join(5)
-
-
-@contextlib.contextmanager
-def blackhole() -> Iterator[tuple[str, int]]:
-    """A TCP listener that completes connections (the kernel does) but never reads or answers."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        s.listen(64)
-        yield "127.0.0.1", int(s.getsockname()[1])

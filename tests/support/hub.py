@@ -26,8 +26,8 @@ import httpx
 from binder_service_hub.sse import messages
 
 import world
-from tests.support.gitserve import free_port
 from tests.support.jupyterhub import HubApi
+from tests.support.net import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 CHP = ROOT / ".cache" / "node" / "node_modules" / ".bin" / "configurable-http-proxy"

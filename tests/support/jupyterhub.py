@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 
-from tests.support.gitserve import free_port
+from tests.support.net import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 CHP = ROOT / ".cache" / "node" / "node_modules" / ".bin" / "configurable-http-proxy"

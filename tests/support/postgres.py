@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.support.gitserve import free_port
+from tests.support.net import free_port
 
 
 def server_bin() -> Path:

@@ -12,7 +12,6 @@ import http.server
 import json
 import os
 import secrets
-import socket
 import subprocess
 import threading
 import time
@@ -31,28 +30,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 import world
+from tests.support.net import free_port
 
 SERVICE = "binder-test-registry"
 ISSUER = "binder-test-issuer"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Blackhole:
-    """A TCP listener that never accepts: connections complete in the kernel, then nothing answers."""
-
-    def __init__(self) -> None:
-        self._sock = socket.socket()
-        self._sock.bind(("127.0.0.1", 0))
-        self._sock.listen(16)
-        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
-
-    def close(self) -> None:
-        self._sock.close()
 
 
 # --- token server -----------------------------------------------------------------------------------
