@@ -184,3 +184,23 @@ def test_the_service_collects_periodically(
             assert time.monotonic() < deadline, "the service never collected"
             time.sleep(0.2)
     assert _status(world_registry.url, kept) == 200
+
+
+def test_a_token_registry_grants_the_delete(token_auth_registry: RegistryServer) -> None:
+    # The token asked for must carry `delete`: a pull-only one is refused before the registry's 405.
+    from binder_service.registry import RegistryCredentials
+
+    image = token_auth_registry.push("gc-token/app", "old")
+    creds = RegistryCredentials(token_auth_registry.username or "", token_auth_registry.password or "")
+
+    async def scenario() -> None:
+        async with httpx.AsyncClient() as http:
+            client = RegistryClient(token_auth_registry.url, http, credentials=creds, timeout=10)
+            registry = RegistryImages(client)
+            _, repo, tag = split_image(image)
+            digest = await registry.digest(repo, tag)
+            assert digest is not None
+            with pytest.raises(DeleteDisabled):  # authorised; this registry keeps deletes off
+                await registry.delete(repo, digest)
+
+    asyncio.run(scenario())

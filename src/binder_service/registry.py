@@ -138,13 +138,20 @@ class RegistryClient:
         self._bearer: tuple[str, str] = ("", "")
 
     async def request(
-        self, method: str, path: str, *, repo: str, headers: dict[str, str] | None = None
+        self,
+        method: str,
+        path: str,
+        *,
+        repo: str,
+        headers: dict[str, str] | None = None,
+        actions: str = "pull",
     ) -> httpx.Response:
-        """`method` on `path` (below the registry URL) with pull rights on `repo`.
+        """`method` on `path` (below the registry URL) with `actions` rights on `repo` (a manifest
+        DELETE needs `delete`).
 
         A 401 or 403 that remains after answering the challenge is returned, for the caller to word.
         """
-        url, scope = f"{self.url}{path}", f"repository:{repo}:pull"
+        url, scope = f"{self.url}{path}", f"repository:{repo}:{actions}"
         auth = await self._known_auth(scope, repo)
         resp = await self.send(method, url, headers={**(headers or {}), **auth})
         if resp.status_code == 401 and not auth.get("Authorization", "").startswith("Basic "):

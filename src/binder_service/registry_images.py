@@ -98,7 +98,9 @@ class RegistryImages:
 
     async def delete(self, repo: str, digest: str) -> bool:
         """Delete the manifest `digest` (every tag pointing at it goes too); False if already gone."""
-        resp = await self.client.request("DELETE", f"/v2/{repo}/manifests/{digest}", repo=repo)
+        resp = await self.client.request(
+            "DELETE", f"/v2/{repo}/manifests/{digest}", repo=repo, actions="delete"
+        )
         if resp.status_code in (200, 202):
             return True
         if resp.status_code == 404:
