@@ -188,7 +188,7 @@ def test_the_service_collects_periodically(
 
 def test_a_token_registry_grants_the_delete(token_auth_registry: RegistryServer) -> None:
     # The token asked for must carry `delete`: a pull-only one is refused before the registry's 405.
-    from binder_service.registry import RegistryCredentials
+    from binder_service.docker_config import RegistryCredentials
 
     image = token_auth_registry.push("gc-token/app", "old")
     creds = RegistryCredentials(token_auth_registry.username or "", token_auth_registry.password or "")
