@@ -6,7 +6,6 @@ import asyncio
 import base64
 import contextlib
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -193,11 +192,9 @@ async def test_connection_refused(remote: GitRemote, scheme: str) -> None:
 async def test_blackhole_times_out(http: httpx.AsyncClient, scheme: str) -> None:
     quick = GitRemote(http, timeout=0.3)
     with blackhole() as (host, port):
-        start = time.monotonic()
+        # Our timeout's error (not ssh's own ConnectTimeout), and no `git ls-remote` left behind.
         with pytest.raises(UpstreamTimeout, match=r"did not answer within 0\.3s"):
             await quick.list_refs(f"{scheme}://{host}:{port}/repo")
-        # ssh's own ConnectTimeout is 1s: finishing well before proves `git ls-remote` was killed.
-        assert time.monotonic() - start < 0.8
         assert not processes_mentioning(str(port))
 
 
