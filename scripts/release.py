@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import threading
 import time
 import zipfile
 from collections.abc import Iterable, Sequence
@@ -46,6 +47,10 @@ VERSION_FILES = {
 # A docker build or push can be slow (PyPI inside the build) but must not hang a release forever.
 DOCKER_TIMEOUT = 1800.0
 CHECK_TIMEOUT = 120.0
+
+
+# Two builds run at once; their lines must not interleave.
+_PRINT = threading.Lock()
 
 
 class ReleaseError(RuntimeError):
@@ -148,7 +153,8 @@ def parse_args(argv: Sequence[str]) -> Options:
 
 def _run(argv: Sequence[str], *, timeout: float, cwd: Path | None = None) -> str:
     """Run a command; its output only when it fails (a release log stays readable)."""
-    print("+", " ".join(argv), flush=True)
+    with _PRINT:
+        print("+", " ".join(argv), flush=True)
     started = time.monotonic()
     try:
         proc = subprocess.run(list(argv), cwd=cwd, capture_output=True, timeout=timeout, check=False)
@@ -159,7 +165,8 @@ def _run(argv: Sequence[str], *, timeout: float, cwd: Path | None = None) -> str
     if proc.returncode != 0:
         out = (proc.stdout + proc.stderr).decode(errors="replace")[-4000:]
         raise ReleaseError(f"{' '.join(argv[:3])} ... failed ({proc.returncode}):\n{out}")
-    print(f"  {time.monotonic() - started:.1f} s: {' '.join(argv[:4])} ...", flush=True)
+    with _PRINT:
+        print(f"  {time.monotonic() - started:.1f} s: {' '.join(argv[:4])} ...", flush=True)
     return proc.stdout.decode(errors="replace")
 
 
