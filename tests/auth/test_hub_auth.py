@@ -94,6 +94,20 @@ def test_token_without_the_scope_is_403(hub_and_service: tuple[HubApi, str], git
     assert r.json()["code"] == "forbidden"
 
 
+def test_binderhub_face_refusals_are_readable_by_sse_clients(
+    hub_and_service: tuple[HubApi, str], git_daemon_url: str
+) -> None:
+    """BinderHub's JS client shows a non-200 as "403 - function text()...": SSE clients get an event."""
+    hub, url = hub_and_service
+    build = f"{url}build/git/{quote(git_daemon_url + 'whatever', safe='')}/main?build_only=true"
+    no_scope = hub.token("frank", scopes=["read:users:activity!user=frank"])
+    for token, status, code in ((no_scope, 403, "forbidden"), ("not-a-token", 401, "unauthorized")):
+        [event] = sse_messages(build, headers=_auth(token), timeout=30)
+        assert (event["phase"], event["status_code"], event["code"]) == ("failed", status, code)
+        r = httpx.get(build, headers=_auth(token), timeout=30)  # not an SSE client: the HTTP status
+        assert (r.status_code, r.json()["code"]) == (status, code)
+
+
 def test_build_only_token_builds_through_the_binderhub_face(
     hub_and_service: tuple[HubApi, str], git_root: Path, git_daemon_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
