@@ -11,10 +11,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import quote
 
+import httpcore
 import httpx
 import pytest
 
-from binder_service.egress import EgressPolicy
+from binder_service.egress import EgressBackend, EgressPolicy, egress_transport
 from binder_service.errors import DestinationNotAllowed, RepoUnreachable
 from binder_service.providers.git_remote import GitRemote
 from binder_service.providers.github import github_api
@@ -241,4 +242,31 @@ def test_a_commit_id_does_not_skip_the_destination_check(
         body = {"repo": f"http://localhost:{port}/internal", "ref": "b" * 40}
         r = httpx.post(f"{service}api/v1/builds", json=body, timeout=30)
         assert r.json()["code"] == "destination_not_allowed", r.text
+        assert accepted() == 0
+
+
+# httpx's private `_pool` (egress_transport replaces it): pinned in pyproject.toml, guarded here.
+_POOL_STATE = ("_ssl_context", "_network_backend", "_connections", "_requests", "_optional_thread_lock")
+
+
+def test_the_egress_pool_is_the_one_httpx_would_build_but_for_its_backend() -> None:
+    """Fails on an httpx upgrade that renames `_pool`, or builds its pool with options we do not copy."""
+    plain = httpx.AsyncHTTPTransport(trust_env=False)
+    ours = egress_transport(EgressPolicy())
+    assert type(plain._pool) is type(ours._pool) is httpcore.AsyncConnectionPool
+    assert isinstance(ours._pool._network_backend, EgressBackend)
+
+    def options(pool: httpcore.AsyncConnectionPool) -> dict[str, object]:
+        return {k: v for k, v in vars(pool).items() if k not in _POOL_STATE}
+
+    assert options(ours._pool) == options(plain._pool)
+    assert set(vars(plain._pool)) == set(vars(ours._pool))
+
+
+async def test_requests_go_through_the_replaced_pool() -> None:
+    # The transport sends through `_pool`: the policy (in its backend) refuses before any connection.
+    with listener() as (port, accepted):
+        async with httpx.AsyncClient(transport=egress_transport(EgressPolicy()), timeout=2) as client:
+            with pytest.raises(DestinationNotAllowed):
+                await client.get(f"http://127.0.0.1:{port}/")
         assert accepted() == 0

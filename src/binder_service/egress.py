@@ -249,8 +249,9 @@ def egress_transport(
     has one. `trust_env=False`: see `EgressPolicy.http_client`.
     """
     context = httpx.create_ssl_context(verify=verify, trust_env=False)  # loading CA certs: once
-    transport = httpx.AsyncHTTPTransport(verify=context, trust_env=False)
-    limits = httpx.Limits()
+    # httpx's own defaults, given to both: `httpx.Limits()` alone means "no limit" to httpcore.
+    limits = httpx.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=5.0)
+    transport = httpx.AsyncHTTPTransport(verify=context, trust_env=False, limits=limits)
     transport._pool = httpcore.AsyncConnectionPool(
         ssl_context=context,
         max_connections=limits.max_connections,
