@@ -190,7 +190,7 @@ def test_engine_down(
         ({"repo": "https://example.org/x", "ref": "-x"}, 400, "invalid_spec"),
         ({"repo": "https://example.org/x", "provider": "nope"}, 404, "unknown_provider"),
         ({"ref": "main"}, 422, "invalid_request"),
-        ({"repo": "x" * 5000}, 422, "invalid_request"),
+        ({"repo": "x" * 5000}, 413, "input_too_large"),  # past max_input_length, as OpenAPI says
         ({"repo": "https://example.org/" + "x" * 3000}, 413, "input_too_large"),
     ],
 )
