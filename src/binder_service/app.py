@@ -248,7 +248,12 @@ def create_app(
                 git_credentials=credentials,
             )
             stack.push_async_callback(runner.aclose)
-            disk = engine_disk(settings, metrics, lambda: builds.images_in_use())
+            disk = engine_disk(
+                settings,
+                metrics,
+                lambda: builds.images_in_use(),
+                lambda gone: builds.forget_images(gone),
+            )
             if disk is not None:
                 stack.push_async_callback(disk.aclose)
             builds = BuildManager(

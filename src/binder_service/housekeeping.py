@@ -48,7 +48,10 @@ def layer_cache(settings: Settings, http: httpx.AsyncClient) -> LayerCache | Non
 
 
 def engine_disk(
-    settings: Settings, metrics: Metrics | None, in_use: Callable[[], set[str]]
+    settings: Settings,
+    metrics: Metrics | None,
+    in_use: Callable[[], set[str]],
+    on_removed: Callable[[list[str]], None] = lambda _: None,
 ) -> EngineDisk | None:
     """The local engine's disk budget; None when unset or when builds run elsewhere (on Kubernetes the
     chart's docker-api pods run `binder-service prune-engine` next to each engine)."""
@@ -59,6 +62,7 @@ def engine_disk(
         budget=parse_size(settings.engine_disk_budget),
         pinned=settings.engine_pinned_images,
         in_use=in_use,
+        on_removed=on_removed,
         timeout=max(settings.docker_timeout, 30.0),  # df and prunes take longer than a lookup
         metrics=metrics,
     )

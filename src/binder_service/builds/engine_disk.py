@@ -81,6 +81,7 @@ class EngineDisk:
         budget: int,
         pinned: Iterable[str] = (),
         in_use: Callable[[], set[str]] = set,
+        on_removed: Callable[[list[str]], None] = lambda _: None,
         timeout: float = 30.0,
         metrics: Metrics | None = None,
     ) -> None:
@@ -96,6 +97,7 @@ class EngineDisk:
         self._host = docker_host
         self._pinned = set(pinned)
         self._in_use = in_use
+        self._on_removed = on_removed  # told the tags that went (a cache of "this image exists" forgets them)
         self._timeout = timeout
         self._metrics = metrics
         # /system/df and prunes are slow on a big engine: one pass at a time (a df already running is an
@@ -122,6 +124,8 @@ class EngineDisk:
                     if not await self._remove(candidate):
                         continue
                     report.removed.append(candidate.tags[0] if candidate.tags else candidate.id)
+                    if candidate.tags:
+                        self._on_removed(list(candidate.tags))
                     unmeasured += 1
                     # Re-measure when something sizable went (or now and then: freeing an image can
                     # turn the cache records it shared into the space that counts).

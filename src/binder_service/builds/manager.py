@@ -142,6 +142,11 @@ class BuildManager:
         self._metrics.builds_started.inc()
         return build
 
+    def forget_images(self, images: list[str]) -> None:
+        """`images` are gone (pruned from the engine): the next request looks again, and builds."""
+        for image in images:
+            self._exists.discard(image)
+
     def images_in_use(self) -> set[str]:
         """Images running builds make or reuse layers of: never pruned from under them."""
         return set(self._active) | set(self._cache_sources.values())
