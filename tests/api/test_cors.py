@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
 
 from binder_service.api.cors import CrossOrigin
+from binder_service.settings import Settings
 from tests.api.conftest import ALLOWED_ORIGIN, Served
 
 OTHER_ORIGIN = "http://elsewhere.test"
@@ -89,3 +91,28 @@ async def test_cookies_never_cross_origins(origins: list[str], origin: str | Non
     async with httpx.AsyncClient(transport=transport, base_url="http://service.test") as client:
         r = await client.get("/api/v1/builds", headers=headers)
     assert r.json()["cookie"] == ("binder-service-token=abc" if kept else None)
+
+
+@pytest.mark.parametrize(
+    ("value", "origins"),
+    [
+        ("", []),
+        (
+            "https://hub.example.org, http://127.0.0.1:8000/",
+            ["https://hub.example.org", "http://127.0.0.1:8000"],
+        ),
+        ('["*"]', ["*"]),
+    ],
+)
+def test_origins_setting(monkeypatch: pytest.MonkeyPatch, value: str, origins: list[str]) -> None:
+    monkeypatch.setenv("BINDER_SERVICE_CORS_ALLOW_ORIGINS", value)
+    assert Settings().cors_allow_origins == origins
+
+
+@pytest.mark.parametrize(
+    "value", ["hub.example.org", "https://hub.example.org/path", "ftp://x", "https://user@hub.example.org"]
+)
+def test_origins_setting_refuses_what_is_not_an_origin(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("BINDER_SERVICE_CORS_ALLOW_ORIGINS", value)
+    with pytest.raises(ValidationError, match="is not a web origin"):
+        Settings()
