@@ -7,7 +7,6 @@ import json
 import shutil
 import socket
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -21,6 +20,7 @@ from binder_service.metrics import Metrics
 from tests.support.gitserve import commit
 from tests.support.repos import buildable_repo
 from tests.support.service import sse_messages
+from tests.support.waiting import wait_for_http, wait_until
 
 DASHBOARD = Path(__file__).resolve().parent.parent / "docs" / "grafana" / "binder-service.json"
 
@@ -57,16 +57,7 @@ def prometheus(root: Path, target: str) -> Iterator[str]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/-/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"prometheus did not start:\n{(root / 'prometheus.log').read_text()}")
-            time.sleep(0.2)
+        wait_for_http(f"{url}/-/ready", proc=proc, log=root / "prometheus.log")
         yield url
     finally:
         proc.terminate()
@@ -89,11 +80,7 @@ def query(prom: str, expr: str) -> list[dict[str, object]]:
 
 def wait_for(prom: str, expr: str, timeout: float = 60) -> None:
     """Until `expr` has a result (a comparison filters to one when it holds)."""
-    deadline = time.monotonic() + timeout
-    while not query(prom, expr):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"Prometheus never saw {expr!r}")
-        time.sleep(0.5)
+    wait_until(lambda: query(prom, expr), timeout=timeout, interval=0.5, what=f"Prometheus to see {expr!r}")
 
 
 def dashboard_queries() -> list[str]:

@@ -23,6 +23,7 @@ from tests.support.fake_apis import FakeGitHub
 from tests.support.net import blackhole
 from tests.support.repos import buildable_repo
 from tests.support.service import sse_messages
+from tests.support.waiting import wait_until
 
 
 def _spec(provider: str, repo: str) -> RepoSpec:
@@ -160,13 +161,11 @@ def test_allowed_specs_on_both_faces(start_service: Callable[..., AbstractContex
 
 
 def _wait(service: str, build_id: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
+    def done() -> dict[str, Any] | None:
         body: dict[str, Any] = httpx.get(f"{service}api/v1/builds/{build_id}", timeout=10).json()
-        if body["status"] in ("ready", "failed", "cancelled"):
-            return body
-        time.sleep(0.2)
-    raise AssertionError("build did not finish")
+        return body if body["status"] in ("ready", "failed", "cancelled") else None
+
+    return wait_until(done, timeout=120, interval=0.2, what="the build to finish")
 
 
 @pytest.mark.docker

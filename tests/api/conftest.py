@@ -8,15 +8,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.support.net import free_port
+from tests.support.waiting import wait_for_http
 
 TOKEN = "bad-input-token"
 ALLOWED_ORIGIN = "http://allowed.test:8000"
@@ -58,19 +57,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}/services/binder/"
-    deadline = time.monotonic() + 60
     try:
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"binder-service serve exited: {(work / 'serve.log').read_text()}")
-            try:
-                if httpx.get(url + "versions", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("binder-service serve did not answer")
-            time.sleep(0.1)
+        wait_for_http(url + "versions", proc=proc, log=work / "serve.log")
         yield Served(url=url, host="127.0.0.1", port=port)
     finally:
         proc.terminate()

@@ -7,7 +7,6 @@ import functools
 import json
 import os
 import sys
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -27,6 +26,7 @@ from binder_service.providers import ResolvedRepo
 from tests.support.fake_k8s import FakeKube, Kubelet, now_iso, r2d_line
 from tests.support.repos import buildable_repo
 from tests.support.service import running_service, sse_messages
+from tests.support.waiting import await_until
 
 NS = "binder"
 SHA = "3f9c0a1b2c3d4e5f60718293a4b5c6d7e8f90123"
@@ -113,11 +113,7 @@ def _on_node(node: str, pod: dict[str, Any]) -> None:
 
 
 async def until(check: Callable[[], object], timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition never became true")
-        await asyncio.sleep(0.02)
+    await await_until(check, timeout=timeout)
 
 
 def pod_exists(kube: FakeKube, name: str = POD) -> Callable[[], bool]:
