@@ -204,3 +204,36 @@ def test_a_token_registry_grants_the_delete(token_auth_registry: RegistryServer)
                 await registry.delete(repo, digest)
 
     asyncio.run(scenario())
+
+
+def test_the_periodic_collection_says_what_went(world_registry: RegistryServer, tmp_path: Path) -> None:
+    # The service's cache of existing images forgets what its collection deleted (app.py wires it).
+    from binder_service.housekeeping import collect_registry_forever
+    from binder_service.metrics import Metrics
+    from binder_service.settings import Settings
+
+    prefix = f"test-gcsay-{uuid.uuid4().hex[:6]}/"
+    expired = _push(world_registry.host, f"{prefix}app-1:old", "say-old")
+    db = f"sqlite+aiosqlite:///{tmp_path / 'gc.sqlite'}"
+    settings = Settings(
+        registry_url=world_registry.url,
+        image_prefix=prefix,
+        db_url=db,
+        registry_retention="1d",
+        registry_gc_interval=0.1,
+    )
+
+    async def scenario() -> list[str]:
+        store = await _store(tmp_path, [_touch(expired, OLD)])
+        await store.aclose()
+        heard: list[str] = []
+        task = asyncio.create_task(collect_registry_forever(settings, Metrics(), heard.extend))
+        try:
+            async with asyncio.timeout(60):
+                while not heard:
+                    await asyncio.sleep(0.1)
+        finally:
+            task.cancel()
+        return heard
+
+    assert asyncio.run(scenario()) == [expired]

@@ -273,7 +273,8 @@ def create_app(
             if disk is not None:
                 await background(stack, "engine-disk", disk.run_forever(settings.engine_prune_interval))
             if settings.registry_gc_interval > 0 and settings.registry_retention and settings.registry_url:
-                await background(stack, "registry-gc", collect_registry_forever(settings, metrics))
+                gc = collect_registry_forever(settings, metrics, lambda gone: builds.forget_images(gone))
+                await background(stack, "registry-gc", gc)
             if kube is not None:  # a restarted replica follows the build pods that are still running
                 from .builds.kubernetes.setup import adopt_running_builds
 

@@ -105,12 +105,16 @@ async def collect_registry(
         await store.aclose()
 
 
-async def collect_registry_forever(settings: Settings, metrics: Metrics) -> None:
-    """`collect_registry` every `registry_gc_interval` seconds; failures are logged and retried."""
+async def collect_registry_forever(
+    settings: Settings, metrics: Metrics, on_deleted: Callable[[list[str]], None] = lambda _: None
+) -> None:
+    """`collect_registry` every `registry_gc_interval` seconds; failures are logged and retried.
+    `on_deleted` hears what went (the manager's cache of existing images forgets it)."""
     while True:
         await asyncio.sleep(settings.registry_gc_interval)
         try:
-            await collect_registry(settings, metrics=metrics)
+            report = await collect_registry(settings, metrics=metrics)
+            on_deleted(report.deleted)
         except BinderError as e:
             log.warning("registry gc failed", extra={"error": e.message})
         except RuntimeError as e:  # the build store could not be opened
