@@ -170,11 +170,18 @@ ERROR_DETAILS = {
     "registry_unavailable": "The registry cannot be reached or answers with a server error, wants "
     "credentials and none are set, refuses the credentials, or asks for an authentication scheme the "
     "service does not speak.",
-    "engine_unavailable": "The Docker engine cannot be reached or answers with an error, when an image is "
-    "looked up without a registry (and in `/health`).",
-    "build_failed": "repo2docker failed (the message is its last error line, or `repo2docker exited with "
-    "code <n>`), repo2docker is not installed, the image is not in the registry or engine after the "
-    "build, or the build crashed unexpectedly.",
+    "engine_unavailable": "The Docker engine cannot be reached or answers with an error: when a build "
+    "starts, when it dies during a build (the message says so), when an image is looked up without a "
+    "registry, and in `/health`.",
+    "builder_unavailable": "repo2docker is not installed here, or does not run (`repo2docker --version` "
+    "fails; `/health` reports it): no build can start.",
+    "service_stopping": "The last event of a stream that was open when the service began a graceful stop "
+    "(SIGTERM): on the BinderHub face a `failed` event with `status_code` 503; on the native face an "
+    "event named `reconnect` (no `id:`), after which the client reconnects with `Last-Event-ID`.",
+    "build_failed": "repo2docker failed (the message is the engine's error line, e.g. `ERROR: failed to "
+    "solve: ...` or `ERROR: failed to push ...`, else repo2docker's last error line, else `repo2docker "
+    "exited with code <n>`), the image is not in the registry or engine after the build, or the build "
+    "crashed unexpectedly. The engine's error line is said once, in the `failed` event.",
     "build_timeout": "The build ran longer than `BINDER_SERVICE_BUILD_TIMEOUT` and was stopped.",
     "build_cancelled": "The build was cancelled through the API, or the service was stopped.",
 }

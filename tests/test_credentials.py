@@ -95,27 +95,34 @@ def _executor(tmp_path: Path, creds: GitCredentials | None) -> LocalExecutor:
 async def test_local_executor_gives_git_a_private_credential_file(tmp_path: Path) -> None:
     creds = GitCredentials([parse_credential(f"https://alice:{TOKEN}@git.example.org")])
     ex = _executor(tmp_path, creds)
+    repo = ResolvedRepo(
+        "git", "https://git.example.org/org/repo", "main", "a" * 40, "git.example.org/org/repo"
+    )
+    build = BuildJob(build_id="b", image_name="img:tag", repo=repo, push=False)
     try:
-        env = ex._env
-        assert env["GIT_CONFIG_COUNT"] == "1"
-        assert env["GIT_CONFIG_KEY_0"] == "credential.helper"
-        assert "GIT_CONFIG_KEY_3" not in env  # an inherited entry would shift into our range
-        assert "BINDER_SERVICE_GIT_CREDENTIALS" not in env
-        store = Path(env["GIT_CONFIG_VALUE_0"].removeprefix("store --file="))
-        assert stat.S_IMODE(store.stat().st_mode) == 0o600
-        assert stat.S_IMODE(store.parent.stat().st_mode) == 0o700
-        assert store.read_text() == f"https://alice:{TOKEN}@git.example.org\n"
-        assert not any(TOKEN in value for value in env.values())
-        repo = ResolvedRepo(
-            "git", "https://git.example.org/org/repo", "main", "a" * 40, "git.example.org/org/repo"
-        )
-        argv = ex.argv(BuildJob(build_id="b", image_name="img:tag", repo=repo, push=False))
+        assert not any(TOKEN in p.read_text() for p in ex.workdir.rglob("*") if p.is_file())
+        async with ex._build_dir(build) as env:  # what one build's repo2docker runs with
+            assert env["GIT_CONFIG_COUNT"] == "1"
+            assert env["GIT_CONFIG_KEY_0"] == "credential.helper"
+            assert "GIT_CONFIG_KEY_3" not in env  # an inherited entry would shift into our range
+            assert "BINDER_SERVICE_GIT_CREDENTIALS" not in env
+            store = Path(env["GIT_CONFIG_VALUE_0"].removeprefix("store --file="))
+            assert stat.S_IMODE(store.stat().st_mode) == 0o600
+            assert stat.S_IMODE(store.parent.stat().st_mode) == 0o700
+            assert store.read_text() == f"https://alice:{TOKEN}@git.example.org\n"
+            assert not any(TOKEN in value for value in env.values())
+            assert Path(env["TMPDIR"]).parent == store.parent  # the clone goes beside it, and with it
+        assert not store.exists()  # the secret lives only as long as the build that needs it
+        assert not store.parent.exists()
+        argv = ex.argv(build)
         assert not any(TOKEN in arg for arg in argv)
     finally:
         await ex.aclose()
+    assert not ex.workdir.exists()
     # Without credentials nothing about git's configuration changes.
     plain = _executor(tmp_path, None)
-    assert "GIT_CONFIG_COUNT" not in plain._env
+    async with plain._build_dir(build) as env:
+        assert "GIT_CONFIG_COUNT" not in env
     await plain.aclose()
 
 

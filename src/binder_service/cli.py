@@ -13,6 +13,8 @@ from typing import Any, TextIO
 
 from binder_service_hub.client import BinderServiceError, BuildClient
 
+from . import housekeeping_cli
+
 SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
 
 
@@ -52,7 +54,8 @@ def serve(args: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"binder-service: invalid configuration: {e}", file=sys.stderr)
         return 2
-    server = uvicorn.Server(server_config(app, host=settings.host, port=settings.port))
+    config = server_config(app, host=settings.host, port=settings.port, send_timeout=settings.send_timeout)
+    server = uvicorn.Server(config)
     server.run()
     return 0 if server.started else 3  # as uvicorn.run: the lifespan or the bind failed
 
@@ -141,9 +144,12 @@ def main(argv: list[str] | None = None) -> int:
     p_build.add_argument("--provider", default=None, help="repository provider (default: detected)")
     p_build.add_argument("--url", default="http://127.0.0.1:8585/", help="the service's URL")
     p_build.add_argument("--token", default=None, help="API token (or BINDER_SERVICE_TOKEN)")
+    housekeeping_cli.add_parsers(sub)  # gc, prune-engine
     args = parser.parse_args(argv)
     if args.command == "serve":
         return serve(args)
+    if args.command in ("gc", "prune-engine"):
+        return housekeeping_cli.run(args)
     return asyncio.run(_build(args, sys.stdout))
 
 

@@ -29,8 +29,10 @@ for plain HTTP, or to a ``failed`` event for a stream. Messages are for people a
     │   ├── UpstreamTimeout          504 upstream_timeout
     │   ├── RegistryUnavailable      503 registry_unavailable
     │   ├── EngineUnavailable        503 engine_unavailable
+    │   ├── BuilderUnavailable       503 builder_unavailable
     │   ├── StoreUnavailable         503 store_unavailable
     │   └── KubeStatus               502 kubernetes_error
+    ├── ServiceStopping              503 service_stopping
     └── BuildError                   500 build_failed
         └── BuildTimeout             504 build_timeout
 
@@ -215,6 +217,20 @@ class EngineUnavailable(UpstreamError):
     """The Docker engine at DOCKER_HOST does not answer."""
 
     code = "engine_unavailable"
+    status = 503
+
+
+class ServiceStopping(BinderError):
+    """The service is stopping (a graceful stop): an open stream's last word."""
+
+    code = "service_stopping"
+    status = 503
+
+
+class BuilderUnavailable(UpstreamError):
+    """repo2docker (the builder) is missing or broken here: no build can run."""
+
+    code = "builder_unavailable"
     status = 503
 
 

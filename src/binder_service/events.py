@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -33,6 +34,23 @@ class BuildEvent:
     image_name: str | None = None
     queue_position: int | None = None
     code: str | None = None  # machine-readable error code, on `failed`
+    # The SSE messages, encoded once for every subscriber (a thousand watchers share one copy).
+    _binderhub_sse: bytes | None = field(default=None, compare=False, repr=False)
+    _native_sse: bytes | None = field(default=None, compare=False, repr=False)
+
+    def binderhub_sse(self) -> bytes:
+        """`data: {json}` as BinderHub streams it."""
+        if self._binderhub_sse is None:
+            object.__setattr__(self, "_binderhub_sse", sse_message(self.binderhub()))
+        assert self._binderhub_sse is not None
+        return self._binderhub_sse
+
+    def native_sse(self) -> bytes:
+        """`id:` + `data: {json}` of the native stream (the id is what `Last-Event-ID` resumes from)."""
+        if self._native_sse is None:
+            object.__setattr__(self, "_native_sse", sse_message(self.native(), id=self.id))
+        assert self._native_sse is not None
+        return self._native_sse
 
     def binderhub(self) -> dict[str, Any]:
         """The JSON BinderHub sends (`phase`, `message`, `imageName`), plus our extra fields."""
@@ -55,3 +73,9 @@ class BuildEvent:
             "queue_position": self.queue_position,
             "code": self.code,
         }
+
+
+def sse_message(data: dict[str, Any], *, id: int | None = None, event: str | None = None) -> bytes:
+    """One Server-Sent Events message; JSON never holds a raw newline, so `data` is one line."""
+    head = (f"event: {event}\n" if event else "") + (f"id: {id}\n" if id is not None else "")
+    return f"{head}data: {json.dumps(data)}\n\n".encode()

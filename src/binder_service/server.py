@@ -14,6 +14,8 @@ from typing import Any, Final
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
+from .stall_guard import stall_guarded
+
 __all__ = ["MAX_HEAD", "HttpProtocol", "server_config"]
 
 # Request line + headers. Far above any real client's (cookies included), far below a memory problem.
@@ -108,14 +110,18 @@ class HttpProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
 
-def server_config(app: Any, *, host: str, port: int, log_level: str = "info") -> uvicorn.Config:
-    """The uvicorn configuration `binder-service serve` runs `app` with (tests start it the same way)."""
+def server_config(
+    app: Any, *, host: str, port: int, send_timeout: float, log_level: str = "info"
+) -> uvicorn.Config:
+    """The uvicorn configuration `binder-service serve` runs `app` with (tests start it the same way).
+
+    A client that stops reading for `send_timeout` seconds has its connection aborted (stall_guard.py)."""
     return uvicorn.Config(
         app,
         host=host,
         port=port,
         log_level=log_level,
         proxy_headers=False,
-        http=HttpProtocol,
+        http=stall_guarded(HttpProtocol, send_timeout),
         lifespan="on",
     )

@@ -325,6 +325,17 @@ class Settings(BaseSettings):
     registry_timeout: float = Field(10.0, gt=0, description="One request to the registry.")
     docker_timeout: float = Field(10.0, gt=0, description="One request to the Docker engine API.")
     keepalive_interval: float = Field(15.0, gt=0, description="Seconds between `:keepalive` comments.")
+    send_timeout: float = Field(
+        30.0,
+        gt=0,
+        description="Seconds a client may stop reading a stream before its connection is aborted "
+        "(the build and every other client go on).",
+    )
+    shutdown_grace: float = Field(
+        5.0,
+        ge=0,
+        description="On a graceful stop, seconds every stream has to send its last event before it is cut.",
+    )
 
     # --- serving ---
     host: str = Field("127.0.0.1", description="Interface `binder-service serve` listens on.")

@@ -44,7 +44,8 @@ def test_url_comes_last_after_double_dash(tmp_path: Path) -> None:
 
 
 def test_only_the_needed_content_provider(tmp_path: Path) -> None:
-    argv = executor(tmp_path).argv(job("https://h/r"))
+    ex = executor(tmp_path)  # its workdir (holding the config file) lives as long as it does
+    argv = ex.argv(job("https://h/r"))
     config = Path(argv[argv.index("--config") + 1]).read_text()
     assert "c.Repo2Docker.content_providers = [Git]" in config
 
@@ -61,12 +62,13 @@ def test_environment_has_no_service_secrets(tmp_path: Path) -> None:
 def test_docker_config_is_offered_as_a_directory(tmp_path: Path) -> None:
     conf = tmp_path / "creds.json"
     conf.write_text("{}")
-    env = executor(tmp_path, conf)._env
+    ex = executor(tmp_path, conf)
+    env = ex._env
     assert (Path(env["DOCKER_CONFIG"]) / "config.json").resolve() == conf.resolve()
 
 
-async def test_missing_repo2docker_is_a_build_error(tmp_path: Path) -> None:
-    from binder_service.errors import BuildError
+async def test_missing_repo2docker_is_a_clear_error_for_builds_and_health(tmp_path: Path) -> None:
+    from binder_service.errors import BuilderUnavailable
 
     ex = LocalExecutor(
         docker_host="unix:///tmp/x.sock",
@@ -78,6 +80,31 @@ async def test_missing_repo2docker_is_a_build_error(tmp_path: Path) -> None:
         environ={"PATH": "/usr/bin"},
         docker_timeout=1,
     )
-    with pytest.raises(BuildError, match="not installed"):
+    with pytest.raises(BuilderUnavailable, match="not installed") as raised:
         await ex.run(job("https://h/r"), lambda phase, message: None)
+    assert raised.value.code == "builder_unavailable"
+    with pytest.raises(BuilderUnavailable, match="not installed"):
+        await ex.check()  # what /health reports
     await ex.aclose()
+
+
+async def test_broken_repo2docker_fails_the_health_check(tmp_path: Path) -> None:
+    from binder_service.errors import BuilderUnavailable
+
+    broken = tmp_path / "repo2docker"
+    broken.write_text("#!/bin/sh\necho 'ModuleNotFoundError: No module named repo2docker' >&2\nexit 1\n")
+    broken.chmod(0o755)
+    ex = LocalExecutor(
+        docker_host="unix:///tmp/x.sock",
+        docker_config=None,
+        command=[str(broken)],
+        extra_args=[],
+        allowed_git_protocols=["https"],
+        allow_local=False,
+        environ={"PATH": "/usr/bin:/bin"},
+        docker_timeout=1,
+    )
+    with pytest.raises(BuilderUnavailable, match="No module named repo2docker"):
+        await ex.check()
+    await ex.aclose()
+    assert not ex.workdir.exists()

@@ -196,9 +196,16 @@ class RegistryServer:
 
 
 def start_registry(
-    root: Path, *, auth: str = "none", username: str = "binder", password: str | None = None
+    root: Path,
+    *,
+    auth: str = "none",
+    username: str = "binder",
+    password: str | None = None,
+    readonly: bool = False,
 ) -> RegistryServer:
-    """Start ``docker-registry`` on a free loopback port, storing under ``root``; auth: none|basic|token."""
+    """Start ``docker-registry`` on a free loopback port, storing under ``root``; auth: none|basic|token.
+
+    `readonly`: distribution's maintenance mode, which refuses every upload (a registry that fails pushes)."""
     root.mkdir(parents=True, exist_ok=True)
     port = free_port()
     host = f"127.0.0.1:{port}"
@@ -229,7 +236,9 @@ def start_registry(
     cfg.write_text(
         "version: 0.1\nlog:\n  level: error\n"
         f"storage:\n  filesystem:\n    rootdirectory: {root / 'data'}\n"
-        f"http:\n  addr: {host}\n  secret: {secrets.token_hex(16)}\n" + auth_yaml
+        + ("  maintenance:\n    readonly:\n      enabled: true\n" if readonly else "")
+        + f"http:\n  addr: {host}\n  secret: {secrets.token_hex(16)}\n"
+        + auth_yaml
     )
     log = root / "registry.log"
     with open(log, "ab") as out:

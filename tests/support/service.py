@@ -15,6 +15,7 @@ from binder_service_hub.sse import messages
 
 from binder_service.app import create_app
 from binder_service.builds import Executor
+from binder_service.server import server_config
 from binder_service.settings import Settings
 
 
@@ -31,7 +32,10 @@ def running_service(
     `environ` is the environment the app sees (default: this process's)."""
     env = dict(os.environ) if environ is None else environ
     app = create_app(settings, environ=env, executor=executor)
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    # As `binder-service serve` runs it: uvicorn's parser refusals as JSON, stalled clients aborted.
+    config = server_config(
+        app, host="127.0.0.1", port=port, log_level="warning", send_timeout=settings.send_timeout
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Query, Request, Response
-from sse_starlette import EventSourceResponse, ServerSentEvent
+from sse_starlette import EventSourceResponse
 from starlette.convertors import PathConvertor, register_url_convertor
 
 from ..errors import BinderError, InvalidRequest
@@ -99,9 +97,4 @@ async def build(
     if found.done:
         # Nothing left to wait for (an existing image, most often): the whole stream in one response.
         return complete_stream([event.binderhub() for event in found.events()])
-
-    async def events() -> AsyncIterator[ServerSentEvent]:
-        async for event in found.follow():
-            yield ServerSentEvent(data=json.dumps(event.binderhub()))
-
-    return event_stream(events(), keepalive=settings.keepalive_interval)
+    return event_stream(found, wire="binderhub", settings=settings)

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request, Response, status
-from sse_starlette import EventSourceResponse, ServerSentEvent
+from sse_starlette import EventSourceResponse
 
 from ..auth import Identity
 from ..builds import Build, BuildStatus
@@ -126,11 +124,7 @@ async def build_events(
         # An EventSource reconnects after every stream end; 204 is its signal to stop for good.
         return Response(status_code=status.HTTP_204_NO_CONTENT)  # type: ignore[return-value]
 
-    async def events() -> AsyncIterator[ServerSentEvent]:
-        async for event in build.follow(after=start):
-            yield ServerSentEvent(data=json.dumps(event.native()), id=str(event.id))
-
-    return event_stream(events(), keepalive=settings.keepalive_interval)
+    return event_stream(build, wire="native", settings=settings, after=start)
 
 
 def _event_id(header: str | None) -> int:

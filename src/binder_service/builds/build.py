@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import bisect
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -104,29 +105,42 @@ class Build:
         self._changed.set()
         self._changed = asyncio.Event()
 
+    def wake(self) -> None:
+        """Wake every follower (e.g. to let them see that the service is stopping)."""
+        self._wake()
+
+    def _index_after(self, after: int) -> int:
+        # ids are increasing but may have a gap (trimmed logs): bisect on id.
+        return bisect.bisect_right(self._events, after, key=_event_id)
+
     def events(self, after: int = 0) -> list[BuildEvent]:
         """Events with id > `after` still in the history."""
-        if not self._events or after >= self._events[-1].id:
-            return []
-        # ids are increasing but may have a gap (trimmed logs): bisect on id.
-        lo, hi = 0, len(self._events)
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if self._events[mid].id <= after:
-                lo = mid + 1
-            else:
-                hi = mid
-        return self._events[lo:]
+        return self._events[self._index_after(after) :]
 
-    async def follow(self, after: int = 0) -> AsyncIterator[BuildEvent]:
-        """Every event after `after`, live, until the final one."""
+    async def follow(
+        self, after: int = 0, *, stopped: Callable[[], bool] | None = None
+    ) -> AsyncIterator[BuildEvent]:
+        """Every event after `after`, live, until the final one (or until `stopped()`, checked on waking).
+
+        One event at a time from the shared history: a thousand followers hold no copies of it."""
         while True:
             waiter = self._changed
-            batch = self.events(after)
-            for event in batch:
+            i = self._index_after(after)
+            while i < len(self._events):
+                event = self._events[i]
                 yield event
                 after = event.id
+                # The history may have been trimmed while we yielded: then find our place again.
+                if i < len(self._events) and self._events[i].id == after:
+                    i += 1
+                else:
+                    i = self._index_after(after)
             if self.done and after >= self.last_event_id:
                 return
-            if not batch:
-                await waiter.wait()
+            if stopped is not None and stopped():
+                return
+            await waiter.wait()  # set already if anything happened since it was taken
+
+
+def _event_id(event: BuildEvent) -> int:
+    return event.id

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
+import functools
 import hashlib
 import logging
 import os
@@ -12,12 +14,12 @@ import shutil
 import signal
 import sys
 import tempfile
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
 from ..child_env import child_environ
 from ..credentials import GitCredentials
-from ..errors import BuildError
+from ..errors import BuildError, BuilderUnavailable, EngineUnavailable
 from ..events import Phase
 from ..image_store import EngineImageStore
 from .executor import BuildJob, Emit
@@ -27,6 +29,7 @@ from .r2d_logs import Progress, read_lines
 log = logging.getLogger(__name__)
 
 KILL_GRACE = 5.0  # seconds between SIGTERM and SIGKILL when a build is stopped
+BUILDER_PROBE_TIMEOUT = 60  # `repo2docker --version` imports a lot; a slow machine takes seconds
 
 
 class LocalExecutor:
@@ -48,11 +51,19 @@ class LocalExecutor:
         self._docker_host = docker_host
         self._command = _locate(command, environ)
         self._extra_args = extra_args
-        self._workdir = Path(tempfile.mkdtemp(prefix="binder-service-"))  # mode 0700: ours alone
-        self._env = self._build_env(
-            environ, docker_config, allowed_git_protocols, allow_local, git_credentials
-        )
+        self._credentials = git_credentials or None
+        # Mode 0700: ours alone. Removed when the executor closes, and at interpreter exit if it never
+        # does (an exception during start-up): nothing of it outlives the process.
+        self._workdir = Path(tempfile.mkdtemp(prefix="binder-service-"))
+        self._cleanup = functools.partial(shutil.rmtree, self._workdir, ignore_errors=True)
+        atexit.register(self._cleanup)
+        self._env = self._build_env(environ, docker_config, allowed_git_protocols, allow_local)
         self._engine = EngineImageStore(docker_host, timeout=docker_timeout)
+        self._builder_ok = False
+
+    @property
+    def workdir(self) -> Path:
+        return self._workdir
 
     def _build_env(
         self,
@@ -60,22 +71,11 @@ class LocalExecutor:
         docker_config: Path | None,
         protocols: list[str],
         allow_local: bool,
-        credentials: GitCredentials | None = None,
     ) -> dict[str, str]:
         env = child_environ(environ)  # our own configuration never reaches repo2docker
-        if credentials:
+        if self._credentials:
             for key in [k for k in env if k.startswith(("GIT_CONFIG_KEY_", "GIT_CONFIG_VALUE_"))]:
-                del env[key]  # GIT_CONFIG_COUNT below is ours: no inherited entry may fall into its range
-            # git asks this helper for a password: the secrets stay in a 0600 file in our private workdir,
-            # never on a command line (ps) or in a URL (repo2docker's logs, the image's labels).
-            store = self._workdir / "git-credentials"
-            store.unlink(missing_ok=True)
-            fd = os.open(store, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as f:
-                f.write(credentials.store_text())
-            env["GIT_CONFIG_COUNT"] = "1"
-            env["GIT_CONFIG_KEY_0"] = "credential.helper"
-            env["GIT_CONFIG_VALUE_0"] = f"store --file={shlex.quote(str(store))}"
+                del env[key]  # GIT_CONFIG_COUNT (per build) is ours: no inherited entry may fall in its range
         env["DOCKER_HOST"] = self._docker_host
         env["GIT_TERMINAL_PROMPT"] = "0"  # a private repository fails instead of waiting for a password
         env["GIT_ALLOW_PROTOCOL"] = ":".join([*protocols, *(["file"] if allow_local else [])])
@@ -88,6 +88,33 @@ class LocalExecutor:
             (conf_dir / "config.json").symlink_to(docker_config.resolve())
             env["DOCKER_CONFIG"] = str(conf_dir)
         return env
+
+    @contextlib.asynccontextmanager
+    async def _build_dir(self, job: BuildJob) -> AsyncIterator[dict[str, str]]:
+        """A private directory for one build, and the environment that points the build at it.
+
+        repo2docker clones into `TMPDIR`, and git reads the operator's credentials from a 0600 file here:
+        both are removed when the build ends, however it ends (done, failed, cancelled, timed out), so no
+        clone and no secret outlives the process that needed it.
+        """
+        root = Path(tempfile.mkdtemp(prefix=f"build-{job.build_id}-", dir=self._workdir))
+        try:
+            tmp = root / "tmp"
+            tmp.mkdir(mode=0o700)
+            env = {**self._env, "TMPDIR": str(tmp)}
+            if self._credentials:
+                # git asks this helper for a password: the secrets stay in a 0600 file, never on a command
+                # line (ps) or in a URL (repo2docker's logs, the image's labels).
+                store = root / "git-credentials"
+                fd = os.open(store, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "w") as f:
+                    f.write(self._credentials.store_text())
+                env["GIT_CONFIG_COUNT"] = "1"
+                env["GIT_CONFIG_KEY_0"] = "credential.helper"
+                env["GIT_CONFIG_VALUE_0"] = f"store --file={shlex.quote(str(store))}"
+            yield env
+        finally:
+            await asyncio.to_thread(shutil.rmtree, root, ignore_errors=True)
 
     def _config_file(self, content_provider: str, repo_url: str = "") -> Path:
         config = r2d_config(content_provider, repo_url)  # checks the name before it becomes a file name
@@ -102,41 +129,97 @@ class LocalExecutor:
         config = str(self._config_file(job.repo.content_provider, job.repo.repo_url))
         return [*self._command, "--config", config, *r2d_args(job, self._extra_args)]
 
-    async def _spawn(self, job: BuildJob) -> asyncio.subprocess.Process:
+    async def _spawn(self, job: BuildJob, env: dict[str, str]) -> asyncio.subprocess.Process:
         return await asyncio.create_subprocess_exec(
             *self.argv(job),
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
             cwd=self._workdir,  # never a directory holding someone else's repo2docker_config.py
-            env=self._env,
+            env=env,
             start_new_session=True,  # its own process group, so a stop reaches docker/git children too
         )
 
     async def run(self, job: BuildJob, emit: Emit) -> None:
+        self._check_installed()
+        # repo2docker would only say "The docker commandline client must be installed": ask the engine.
+        await self._engine.check()
         emit(Phase.FETCHING, f"Fetching {job.repo.build_slug} at {job.repo.commit[:12]}\n")
-        try:
-            proc = await self._spawn(job)
-        except FileNotFoundError as e:
-            raise BuildError(f"repo2docker is not installed here ({self._command[0]} not found)") from e
-        log.info("build started", extra={"build_id": job.build_id, "image": job.image_name, "pid": proc.pid})
         progress = Progress(emit)
-        try:
-            assert proc.stdout is not None
-            async for raw in read_lines(proc.stdout):
-                progress.feed(raw)
-            code = await proc.wait()
-        except BaseException:
-            await _stop(proc)
-            raise
+        async with self._build_dir(job) as env:
+            try:
+                proc = await self._spawn(job, env)
+            except FileNotFoundError as e:
+                raise BuilderUnavailable(self._missing()) from e
+            started = {"build_id": job.build_id, "image": job.image_name, "pid": proc.pid}
+            log.info("build started", extra=started)
+            try:
+                assert proc.stdout is not None
+                async for raw in read_lines(proc.stdout):
+                    progress.feed(raw)
+                code = await proc.wait()
+            finally:
+                # Whatever ended the build, nothing it started outlives it (its group may have members
+                # that outlive repo2docker itself, e.g. left by a wrapper command).
+                await stop_group(proc)
         if code != 0:
+            await self._engine_lost()
             raise BuildError(progress.failure(f"repo2docker exited with code {code}"))
+        progress.flush()
+
+    async def _engine_lost(self) -> None:
+        """EngineUnavailable if the engine went away during the build (the real reason it failed)."""
+        try:
+            await self._engine.check()
+        except EngineUnavailable as e:
+            lost = f"the Docker engine became unreachable during the build: {e.message}"
+            raise EngineUnavailable(lost) from e
+
+    def _missing(self) -> str:
+        return f"repo2docker is not installed here ({self._command[0]} not found)"
+
+    def _check_installed(self) -> None:
+        exe = self._command[0] if self._command else ""
+        found = exe if os.sep in exe else shutil.which(exe, path=self._env.get("PATH"))
+        if not found or not os.access(found, os.X_OK):
+            raise BuilderUnavailable(self._missing())
+
+    async def _check_runs(self) -> None:
+        """`repo2docker --version` answers (once: a working builder stays working)."""
+        if self._builder_ok:
+            return
+        proc = await asyncio.create_subprocess_exec(
+            *self._command,
+            "--version",
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            cwd=self._workdir,
+            env=self._env,
+            start_new_session=True,
+        )
+        try:
+            async with asyncio.timeout(BUILDER_PROBE_TIMEOUT):
+                out, _ = await proc.communicate()
+        except TimeoutError:
+            out = b"no answer within %d s" % BUILDER_PROBE_TIMEOUT
+        finally:
+            await stop_group(proc, grace=1)
+        if proc.returncode != 0:
+            last = (out.decode("utf-8", "replace").strip().splitlines() or ["no output"])[-1][:300]
+            raise BuilderUnavailable(f"repo2docker does not run here ({self._command[0]} --version: {last})")
+        self._builder_ok = True
 
     async def check(self) -> None:
+        """The builder is installed and runs, and the engine answers (the health check)."""
+        self._check_installed()
+        await self._check_runs()
         await self._engine.check()
 
     async def aclose(self) -> None:
         await self._engine.aclose()
+        self._cleanup()  # the workdir: config files, and nothing secret (credentials live per build)
+        atexit.unregister(self._cleanup)
 
 
 def _locate(command: list[str], environ: Mapping[str, str]) -> list[str]:
@@ -147,16 +230,42 @@ def _locate(command: list[str], environ: Mapping[str, str]) -> list[str]:
     return [str(sibling), *command[1:]] if sibling.exists() else command
 
 
-async def _stop(proc: asyncio.subprocess.Process) -> None:
-    """SIGTERM the build's process group, then SIGKILL if it lingers. Safe to call on an exited process."""
-    if proc.returncode is not None:
-        return
-    for sig, wait in ((signal.SIGTERM, KILL_GRACE), (signal.SIGKILL, KILL_GRACE)):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, sig)
-        try:
-            async with asyncio.timeout(wait):
+async def stop_group(proc: asyncio.subprocess.Process, grace: float = KILL_GRACE) -> None:
+    """End `proc`'s whole process group: SIGTERM, then SIGKILL after `grace` seconds if any member is left.
+
+    The group is watched, not just its leader: a member that ignores SIGTERM is killed even when the
+    leader exited at once. Safe to call when everything has exited already.
+    """
+    pgid = proc.pid  # start_new_session: the leader's pid is the group's id
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        if not _group_alive(pgid):
+            break
+        _signal_group(pgid, sig)
+        await _group_gone(pgid, grace)
+    if proc.returncode is None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(grace):
                 await proc.wait()
-            return
-        except TimeoutError:
-            continue
+
+
+async def _group_gone(pgid: int, within: float) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    # No event tells when the last member of a group exits (they are not all our children): poll.
+    while _group_alive(pgid) and loop.time() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.05)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # a member changed its credentials: it still exists
+        return True
+    return True
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)

@@ -75,25 +75,39 @@ async def read_lines(stream: _Readable) -> AsyncIterator[str]:
 
 
 class Progress:
-    """Feeds repo2docker output lines to `emit` as phases; keeps the lines repo2docker called failures."""
+    """Feeds repo2docker output lines to `emit` as phases; keeps the lines repo2docker called failures.
+
+    The engine's own error lines (`ERROR: ...`, while building or pushing) are held back: when the build
+    fails, one of them is its reason and is said once, in the `failed` event; when it succeeds after all,
+    `flush` emits them as the log lines they were.
+    """
 
     def __init__(self, emit: Emit, phase: Phase = Phase.FETCHING) -> None:
         self._emit = emit
         self.phase = phase
         self.errors: list[str] = []
         self.engine_error: str | None = None
+        self._held: list[tuple[Phase, str]] = []
 
     def feed(self, raw: str) -> None:
         line = parse_line(raw)
         if line.error:
             self.errors.append(line.message.strip())
             return
-        if self.phase is Phase.BUILDING and (found := _ENGINE_ERROR.match(line.message)):
-            self.engine_error = found.group(1)[:MAX_REASON]
         # buildx prints its push inside the build's output: once pushing, stay there.
         if line.phase is not None and not (self.phase is Phase.PUSHING and line.phase is Phase.BUILDING):
             self.phase = line.phase
+        if self.phase in (Phase.BUILDING, Phase.PUSHING) and (found := _ENGINE_ERROR.match(line.message)):
+            self.engine_error = found.group(1)[:MAX_REASON]
+            self._held.append((self.phase, line.message))
+            return
         self._emit(self.phase, line.message)
+
+    def flush(self) -> None:
+        """The build succeeded: the engine error lines held back were only log lines after all."""
+        for phase, message in self._held:
+            self._emit(phase, message)
+        self._held.clear()
 
     def failure(self, fallback: str) -> str:
         """The reason to report for a failed build: the engine's error, else repo2docker's last word,

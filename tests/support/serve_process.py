@@ -1,0 +1,46 @@
+"""`binder-service serve` as a real process (for signals: SIGTERM, SIGINT, SIGKILL), on a free port."""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+
+from tests.support.net import free_port
+from tests.support.waiting import wait_until
+
+
+@contextlib.contextmanager
+def serve_process(env: dict[str, str], log: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """The service with exactly `env` (plus a free port); yields the process and its base URL."""
+    port = free_port()
+    env = {**env, "BINDER_SERVICE_PORT": str(port)}
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "binder_service.cli", "serve"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    url = f"http://127.0.0.1:{port}/"
+
+    def answers() -> bool:
+        if proc.poll() is not None:
+            raise RuntimeError(f"binder-service serve exited: {log.read_text(errors='replace')[-3000:]}")
+        try:
+            return httpx.get(f"{url}versions", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        wait_until(answers, timeout=120, what="binder-service serve")
+        yield proc, url
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(30)
