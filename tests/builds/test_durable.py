@@ -51,13 +51,14 @@ async def test_a_build_started_by_a_process_that_died_is_followed_by_another(tmp
     files = _files(tmp_path, "orphan")
     # A first "service" starts the build and exits at once (as if killed): the build is reparented.
     starter = (
-        "import asyncio, sys\n"
+        "import asyncio, os, sys\n"
         "from pathlib import Path\n"
         "from binder_service.builds.durable import BuildFiles, spawn\n"
         "async def main():\n"
         "    p = await spawn(['/bin/sh', '-c', 'sleep 0.3; echo one; sleep 0.3; echo two; exit 0'],\n"
         "                    BuildFiles(Path(sys.argv[1])), env={}, cwd=Path(sys.argv[1]))\n"
-        "    print(p.pid)\n"
+        "    print(p.pid, flush=True)\n"
+        "    os._exit(0)  # as a crash would: no clean-up (asyncio would kill its children)\n"
         "asyncio.run(main())\n"
     )
     out = subprocess.run(
