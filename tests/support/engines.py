@@ -12,11 +12,11 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import world
+from tests.support.waiting import wait_until
 
 BRIDGE = "bswfresh0"  # at most 15 characters
 BRIDGE_ADDR = "10.213.40.1"
@@ -53,11 +53,13 @@ def fresh_engine(root: Path) -> Iterator[str]:
     with open(log, "ab") as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 60
-        while not world.docker_alive(sock):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"fresh dockerd did not start:\n{log.read_text()[-2000:]}")
-            time.sleep(0.2)
+
+        def alive() -> bool:
+            if proc.poll() is not None:
+                raise RuntimeError(f"fresh dockerd exited:\n{log.read_text()[-2000:]}")
+            return bool(world.docker_alive(sock))
+
+        wait_until(alive, interval=0.2, what="the fresh dockerd")
         yield f"unix://{sock}"
     finally:
         proc.send_signal(signal.SIGTERM)

@@ -35,6 +35,8 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
+from tests.support.waiting import wait_until
+
 T = TypeVar("T")
 Pod = dict[str, Any]
 
@@ -400,12 +402,7 @@ class FakeKube:
         return self._call(read())
 
     def wait_for_pod(self, name: str, ns: str = "default", timeout: float = 20) -> Pod:
-        deadline = time.monotonic() + timeout
-        while (pod := self.pod(name, ns)) is None:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"pod {name} was never created")
-            time.sleep(0.02)
-        return pod
+        return wait_until(lambda: self.pod(name, ns), timeout=timeout, interval=0.02, what=f"pod {name}")
 
     def add_pod(self, manifest: Pod, ns: str = "default") -> Pod:
         return self._call(self._add(ns, manifest))

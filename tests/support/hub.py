@@ -16,7 +16,6 @@ import os
 import secrets
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from binder_service_hub.sse import messages
 import world
 from tests.support.jupyterhub import HubApi
 from tests.support.net import free_port
+from tests.support.waiting import wait_for_http, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 CHP = ROOT / ".cache" / "node" / "node_modules" / ".bin" / "configurable-http-proxy"
@@ -80,11 +80,9 @@ class Hub(HubApi):
         return events
 
     def wait_stopped(self, name: str, *, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while self.server(name) is not None:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{name}'s server did not stop")
-            time.sleep(0.3)
+        wait_until(
+            lambda: self.server(name) is None, timeout=timeout, interval=0.3, what=f"{name}'s server to stop"
+        )
 
     def stop(self, name: str) -> None:
         r = self.api("DELETE", f"/users/{name}/server", timeout=60)
@@ -118,6 +116,7 @@ def running_hub(
         "BINDER_SERVICE_ALLOW_PRIVATE_NETWORKS": "true",
         "BINDER_SERVICE_BUILD_TIMEOUT": "600",
         "BINDER_SERVICE_KEEPALIVE_INTERVAL": "2",
+        "BINDER_SERVICE_STATE_DIR": str(tmp / "binder-state"),  # the build store of this hub's service
         **(service_env or {}),
     }
     settings: dict[str, Any] = {
@@ -176,18 +175,8 @@ def running_hub(
 
 def _wait_up(proc: subprocess.Popen[bytes], hub: Hub, timeout: float = 90) -> None:
     """Until the hub answers through the proxy and binder-service answers through the hub's route."""
-    deadline = time.monotonic() + timeout
-    checks = [f"{hub.url}/hub/api", f"{hub.service_url}health"]
-    while checks:
-        if proc.poll() is not None:
-            raise RuntimeError(f"JupyterHub exited:\n{hub.log_text()[-4000:]}")
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"JupyterHub or binder-service did not start:\n{hub.log_text()[-4000:]}")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(checks[0], timeout=2).status_code == 200:
-                checks.pop(0)
-                continue
-        time.sleep(0.2)
+    for url in (f"{hub.url}/hub/api", f"{hub.service_url}health"):
+        wait_for_http(url, proc=proc, log=hub.log, timeout=timeout)
 
 
 def _remove_containers(prefix: str) -> None:

@@ -11,7 +11,6 @@ import os
 import secrets
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from typing import Any
 import httpx
 
 from tests.support.net import free_port
+from tests.support.waiting import wait_for_http
 
 ROOT = Path(__file__).resolve().parents[2]
 CHP = ROOT / ".cache" / "node" / "node_modules" / ".bin" / "configurable-http-proxy"
@@ -116,18 +116,7 @@ c.JupyterHub.load_roles = json.loads({json.dumps(json.dumps(roles))})
         )
     hub = HubApi(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{hub_port}/hub/api", admin_token, log)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"JupyterHub exited:\n{log.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{hub.url}/hub/api", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"JupyterHub did not start:\n{log.read_text()[-3000:]}")
-            time.sleep(0.2)
+        wait_for_http(f"{hub.url}/hub/api", proc=proc, log=log)
         yield hub
     finally:
         proc.terminate()  # the hub stops the proxy it started
