@@ -6,7 +6,7 @@ import asyncio
 
 from binder_service.builds.build import Build, BuildStatus
 from binder_service.events import Phase
-from tests.builds.test_queue import REPO
+from tests.support.records import REPO
 
 
 async def test_watchers_see_everything_live_and_late() -> None:

@@ -10,7 +10,7 @@ from binder_service.builds import BuildManager
 from binder_service.builds.executor import BuildJob, Emit
 from binder_service.events import Phase
 from binder_service.metrics import Metrics
-from tests.builds.test_queue import REPO
+from tests.support.records import REPO
 
 NOTE = "branch 'master' does not exist; using the default branch 'main'"
 

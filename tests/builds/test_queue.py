@@ -6,9 +6,7 @@ import asyncio
 
 from binder_service.builds.build import Build
 from binder_service.builds.queue import BuildQueue
-from binder_service.providers import ResolvedRepo
-
-REPO = ResolvedRepo(provider="git", repo_url="git://h/r", ref="main", commit="a" * 40, build_slug="git://h/r")
+from tests.support.records import REPO
 
 
 def build(n: int) -> Build:

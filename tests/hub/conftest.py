@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,6 +12,7 @@ import pytest
 import world
 from tests.support.gitserve import make_repo
 from tests.support.hub import Hub, running_hub
+from tests.support.records import MakeRepo
 
 RUN_ID = uuid.uuid4().hex[:6]
 
@@ -32,9 +33,6 @@ def hub(hub_world_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory)
         container_prefix=f"hubtest-{RUN_ID}",
     ) as h:
         yield h
-
-
-MakeRepo = Callable[..., tuple[str, str]]
 
 
 @pytest.fixture

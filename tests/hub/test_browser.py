@@ -10,8 +10,8 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from tests.hub.conftest import MakeRepo
 from tests.support.hub import Hub
+from tests.support.records import MakeRepo
 
 pytestmark = [pytest.mark.docker, pytest.mark.hub, pytest.mark.browser]
 

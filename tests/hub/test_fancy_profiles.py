@@ -14,8 +14,8 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from tests.hub.conftest import MakeRepo
 from tests.support.hub import Hub
+from tests.support.records import MakeRepo
 from tests.support.service import sse_messages
 
 pytestmark = [pytest.mark.docker, pytest.mark.hub]

@@ -13,8 +13,8 @@ import httpx
 import pytest
 from binder_service_hub.spawner import TOKEN_NOTE
 
-from tests.hub.conftest import MakeRepo
 from tests.support.hub import Hub
+from tests.support.records import MakeRepo
 from tests.support.service import sse_messages
 from tests.support.waiting import wait_until
 

@@ -11,8 +11,8 @@ from binder_service.auth import Identity
 from binder_service.errors import TooManyRequests
 from binder_service.policy import SpecRule
 from binder_service.store import BuildStore
-from tests.store.test_store import record
 from tests.support.postgres import Cluster
+from tests.support.records import record
 
 ALICE = Identity(name="alice", kind="user")
 ADMIN = Identity(name="root", kind="user", admin=True)

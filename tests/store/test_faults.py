@@ -11,9 +11,9 @@ import pytest
 from binder_service.errors import StoreUnavailable
 from binder_service.events import BuildEvent, Phase
 from binder_service.store import BuildStore, StoreOpenError
-from tests.store.test_store import record
 from tests.support.net import free_port
 from tests.support.postgres import Cluster
+from tests.support.records import record
 
 
 async def test_a_corrupt_sqlite_file_is_a_clear_startup_error(tmp_path: Path) -> None:

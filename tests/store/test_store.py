@@ -2,32 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 
 from sqlalchemy import select
 
 from binder_service.events import BuildEvent, Phase
 from binder_service.store import BuildRecord, BuildStore, ImageTouch
 from binder_service.store.models import IMAGES
-
-T0 = datetime(2026, 1, 1, tzinfo=UTC)
-
-
-def record(build_id: str, **changes: object) -> BuildRecord:
-    values: dict[str, object] = {
-        "id": build_id,
-        "image": f"reg/img-{build_id}:c0ffee",
-        "provider": "git",
-        "repository": "https://example.org/repo.git",
-        "build_slug": "example.org-repo",
-        "ref": "main",
-        "commit": "c0ffee" * 6,
-        "status": "running",
-        "created_at": T0,
-        "requesters": ("alice",),
-    }
-    values.update(changes)
-    return BuildRecord(**values)  # type: ignore[arg-type]
+from tests.support.records import T0, record
 
 
 async def test_a_build_and_its_events_round_trip(store: BuildStore) -> None:
