@@ -11,13 +11,15 @@ import httpx
 from fastapi import FastAPI
 
 from . import __version__
+from .admission import Admission
 from .api import errors as api_errors
 from .api import openapi as api_openapi
 from .api import router
 from .api.cors import CrossOrigin
-from .auth import RequestRate, authenticator
+from .auth import authenticator
 from .builds import BuildManager, Executor
 from .builds.local import LocalExecutor
+from .builds.recording import Recorder, owner_id, remove_logs
 from .credentials import GitCredentials
 from .destinations import DestinationCheck
 from .docker_config import DockerConfig
@@ -44,6 +46,8 @@ from .providers.hydroshare import HydroShareProvider
 from .providers.zenodo import ZenodoProvider
 from .service import BinderService
 from .settings import Settings
+from .store import BuildStore
+from .store.retention import purge_forever
 
 if TYPE_CHECKING:
     from .builds.kubernetes.executor import KubernetesExecutor
@@ -231,6 +235,10 @@ def create_app(
             fetch = await stack.enter_async_context(egress.http_client(timeout=settings.resolve_timeout))
             images = _image_store(settings, http)
             stack.push_async_callback(images.aclose)
+            # The build store: opened (and migrated) first, closed last, after the builds' last events.
+            store = await BuildStore.open(settings.resolved_db_url(), op_timeout=settings.db_timeout)
+            stack.push_async_callback(store.aclose)
+            recorder = Recorder(store, owner=owner_id(settings))
             chosen, kube = executor, None
             if chosen is None and settings.executor == "kubernetes":
                 chosen = kube = await _kubernetes_executor(
@@ -246,6 +254,7 @@ def create_app(
                 environ=os.environ if environ is None else environ,
                 docker_timeout=settings.docker_timeout,
                 git_credentials=credentials,
+                state_dir=settings.resolved_state_dir(),
             )
             stack.push_async_callback(runner.aclose)
             disk = engine_disk(
@@ -268,8 +277,20 @@ def create_app(
                 image_cache_ttl=settings.image_cache_ttl,
                 layer_cache=layer_cache(settings, http),
                 after_build=disk.schedule if disk is not None else None,
+                recorder=recorder,
             )
             stack.push_async_callback(builds.aclose)
+            await builds.adopt()  # what was running when the service last stopped (docs/state.md)
+            if settings.build_retention_seconds > 0:
+                purge = purge_forever(store, settings.build_retention_seconds, on_purged=remove_logs)
+                await background(stack, "build-retention", purge)
+            app.state.admission = Admission(
+                requests_per_minute=settings.max_requests_per_minute,
+                builds_per_user=settings.max_builds_per_user,
+                store=store,
+                owner=recorder.owner,
+                shared=store.dialect == "postgresql",  # replicas share it: count what they all do
+            )
             if disk is not None:
                 await background(stack, "engine-disk", disk.run_forever(settings.engine_prune_interval))
             if settings.registry_gc_interval > 0 and settings.registry_retention and settings.registry_url:
@@ -298,6 +319,7 @@ def create_app(
                 metrics=metrics,
                 policy=policy,
                 destinations=DestinationCheck(egress, timeout=settings.resolve_timeout),
+                admission=app.state.admission,
             )
             app.state.health_checks = [
                 ("Kubernetes API" if settings.executor == "kubernetes" else "Docker engine", runner.check),
@@ -317,7 +339,6 @@ def create_app(
     )
     app.state.settings = settings
     app.state.metrics = metrics
-    app.state.request_rate = RequestRate(settings.max_requests_per_minute)
     api_errors.install(app)
     api_openapi.install(app, max_input_length=settings.max_input_length)
     app.add_middleware(api_errors.BodyLimit)

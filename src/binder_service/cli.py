@@ -49,6 +49,13 @@ def serve(args: argparse.Namespace) -> int:
         )
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    from .store import StoreOpenError, check_store
+
+    try:  # here, not in the lifespan: a corrupt or locked store is one clear line, not a traceback
+        asyncio.run(check_store(settings.resolved_db_url(), op_timeout=settings.db_timeout))
+    except StoreOpenError as e:
+        print(f"binder-service: cannot open the build store: {e}", file=sys.stderr)
+        return 2
     try:
         app = create_app(settings, environ=os.environ)
     except ValueError as e:

@@ -105,10 +105,11 @@ class SpecPolicy:
 
     @contextmanager
     def quota_place(
-        self, rule: SpecRule | None, key: str, *, attachable: Callable[[], bool]
+        self, rule: SpecRule | None, key: str, *, attachable: Callable[[], bool], elsewhere: int = 0
     ) -> Iterator[Callable[[asyncio.Task[Any] | None], None]]:
         """Hold a place under `rule`'s quota while a build is requested; QuotaExceeded when it is full
-        (unless `attachable()`: the request will join a build that already holds a place).
+        (unless `attachable()`: the request will join a build that already holds a place). `elsewhere`
+        builds under the rule run on other replicas.
 
         The block calls the yielded function with the build's task: a running build then holds a place
         until its task ends (a task counts once, however many requests share it). An existing image
@@ -119,9 +120,10 @@ class SpecPolicy:
             return
         index = self._rules.index(rule)
         holders = self._holders.setdefault(index, set())
-        if len(holders) >= rule.quota and not attachable():
+        held = len(holders) + elsewhere
+        if held >= rule.quota and not attachable():
             raise QuotaExceeded(
-                f"{key[:200]}: {len(holders)} builds of repositories like this one are running, the most "
+                f"{key[:200]}: {held} builds of repositories like this one are running, the most "
                 f"allowed at once (quota {rule.quota}); try again when one has finished"
             )
         placeholder = object()

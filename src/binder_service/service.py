@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from .admission import Admission
 from .builds import Build, BuildManager
 from .destinations import DestinationCheck
 from .images import image_name
@@ -24,6 +25,7 @@ class BinderService:
         metrics: Metrics,
         policy: SpecPolicy | None = None,
         destinations: DestinationCheck | None = None,
+        admission: Admission | None = None,
     ) -> None:
         """`destinations` checks what the build will clone from (None: nothing is checked)."""
         self.providers = providers
@@ -32,6 +34,7 @@ class BinderService:
         self.metrics = metrics
         self.policy = policy or SpecPolicy()
         self.destinations = destinations
+        self.admission = admission
 
     def parse_binderhub(self, provider: str, spec: str) -> RepoSpec:
         """BinderHub's `/build/<provider>/<spec>` -> a RepoSpec."""
@@ -53,8 +56,19 @@ class BinderService:
             # executor will clone from is the one checked.
             await self.destinations.check(resolved.repo_url)
         image = image_name(self.image_prefix, f"{resolved.provider}-{resolved.build_slug}", resolved.commit)
-        with self.policy.quota_place(rule, spec_key(spec), attachable=lambda: self._running(image)) as hold:
-            build = await self.builds.request(resolved, image, requester=requester, max_active=max_active)
+        key = spec_key(spec)
+        # Replicas sharing a store count each other's builds too (not for an image known to exist).
+        others = []
+        if self.admission is not None and self.admission.shared and not self.builds.known_to_exist(image):
+            others = await self.admission.elsewhere()
+        mine = Admission.user_builds(requester, others) if requester is not None else 0
+        theirs = Admission.rule_builds(rule, others, image=image) if rule is not None else 0
+        with self.policy.quota_place(
+            rule, key, attachable=lambda: self._running(image), elsewhere=theirs
+        ) as hold:
+            build = await self.builds.request(
+                resolved, image, requester=requester, max_active=max_active, elsewhere=mine, spec_key=key
+            )
             hold(None if build.done else build.task)
         self.metrics.resolve_seconds.labels(spec.provider).observe(time.perf_counter() - started)
         return build

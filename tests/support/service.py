@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -31,6 +33,8 @@ def running_service(
 
     `environ` is the environment the app sees (default: this process's)."""
     env = dict(os.environ) if environ is None else environ
+    if settings.state_dir is None:  # a build store of its own: no service sees another test's builds
+        settings = settings.model_copy(update={"state_dir": Path(tempfile.mkdtemp(prefix="bs-state-"))})
     app = create_app(settings, environ=env, executor=executor)
     # As `binder-service serve` runs it: uvicorn's parser refusals as JSON, stalled clients aborted.
     config = server_config(

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request, Response, status
+from fastapi.responses import PlainTextResponse, StreamingResponse
 from sse_starlette import EventSourceResponse
 
 from ..auth import Identity
 from ..builds import Build, BuildStatus
-from ..errors import BinderError, BuildShared, Forbidden
+from ..builds.recording import follow_stored
+from ..errors import BinderError, BuildShared, Forbidden, StoreUnavailable
 from .deps import BuilderDep, MetricsDep, ServiceDep, SettingsDep, UserDep
 from .models import BuildCreate, BuildList, BuildPublic, ErrorBody
 from .sse import event_stream
@@ -73,13 +77,21 @@ async def list_builds(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> BuildList:
     """Recent builds, newest first: your own (admins: everyone's)."""
-    builds = service.builds.list(status=status, cached=cached, limit=limit, visible=user.may_see)
+    if not user.admin and user.name is None:
+        return BuildList(builds=[])
+    builds = await service.builds.history(
+        status=status,
+        cached=cached,
+        limit=limit,
+        requester=None if user.admin else user.name,
+        visible=user.may_see,
+    )
     return BuildList(builds=[_public(request, b) for b in builds])
 
 
 @router.get("/{build_id}", responses=_ERRORS)
 async def get_build(build_id: str, request: Request, service: ServiceDep, user: UserDep) -> BuildPublic:
-    return _public(request, _visible(user, service.builds.get(build_id)))
+    return _public(request, _visible(user, await service.builds.find(build_id)))
 
 
 @router.post("/{build_id}/cancel", responses=_ERRORS)
@@ -88,9 +100,11 @@ async def cancel_build(build_id: str, request: Request, service: ServiceDep, use
 
     A build other users asked for too is only stopped by an admin (`build_shared` otherwise).
     """
-    build = _visible(user, service.builds.get(build_id))
+    build = _visible(user, await service.builds.find(build_id))
     if not user.admin and not build.done and build.requesters - {user.name}:
         raise BuildShared("other users are waiting for this build too; it keeps running")
+    if not service.builds.holds(build):  # finished (or another replica's): as it is
+        return _public(request, build)
     return _public(request, await service.builds.cancel(build_id))
 
 
@@ -118,13 +132,50 @@ async def build_events(
 
     Reconnect with `Last-Event-ID` (or `?after=`) to get exactly the events you missed.
     """
-    build = _visible(user, service.builds.get(build_id))
+    build = _visible(user, await service.builds.find(build_id))
     start = after if after is not None else _event_id(last_event_id)
     if build.done and start >= build.last_event_id:
         # An EventSource reconnects after every stream end; 204 is its signal to stop for good.
         return Response(status_code=status.HTTP_204_NO_CONTENT)  # type: ignore[return-value]
+    recorder = service.builds.recorder
+    if service.builds.holds(build) or recorder is None:
+        return event_stream(build, wire="native", settings=settings, after=start)
+    store = recorder.store
+    return event_stream(  # finished before a restart, or run by another replica: from the store
+        build,
+        wire="native",
+        settings=settings,
+        after=start,
+        follow=lambda after, stopped: follow_stored(store, build_id, after, stopped=stopped),
+    )
 
-    return event_stream(build, wire="native", settings=settings, after=start)
+
+@router.get(
+    "/{build_id}/log",
+    response_class=PlainTextResponse,
+    responses={200: {"content": {"text/plain": {}}, "description": "The build's log"}, **_ERRORS},
+)
+async def build_log(build_id: str, service: ServiceDep, user: UserDep) -> Response:
+    """The build's log as plain text: every event's message, in order (also of finished builds)."""
+    build = _visible(user, await service.builds.find(build_id))
+    recorder = service.builds.recorder
+    if recorder is None:
+        return PlainTextResponse("".join(e.message for e in build.events()))
+    store = recorder.store
+    try:
+        async with asyncio.timeout(store.timeout):
+            await store.flush()  # what this process emitted is in the store before it is read
+    except TimeoutError:
+        raise StoreUnavailable("the build store did not answer; try again shortly") from None
+    pages = store.log_text(build.id)
+    first = await anext(pages, "")  # a store error now is a JSON error, not a broken response
+
+    async def text() -> AsyncIterator[str]:
+        yield first
+        async for page in pages:
+            yield page
+
+    return StreamingResponse(text(), media_type="text/plain; charset=utf-8")
 
 
 def _event_id(header: str | None) -> int:

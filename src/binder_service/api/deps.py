@@ -6,7 +6,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from ..auth import Authenticator, Identity, RequestRate
+from ..admission import Admission
+from ..auth import Authenticator, Identity
 from ..metrics import Metrics
 from ..service import BinderService
 from ..settings import Settings
@@ -35,9 +36,8 @@ async def get_identity(request: Request) -> Identity:
 
 async def get_builder(request: Request, identity: Annotated[Identity, Depends(get_identity)]) -> Identity:
     """The caller of a request that may start a build: also within their request rate."""
-    rate: RequestRate = request.app.state.request_rate
-    if identity.name is not None and not identity.admin:
-        rate.check(identity.name)
+    admission: Admission = request.app.state.admission
+    await admission.check_rate(identity)
     return identity
 
 

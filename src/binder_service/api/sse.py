@@ -8,22 +8,18 @@ their `Last-Event-ID` still points at the last event they had).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Literal
 
-import anyio
-from sse_starlette import EventSourceResponse, ServerSentEvent
-from sse_starlette.sse import SendTimeoutError
 from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
 
 from ..builds import Build
 from ..errors import BinderError, ServiceStopping
 from ..events import BuildEvent, Phase, sse_message
 from ..settings import Settings
+from .stream import EventStream
 
 log = logging.getLogger(__name__)
 _HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -33,21 +29,6 @@ _STOPPING = ServiceStopping(
 RECONNECT_MS = 2000  # how soon a native client should reconnect after `reconnect`
 
 Wire = Literal["binderhub", "native"]
-
-
-class _Stream(EventSourceResponse):
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        except SendTimeoutError:
-            # The client stopped reading: its stream is given up (and its connection aborted by the
-            # server's stall guard); the build goes on. Not an error of ours.
-            log.info("client stopped reading; stream abandoned", extra={"path": scope.get("path")})
-
-
-class _Keepalive(ServerSentEvent):
-    def encode(self) -> bytes:
-        return b":keepalive\n\n"  # BinderHub's exact comment line
 
 
 def _farewell(wire: Wire, build: Build) -> bytes:
@@ -61,37 +42,33 @@ def _encoder(wire: Wire) -> Callable[[BuildEvent], bytes]:
     return BuildEvent.binderhub_sse if wire == "binderhub" else BuildEvent.native_sse
 
 
-def event_stream(build: Build, *, wire: Wire, settings: Settings, after: int = 0) -> EventSourceResponse:
-    """`build`'s events after `after`, live, to its end (or to the service's stop, with a last word)."""
-    shutdown = anyio.Event()  # set by sse-starlette when the server begins a graceful stop
+Follow = Callable[[int, Callable[[], bool]], AsyncIterator[BuildEvent]]  # (after, stopped) -> events
+
+
+def event_stream(
+    build: Build, *, wire: Wire, settings: Settings, after: int = 0, follow: Follow | None = None
+) -> Response:
+    """`build`'s events after `after`, live, to its end (or to the service's stop, with a last word).
+
+    `follow` reads them from elsewhere than `build` itself (the build store: a build this process
+    does not hold)."""
     encode = _encoder(wire)
 
-    async def body() -> AsyncIterator[bytes]:
-        waker = asyncio.create_task(_wake_on(shutdown, build))
-        try:
-            final = False
-            async for event in build.follow(after, stopped=shutdown.is_set):
-                final = event.phase.final
-                yield encode(event)
-            if shutdown.is_set() and not final:
-                yield _farewell(wire, build)
-        finally:
-            waker.cancel()
+    async def source(stopping: Callable[[], bool]) -> AsyncIterator[bytes]:
+        final = False
+        if follow is None:
+            events = build.follow(after, stopped=stopping)
+        else:
+            events = follow(after, stopping)
+        async for event in events:
+            final = event.phase.final
+            yield encode(event)
+        if stopping() and not final:
+            yield _farewell(wire, build)
 
-    return _Stream(
-        body(),
-        ping=settings.keepalive_interval,
-        ping_message_factory=_Keepalive,
-        send_timeout=settings.send_timeout,
-        headers=_HEADERS,
-        shutdown_event=shutdown,
-        shutdown_grace_period=settings.shutdown_grace,
+    return EventStream(
+        source, keepalive=settings.keepalive_interval, send_timeout=settings.send_timeout, headers=_HEADERS
     )
-
-
-async def _wake_on(shutdown: anyio.Event, build: Build) -> None:
-    await shutdown.wait()
-    build.wake()  # a follower waiting for the next event sees the stop at once
 
 
 def failed_payload(error: BinderError) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Protocol
 
 from ..events import BuildEvent, Phase
 from ..providers import ResolvedRepo
@@ -27,6 +28,14 @@ class BuildStatus(StrEnum):
 
 def now() -> datetime:
     return datetime.now(UTC)
+
+
+class Recorder(Protocol):
+    """Where a build's events and changes go besides memory (the build store: builds/recording.py)."""
+
+    def event(self, build: Build, event: BuildEvent) -> None: ...
+
+    def changed(self, build: Build) -> None: ...
 
 
 @dataclass(eq=False)
@@ -53,6 +62,16 @@ class Build:
     error_code: str | None = None
     error_message: str | None = None
     task: asyncio.Task[None] | None = field(default=None, repr=False)
+    # The durable record (docs/state.md): the spec for quotas, times per phase, and what a restarted
+    # service needs to adopt a local build (its process, its log, the log's first event, its deadline).
+    spec_key: str | None = None
+    phase_times: dict[str, str] = field(default_factory=dict)
+    pid: int | None = None
+    log_path: str | None = None
+    log_event_base: int | None = None
+    deadline: datetime | None = None
+    recorder: Recorder | None = field(default=None, repr=False)
+    _phase_hint: Phase = field(default=Phase.WAITING, repr=False)  # a record read without its events
     _events: list[BuildEvent] = field(default_factory=list, repr=False)
     _next_id: int = field(default=1, repr=False)
     _changed: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
@@ -63,7 +82,7 @@ class Build:
 
     @property
     def phase(self) -> Phase:
-        return self._events[-1].phase if self._events else Phase.WAITING
+        return self._events[-1].phase if self._events else self._phase_hint
 
     @property
     def last_event_id(self) -> int:
@@ -81,6 +100,8 @@ class Build:
         event = BuildEvent(self._next_id, phase, message, image_name, queue_position, code)
         self._next_id += 1
         self._events.append(event)
+        if self.recorder is not None:
+            self.recorder.event(self, event)
         if len(self._events) > self.max_events:
             # Keep the head (what started it) and the recent tail; drop the oldest log lines between.
             del self._events[10 : 10 + self.max_events // 10]
@@ -99,7 +120,15 @@ class Build:
         self.queue_position = None
         if event is not None and event.phase is Phase.FAILED:
             self.error_code, self.error_message = event.code, event.message.rstrip("\n")
+        if self.recorder is not None:
+            self.recorder.changed(self)
         self._wake()
+
+    def load(self, events: list[BuildEvent], *, last_event_id: int = 0, phase: Phase = Phase.WAITING) -> None:
+        """History read back from the store (after a restart): new events' ids go on after the last."""
+        self._events = list(events[-self.max_events :])
+        self._next_id = max(last_event_id, events[-1].id if events else 0) + 1
+        self._phase_hint = phase
 
     def _wake(self) -> None:
         self._changed.set()

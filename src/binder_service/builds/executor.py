@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from ..events import Phase
 from ..providers import ResolvedRepo
@@ -26,6 +26,18 @@ class BuildJob:
     requester: str | None = None  # who asked first (recorded on the build pod)
     layer_cache: bool = False  # export inline cache metadata with the image
     cache_from: str | None = None  # the repository's latest image, whose layers the build may reuse
+    # Told the pid and log file of a local build's process once it runs (the build store records them, so
+    # a restarted service can adopt the build).
+    on_process: Callable[[int, str], Awaitable[None]] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Adoptee:
+    """A local build that was running when the service stopped: what the store recorded of its process."""
+
+    pid: int
+    log_path: str
+    skip: int  # events its log had already produced (stored before the restart): not emitted again
 
 
 class Executor(Protocol):
@@ -42,3 +54,12 @@ class Executor(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class AdoptingExecutor(Executor, Protocol):
+    """An executor whose builds a restarted service can follow (local processes with a durable log)."""
+
+    async def adopt(self, job: BuildJob, adoptee: Adoptee, emit: Emit) -> None:
+        """Follow the build's process from its log to its end, as `run` would (and stop it when cancelled)."""
+        ...

@@ -22,7 +22,8 @@ from ..credentials import GitCredentials
 from ..errors import BuildError, BuilderUnavailable, EngineUnavailable
 from ..events import Phase
 from ..image_store import EngineImageStore
-from .executor import BuildJob, Emit
+from . import durable
+from .executor import Adoptee, BuildJob, Emit
 from .r2d_args import r2d_args, r2d_config
 from .r2d_logs import Progress, read_lines
 
@@ -47,7 +48,11 @@ class LocalExecutor:
         environ: Mapping[str, str],
         docker_timeout: float,
         git_credentials: GitCredentials | None = None,
+        state_dir: Path | None = None,
     ) -> None:
+        # With a state directory, builds outlive the service: output to a per-build log file there,
+        # followed (and adopted after a restart) instead of read from a pipe (docs/state.md).
+        self._state_dir = state_dir
         self._docker_host = docker_host
         self._command = _locate(command, environ)
         self._extra_args = extra_args
@@ -147,21 +152,76 @@ class LocalExecutor:
         emit(Phase.FETCHING, f"Fetching {job.repo.build_slug} at {job.repo.commit[:12]}\n")
         progress = Progress(emit)
         async with self._build_dir(job) as env:
-            try:
-                proc = await self._spawn(job, env)
-            except FileNotFoundError as e:
-                raise BuilderUnavailable(self._missing()) from e
-            started = {"build_id": job.build_id, "image": job.image_name, "pid": proc.pid}
-            log.info("build started", extra=started)
-            try:
-                assert proc.stdout is not None
-                async for raw in read_lines(proc.stdout):
-                    progress.feed(raw)
-                code = await proc.wait()
-            finally:
-                # Whatever ended the build, nothing it started outlives it (its group may have members
-                # that outlive repo2docker itself, e.g. left by a wrapper command).
-                await stop_group(proc)
+            if self._state_dir is not None:
+                code = await self._run_durable(job, env, progress, self._state_dir)
+            else:
+                code = await self._run_piped(job, env, progress)
+        if code != 0:
+            await self._engine_lost()
+            raise BuildError(progress.failure(f"repo2docker exited with code {code}"))
+        progress.flush()
+
+    async def _run_piped(self, job: BuildJob, env: dict[str, str], progress: Progress) -> int:
+        try:
+            proc = await self._spawn(job, env)
+        except FileNotFoundError as e:
+            raise BuilderUnavailable(self._missing()) from e
+        log.info("build started", extra={"build_id": job.build_id, "image": job.image_name, "pid": proc.pid})
+        try:
+            assert proc.stdout is not None
+            async for raw in read_lines(proc.stdout):
+                progress.feed(raw)
+            return await proc.wait()
+        finally:
+            # Whatever ended the build, nothing it started outlives it (its group may have members
+            # that outlive repo2docker itself, e.g. left by a wrapper command).
+            await stop_group(proc)
+
+    async def _run_durable(
+        self, job: BuildJob, env: dict[str, str], progress: Progress, state_dir: Path
+    ) -> int:
+        files = durable.BuildFiles.for_build(state_dir, job.build_id)
+        await asyncio.to_thread(files.create)
+        proc = await durable.spawn(self.argv(job), files, env=env, cwd=self._workdir)
+        log.info("build started", extra={"build_id": job.build_id, "image": job.image_name, "pid": proc.pid})
+        try:
+            if job.on_process is not None:
+                await job.on_process(proc.pid, str(files.log))
+            code = await durable.follow(files, progress.feed, lambda: proc.returncode is None)
+            await proc.wait()
+        finally:
+            await stop_group(proc)
+        return code if code is not None else (proc.returncode or -1)
+
+    async def adopt(self, job: BuildJob, adoptee: Adoptee, emit: Emit) -> None:
+        """Follow a build a previous service process started: replay its log (the first `skip` events
+        were stored already), follow it to its exit status, or stop it when cancelled or out of time."""
+        files = durable.BuildFiles.of_log(adoptee.log_path)
+        seen = 0
+
+        def replay(phase: Phase, message: str) -> None:
+            nonlocal seen
+            seen += 1
+            if seen > adoptee.skip:
+                emit(phase, message)
+
+        progress = Progress(replay)
+
+        def alive() -> bool:
+            return durable.is_build_process(adoptee.pid, files)
+
+        if not alive() and files.exit_code() is None:
+            raise BuildError(
+                "the build's process ended while binder-service was down (stopped with it, or the machine "
+                "restarted) before it finished; ask again to build"
+            )
+        try:
+            code = await durable.follow(files, progress.feed, alive)
+        finally:
+            if alive():  # cancelled or out of time: nothing of the build outlives it
+                await durable.stop_process_group(adoptee.pid, KILL_GRACE)
+        if code is None:
+            raise BuildError("the build's process was stopped before it finished")
         if code != 0:
             await self._engine_lost()
             raise BuildError(progress.failure(f"repo2docker exited with code {code}"))

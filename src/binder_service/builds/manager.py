@@ -7,6 +7,7 @@ import logging
 import secrets
 from collections import OrderedDict
 from collections.abc import Callable
+from datetime import timedelta
 from itertools import islice
 from typing import Any
 
@@ -17,10 +18,11 @@ from ..image_store import ImageStore
 from ..metrics import Metrics
 from ..providers import ResolvedRepo
 from .build import Build, BuildStatus, now
-from .executor import SHUTDOWN, BuildJob, Executor
+from .executor import SHUTDOWN, Adoptee, AdoptingExecutor, BuildJob, Executor
 from .layer_cache import LayerCache
 from .observe import BuildObserver
 from .queue import BuildQueue
+from .recording import Recorder, log_events_seen, remaining, restore, stored_events
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +44,9 @@ class BuildManager:
         image_cache_ttl: float,
         layer_cache: LayerCache | None = None,
         after_build: Callable[[], None] | None = None,
+        recorder: Recorder | None = None,
     ) -> None:
+        self._recorder = recorder  # None: memory only (no build store)
         self._executor = executor
         self._layers = layer_cache  # None: no inline cache export, no --cache-from
         self._after_build = after_build  # e.g. the engine disk budget's check
@@ -67,16 +71,32 @@ class BuildManager:
     def queue(self) -> BuildQueue:
         return self._queue
 
+    @property
+    def recorder(self) -> Recorder | None:
+        return self._recorder
+
+    def known_to_exist(self, image: str) -> bool:
+        """`image` was found (or built) recently: a request for it is answered at once."""
+        return bool(self._exists.get(image))
+
     async def image_exists(self, image: str) -> bool:
         return await self._exists.get_or_compute(image, lambda: self._images.exists(image), keep=bool)
 
     async def request(
-        self, repo: ResolvedRepo, image: str, *, requester: str | None = None, max_active: int = 0
+        self,
+        repo: ResolvedRepo,
+        image: str,
+        *,
+        requester: str | None = None,
+        max_active: int = 0,
+        elsewhere: int = 0,
+        spec_key: str | None = None,
     ) -> Build:
         """The build for `image`: the running one, an already-ready one if the image exists, or a new one.
 
-        `max_active` (when > 0) is how many queued or running builds `requester` may have; joining or
-        starting one more is refused. An existing image is always answered.
+        `max_active` (when > 0) is how many queued or running builds `requester` may have (with the
+        `elsewhere` other replicas run for them); joining or starting one more is refused. An existing
+        image is always answered.
         """
         build = self._active.get(image)
         if build is None:
@@ -86,34 +106,53 @@ class BuildManager:
                 self._metrics.cache_hits.inc()
                 build = self._ready(repo, image, requester)
             elif build is None:
-                self._check_quota(requester, max_active)
-                build = self._start(repo, image, requester)
+                self._check_quota(requester, max_active, elsewhere)
+                build = self._start(repo, image, requester, spec_key)
         elif requester not in build.requesters:
-            self._check_quota(requester, max_active)
+            self._check_quota(requester, max_active, elsewhere)
         build.requests += 1
+        joined = requester is not None and requester not in build.requesters
         if requester is not None:
             build.requesters.add(requester)
+        if self._recorder is not None:
+            if joined:
+                self._recorder.changed(build)
+            if build.cached:
+                self._recorder.image(build, built=False)  # when it was last asked for (registry GC)
         return build
 
     def active_for(self, requester: str) -> int:
         """Queued or running builds `requester` asked for."""
         return sum(requester in b.requesters for b in self._active.values())
 
-    def _check_quota(self, requester: str | None, max_active: int) -> None:
-        if requester is not None and max_active > 0 and self.active_for(requester) >= max_active:
+    def _check_quota(self, requester: str | None, max_active: int, elsewhere: int = 0) -> None:
+        if requester is not None and max_active > 0 and self.active_for(requester) + elsewhere >= max_active:
             raise TooManyBuilds(
                 f"you already have {max_active} build(s) queued or running; wait for one to finish"
             )
 
-    def _new(self, repo: ResolvedRepo, image: str, requester: str | None, *, cached: bool = False) -> Build:
+    def _new(
+        self,
+        repo: ResolvedRepo,
+        image: str,
+        requester: str | None,
+        *,
+        cached: bool = False,
+        spec_key: str | None = None,
+    ) -> Build:
         build = Build(
             id=secrets.token_hex(8),
             image_name=image,
             repo=repo,
             requester=requester,
+            requesters={requester} if requester is not None else set(),
             max_events=self._max_events,
             cached=cached,
+            spec_key=spec_key,
+            recorder=self._recorder,
         )
+        if self._recorder is not None:
+            self._recorder.changed(build)
         history = self._cached if cached else self._builds
         history[build.id] = build
         _trim(history, self._history)
@@ -134,8 +173,10 @@ class BuildManager:
         _trim(self._cached_by_image, self._history)
         return build
 
-    def _start(self, repo: ResolvedRepo, image: str, requester: str | None) -> Build:
-        build = self._new(repo, image, requester)
+    def _start(
+        self, repo: ResolvedRepo, image: str, requester: str | None, spec_key: str | None = None
+    ) -> Build:
+        build = self._new(repo, image, requester, spec_key=spec_key)
         self._active[image] = build
         build.emit(Phase.WAITING, f"Waiting for build to start: {repo.build_slug} at {repo.commit[:12]}\n")
         build.task = asyncio.create_task(self._run(build), name=f"build-{build.id}")
@@ -163,9 +204,25 @@ class BuildManager:
             requester=build.requester,
             layer_cache=self._layers is not None,
             cache_from=cache_from,
+            on_process=lambda pid, log_path: self._process_started(build, pid, log_path),
         )
 
-    async def _run(self, build: Build) -> None:
+    async def _process_started(self, build: Build, pid: int, log_path: str) -> None:
+        """Record a local build's process before following it: a restarted service adopts it from there."""
+        build.pid, build.log_path, build.log_event_base = pid, log_path, build.last_event_id
+        if self._recorder is None:
+            return
+        self._recorder.changed(build)
+        try:
+            async with asyncio.timeout(self._recorder.store.timeout):
+                await self._recorder.store.flush()
+        except TimeoutError:
+            log.warning(
+                "build store: the build's process is not recorded yet; a restart now could not adopt it",
+                extra={"build_id": build.id, "pid": pid},
+            )
+
+    async def _run(self, build: Build, adopted: Adoptee | None = None) -> None:
         observer = BuildObserver(
             self._metrics,
             lambda phase, msg: _log_event(build, phase, msg),
@@ -174,16 +231,28 @@ class BuildManager:
         )
         status, outcome = BuildStatus.FAILED, "failed"
         try:
-            await self._queue.acquire(build)
+            if adopted is None:
+                await self._queue.acquire(build)
+            else:
+                self._queue.take()  # it is running already: it holds a slot, over the limit if need be
             try:
-                build.status, build.started_at, build.queue_position = BuildStatus.RUNNING, now(), None
+                if adopted is None:
+                    build.status, build.started_at, build.queue_position = BuildStatus.RUNNING, now(), None
+                    build.deadline = build.started_at + timedelta(seconds=self._timeout)
+                    if self._recorder is not None:
+                        self._recorder.changed(build)
                 self._metrics.builds_running.inc()
                 observer.started()
                 try:
                     job = await self._job(build)  # after the queue: the newest image may be new by now
                     observer.cache.cache_from = job.cache_from
-                    async with asyncio.timeout(self._timeout):
-                        await self._executor.run(job, observer.emit)
+                    # An adopted build keeps the deadline it had when it started.
+                    async with asyncio.timeout(remaining(build.deadline, self._timeout)):
+                        if adopted is None:
+                            await self._executor.run(job, observer.emit)
+                        else:
+                            assert isinstance(self._executor, AdoptingExecutor)
+                            await self._executor.adopt(job, adopted, observer.emit)
                 except TimeoutError:
                     raise BuildTimeout(
                         f"build did not finish within {self._timeout:g} seconds; stopped"
@@ -197,6 +266,8 @@ class BuildManager:
             self._exists.put(build.image_name, True)
             if self._layers is not None:
                 self._layers.built(build.image_name)
+            if self._recorder is not None:
+                self._recorder.image(build, built=True)
             build.emit(Phase.BUILT, "Built image\n", image_name=build.image_name)
             ready = build.emit(Phase.READY, "Done! Built image\n", image_name=build.image_name)
             status, outcome = BuildStatus.READY, "ready"
@@ -234,10 +305,94 @@ class BuildManager:
             raise BuildError(f"the build finished but {build.image_name} is not in the image store")
 
     def get(self, build_id: str) -> Build:
+        """A build this process holds (running, or recent)."""
         build = self._builds.get(build_id) or self._cached.get(build_id)
         if build is None:
             raise BuildNotFound(f"no build with id {build_id[:64]!r}")
         return build
+
+    def holds(self, build: Build) -> bool:
+        """`build` is this process's own (live events), not one read back from the store."""
+        return (self._builds.get(build.id) or self._cached.get(build.id)) is build
+
+    async def find(self, build_id: str) -> Build:
+        """A build this process holds, else its record in the store (finished, or another replica's)."""
+        try:
+            return self.get(build_id)
+        except BuildNotFound:
+            if self._recorder is None or len(build_id) > 32:
+                raise
+        record = await self._recorder.store.get_build(build_id)
+        if record is None:
+            raise BuildNotFound(f"no build with id {build_id[:64]!r}")
+        return restore(record, [], max_events=self._max_events)
+
+    async def history(
+        self,
+        *,
+        status: BuildStatus | None = None,
+        cached: bool = False,
+        limit: int = 100,
+        requester: str | None = None,
+        visible: Callable[[set[str]], bool] = lambda _: True,
+    ) -> list[Build]:
+        """Newest first, from the store (every replica's, across restarts) and this process's live builds.
+
+        `requester` None lists everyone's (an admin's view); `visible` filters what this process holds.
+        """
+        live = self.list(status=status, cached=cached, limit=limit, visible=visible)
+        if self._recorder is None:
+            return live
+        records = await self._recorder.store.list_builds(
+            requester=requester, status=status.value if status else None, cached=cached, limit=limit
+        )
+        merged = {r.id: restore(r, [], max_events=self._max_events) for r in records}
+        merged.update({b.id: b for b in live})  # what this process holds is fresher than its record
+        return sorted(merged.values(), key=lambda b: b.created_at, reverse=True)[:limit]
+
+    async def adopt(self) -> int:
+        """Builds this service had queued or running when it stopped (the store's record): each is followed
+        to its end (a local process still running), queued again (never started), or marked failed (its
+        process cannot be found). The number followed or queued again."""
+        if self._recorder is None:
+            return 0
+        store, adopted = self._recorder.store, 0
+        for record in await store.active_builds(owner=self._recorder.owner):
+            events = await stored_events(store, record.id)
+            build = restore(record, events, max_events=self._max_events)
+            build.recorder = self._recorder
+            self._builds[build.id] = build
+            where = {"build_id": build.id, "image": build.image_name}
+            if build.image_name in self._active:  # two records of one image: keep the first
+                build.finish(BuildStatus.FAILED, _failed(build, BuildError("superseded by another build")))
+                continue
+            can_follow = isinstance(self._executor, AdoptingExecutor) and record.pid and record.log_path
+            if record.status == BuildStatus.RUNNING and not can_follow:
+                why = (
+                    "binder-service restarted while this build was starting, before its process was "
+                    "recorded: it cannot be followed. Ask again to build."
+                    if isinstance(self._executor, AdoptingExecutor)
+                    else "binder-service restarted: this record ends here; asking for the image again "
+                    "follows the build where it runs"
+                )
+                build.finish(BuildStatus.FAILED, _failed(build, BuildError(why)))
+                log.warning("build not adopted: no process recorded", extra=where)
+                continue
+            self._active[build.image_name] = build
+            if record.status == BuildStatus.RUNNING:
+                assert record.pid is not None
+                assert record.log_path is not None
+                base = record.log_event_base or 0
+                job = Adoptee(record.pid, record.log_path, skip=log_events_seen(events, base))
+                build.emit(build.phase, "binder-service restarted; following the running build\n")
+                build.task = asyncio.create_task(self._run(build, job), name=f"build-{build.id}")
+                log.info("adopted a running build", extra={**where, "pid": record.pid})
+            else:
+                build.emit(Phase.WAITING, "binder-service restarted; waiting for a build slot again\n")
+                build.task = asyncio.create_task(self._run(build), name=f"build-{build.id}")
+                log.info("queued a build again", extra=where)
+            adopted += 1
+        return adopted
 
     def list(
         self,

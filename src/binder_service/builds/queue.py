@@ -20,6 +20,10 @@ class BuildQueue:
     def waiting(self) -> int:
         return len(self._waiting)
 
+    def take(self) -> None:
+        """Hold a slot at once, even beyond `slots`: an adopted build is running already."""
+        self.running += 1
+
     async def acquire(self, build: Build) -> None:
         """Return once `build` holds a slot. Cancelling the wait gives up the place in line."""
         if self.running < self.slots and not self._waiting:
@@ -40,6 +44,9 @@ class BuildQueue:
 
     def release(self) -> None:
         """Free a slot: hand it straight to the first waiting build, if any."""
+        if self.running > self.slots:  # adopted builds took slots beyond the limit: give those back first
+            self.running -= 1
+            return
         while self._waiting:
             _, slot = self._waiting.popleft()
             if not slot.done():

@@ -1,6 +1,6 @@
 """The build store: builds, their events and images, in SQLite (default) or PostgreSQL (docs/state.md)."""
 
-from .engine import StoreOpenError, head_revision, safe_url
+from .engine import StoreOpenError, check_store, head_revision, safe_url
 from .records import ACTIVE, BuildRecord, ImageTouch, Purged
 from .store import BuildStore
 
@@ -11,6 +11,7 @@ __all__ = [
     "ImageTouch",
     "Purged",
     "StoreOpenError",
+    "check_store",
     "head_revision",
     "safe_url",
 ]

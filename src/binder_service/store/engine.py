@@ -134,3 +134,9 @@ def _reason(e: BaseException) -> str:
     if "unable to open database file" in lowered:
         return f"{message} (check that the directory exists and is writable)"
     return message[:300]
+
+
+async def check_store(url: str, *, op_timeout: float) -> None:
+    """Open (and migrate) the store once and close it: StoreOpenError with the reason if it cannot."""
+    engine = await open_engine(url, op_timeout=op_timeout)
+    await engine.dispose()

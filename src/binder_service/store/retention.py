@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from ..errors import StoreUnavailable
@@ -23,7 +23,7 @@ async def purge_forever(
     store: BuildStore,
     retention: float,
     *,
-    on_purged: Callable[[list[Purged]], None] = lambda _: None,
+    on_purged: Callable[[list[Purged]], Awaitable[None]] | None = None,
     interval: float | None = None,
     batch: int = PURGE_BATCH,
 ) -> None:
@@ -35,7 +35,7 @@ async def purge_forever(
             gone = await store.purge(window, limit=batch)
         except StoreUnavailable:
             gone = []  # said in the store's log; the next run tries again
-        if gone:
-            on_purged(gone)
+        if gone and on_purged is not None:
+            await on_purged(gone)
             log.info("build store: purged old builds", extra={"count": len(gone)})
         await asyncio.sleep(0 if len(gone) >= batch else pause)

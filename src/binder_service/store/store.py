@@ -51,6 +51,10 @@ class BuildStore:
         await self.engine.dispose()
 
     @property
+    def timeout(self) -> float:
+        return self._timeout
+
+    @property
     def dialect(self) -> str:
         return self.engine.dialect.name
 

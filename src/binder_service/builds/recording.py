@@ -1,0 +1,193 @@
+"""A build's record in the build store: snapshots of the build, its events, and reading them back.
+
+The manager keeps live builds (and recent ones) in memory; everything is also written to the store,
+which answers for builds this process no longer holds: finished before a restart, or run by another
+replica sharing the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import socket
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime
+
+from ..events import BuildEvent, Phase
+from ..providers import ResolvedRepo
+from ..settings import Settings
+from ..store import BuildRecord, BuildStore, ImageTouch, Purged
+from .build import Build, BuildStatus, now
+from .durable import BuildFiles
+
+POLL = 0.5  # seconds between looks at a build another process runs
+
+
+def owner_id(settings: Settings) -> str:
+    """Who this service is in the store: its host and state directory (what a restart finds again)."""
+    where = hashlib.sha256(str(settings.resolved_state_dir().resolve()).encode()).hexdigest()[:8]
+    return f"{socket.gethostname()[:48]}-{where}"
+
+
+async def remove_logs(purged: list[Purged]) -> None:
+    """Delete the log directories of purged builds (the retention purge's second half)."""
+    for build in purged:
+        if build.log_path:
+            await asyncio.to_thread(BuildFiles.of_log(build.log_path).remove)
+
+
+class Recorder:
+    """Writes one service's builds to the store (queued: nothing here waits for the database)."""
+
+    def __init__(self, store: BuildStore, *, owner: str) -> None:
+        self.store = store
+        self.owner = owner  # this process: a restarted service adopts the builds it owned
+
+    def event(self, build: Build, event: BuildEvent) -> None:
+        if event.phase.value not in build.phase_times:
+            build.phase_times[event.phase.value] = now().isoformat()
+        self.store.add_event(build.id, event)
+
+    def changed(self, build: Build) -> None:
+        self.store.save_build(snapshot(build, owner=self.owner))
+
+    def image(self, build: Build, *, built: bool) -> None:
+        self.store.touch_image(
+            ImageTouch(
+                build.image_name,
+                build.repo.provider,
+                build.repo.build_slug,
+                now(),
+                requester=build.requester,
+                built=built,
+            )
+        )
+
+
+def snapshot(build: Build, *, owner: str | None) -> BuildRecord:
+    repo = build.repo
+    return BuildRecord(
+        id=build.id,
+        image=build.image_name,
+        provider=repo.provider,
+        repository=repo.repo_url,
+        build_slug=repo.build_slug,
+        ref=repo.ref,
+        commit=repo.commit,
+        content_provider=repo.content_provider,
+        spec_key=build.spec_key,
+        status=build.status.value,
+        created_at=build.created_at,
+        requester=build.requester,
+        requesters=tuple(sorted(build.requesters)),
+        cached=build.cached,
+        error_code=build.error_code,
+        error_message=build.error_message,
+        started_at=build.started_at,
+        finished_at=build.finished_at,
+        phase_times=dict(build.phase_times),
+        last_event_id=build.last_event_id,
+        owner=None if build.done else owner,
+        pid=build.pid,
+        log_path=build.log_path,
+        log_event_base=build.log_event_base,
+        deadline=build.deadline,
+    )
+
+
+def repo_of(record: BuildRecord) -> ResolvedRepo:
+    return ResolvedRepo(
+        provider=record.provider,
+        repo_url=record.repository,
+        ref=record.ref,
+        commit=record.commit,
+        build_slug=record.build_slug,
+        content_provider=record.content_provider,
+    )
+
+
+_ORDER = list(Phase)
+
+
+def phase_of(record: BuildRecord) -> Phase:
+    """The phase of a stored build's latest event."""
+    if record.status == BuildStatus.READY:
+        return Phase.READY
+    if record.status in (BuildStatus.FAILED, BuildStatus.CANCELLED):
+        return Phase.FAILED
+    seen = [Phase(p) for p in record.phase_times if p in Phase.__members__.values()]
+    return max(seen, key=_ORDER.index) if seen else Phase.WAITING
+
+
+def restore(record: BuildRecord, events: list[BuildEvent], *, max_events: int) -> Build:
+    """A Build in memory again from its record and stored events (none: only to read its record)."""
+    build = Build(
+        id=record.id,
+        image_name=record.image,
+        repo=repo_of(record),
+        requester=record.requester,
+        requesters=set(record.requesters),
+        max_events=max_events,
+        status=BuildStatus(record.status),
+        cached=record.cached,
+        created_at=record.created_at,
+        started_at=record.started_at,
+        finished_at=record.finished_at,
+        error_code=record.error_code,
+        error_message=record.error_message,
+    )
+    build.requests = 1  # it answered a request before (a new one joins it: 200, not 201)
+    build.spec_key = record.spec_key
+    build.pid, build.log_path, build.deadline = record.pid, record.log_path, record.deadline
+    build.log_event_base = record.log_event_base
+    build.phase_times.update(record.phase_times)
+    build.load(events, last_event_id=record.last_event_id, phase=phase_of(record))
+    return build
+
+
+async def stored_events(store: BuildStore, build_id: str) -> list[BuildEvent]:
+    """Every stored event of a build, in order."""
+    events: list[BuildEvent] = []
+    while batch := await store.events(build_id, events[-1].id if events else 0):
+        events.extend(batch)
+    return events
+
+
+def log_events_seen(events: list[BuildEvent], base: int) -> int:
+    """How many events a build's log had produced by `events` (those after `base`, the last event before
+    its process started), without the ones the manager adds beside the log ("Reusing layers of ...")."""
+    return sum(1 for e in events if e.id > base and not e.message.startswith(_ADDED))
+
+
+_ADDED = ("Reusing layers of ",)
+
+
+async def follow_stored(
+    store: BuildStore,
+    build_id: str,
+    after: int,
+    *,
+    stopped: Callable[[], bool] = lambda: False,
+    poll: float = POLL,
+) -> AsyncIterator[BuildEvent]:
+    """A stored build's events after `after`, to its end (or until `stopped()`): paged when it is over,
+    polled while another process runs it."""
+    while not stopped():
+        record = await store.get_build(build_id)
+        batch = await store.events(build_id, after)
+        for event in batch:
+            yield event
+            after = event.id
+        if any(e.phase.final for e in batch):
+            return
+        if not batch:
+            if record is None or record.done:
+                return
+            await asyncio.sleep(poll)
+
+
+def remaining(deadline: datetime | None, timeout: float) -> float:
+    """Seconds an adopted build still has before its timeout (what it had left when the service died)."""
+    if deadline is None:
+        return timeout
+    return max((deadline - now()).total_seconds(), 0.0)
