@@ -199,18 +199,9 @@ STATUS_OVERRIDES = {"invalid_request": "422"}
 
 def _error_classes() -> list[type]:
     """BinderError and its subclasses, depth first in definition order (the tree of errors.py)."""
-    from binder_service.errors import BinderError
+    from binder_service.errors import error_tree
 
-    order: list[type] = []
-
-    def walk(cls: type) -> None:
-        order.append(cls)
-        for sub in cls.__subclasses__():
-            if sub.__module__ == BinderError.__module__:
-                walk(sub)
-
-    walk(BinderError)
-    return order
+    return list(error_tree())
 
 
 def errors_table() -> str:

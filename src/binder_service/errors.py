@@ -267,3 +267,18 @@ class BuildTimeout(BuildError):
 
     code = "build_timeout"
     status = 504
+
+
+def error_tree() -> list[type[BinderError]]:
+    """BinderError and the classes of this module below it, depth first in definition order: the tree
+    drawn above (the docs' error table and its tests read it)."""
+    order: list[type[BinderError]] = []
+
+    def walk(cls: type[BinderError]) -> None:
+        order.append(cls)
+        for sub in cls.__subclasses__():
+            if sub.__module__ == __name__:
+                walk(sub)
+
+    walk(BinderError)
+    return order
