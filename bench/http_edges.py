@@ -29,8 +29,11 @@ def _serve(port: int, ours: bool) -> None:
     from binder_service.server import server_config
     from binder_service.settings import Settings
 
-    app = create_app(Settings(docker_host="unix:///nonexistent.sock"))
-    config = server_config(app, host="127.0.0.1", port=port, log_level="error")
+    settings = Settings(docker_host="unix:///nonexistent.sock")
+    app = create_app(settings)
+    config = server_config(
+        app, host="127.0.0.1", port=port, send_timeout=settings.send_timeout, log_level="error"
+    )
     if not ours:
         config.http = "httptools"
     uvicorn.Server(config).run()
