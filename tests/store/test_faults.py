@@ -14,6 +14,7 @@ from binder_service.store import BuildStore, StoreOpenError
 from tests.support.net import free_port
 from tests.support.postgres import Cluster
 from tests.support.records import record
+from tests.support.waiting import await_until
 
 
 async def test_a_corrupt_sqlite_file_is_a_clear_startup_error(tmp_path: Path) -> None:
@@ -43,11 +44,6 @@ async def test_an_unreachable_server_is_a_clear_startup_error_without_the_passwo
     assert "s3cret" not in str(caught.value)
 
 
-async def _until(condition: object) -> None:
-    while not condition():  # type: ignore[operator]
-        await asyncio.sleep(0.02)
-
-
 async def test_a_locked_sqlite_file_mid_write_delays_writes_and_loses_none(tmp_path: Path) -> None:
     path = tmp_path / "store.sqlite"
     store = await BuildStore.open(f"sqlite+aiosqlite:///{path}", op_timeout=0.2)
@@ -57,7 +53,7 @@ async def test_a_locked_sqlite_file_mid_write_delays_writes_and_loses_none(tmp_p
         other.execute("BEGIN IMMEDIATE")  # a writer that holds the lock for a while
         for i in range(1, 301):
             store.add_event("b1", BuildEvent(i, Phase.BUILDING, f"{i}\n"))
-        await _until(lambda: store.writer.failing_since is not None)
+        await await_until(lambda: store.writer.failing_since is not None, what="the writer to fail")
         other.execute("ROLLBACK")
         other.close()
         await store.flush()
@@ -78,7 +74,7 @@ async def test_postgres_stopped_and_started_mid_write_loses_nothing(pg: Cluster)
         try:
             for i in range(101, 201):  # the build goes on: emitting never waits for the database
                 store.add_event("b1", BuildEvent(i, Phase.BUILDING, f"{i}\n"))
-            await _until(lambda: store.writer.failing_since is not None)
+            await await_until(lambda: store.writer.failing_since is not None, what="the writer to fail")
             assert store.writer.backlog == 100
             with pytest.raises(StoreUnavailable):  # a read meanwhile: a clear error, not a hang
                 await store.get_build("b1")
