@@ -22,8 +22,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.store.test_scale import _fill  # noqa: E402
-from tests.store.test_store import record  # noqa: E402
 from tests.support.postgres import postgres_cluster  # noqa: E402
+from tests.support.records import record  # noqa: E402
 
 from binder_service.builds.build import Build, BuildStatus  # noqa: E402
 from binder_service.events import BuildEvent, Phase  # noqa: E402

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 from .auth import Identity, RequestRate
 from .auth.limits import WINDOW
@@ -29,8 +30,10 @@ class Admission:
         store: BuildStore | None = None,
         owner: str = "",
         shared: bool = False,
+        build_timeout: float = 3600.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        self._build_timeout = build_timeout
         self.requests_per_minute = requests_per_minute
         self.builds_per_user = builds_per_user
         self._local_rate = RequestRate(requests_per_minute)
@@ -66,7 +69,12 @@ class Admission:
         """Queued or running builds other replicas hold (none without a shared store)."""
         if self._store is None:
             return []
-        return [r for r in await self._store.active_builds() if r.owner != self._owner]
+        now = datetime.fromtimestamp(self._clock(), UTC)
+        return [
+            r
+            for r in await self._store.active_builds()
+            if r.owner != self._owner and not r.stale(now, self._build_timeout)  # a dead replica's
+        ]
 
     @staticmethod
     def user_builds(requester: str, elsewhere: list[BuildRecord]) -> int:

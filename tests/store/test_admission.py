@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 
 import pytest
 
@@ -57,8 +58,9 @@ async def test_replicas_see_each_others_running_builds(pg: Cluster) -> None:
     url = pg.create_database()
     a, b = await BuildStore.open(url, op_timeout=5.0), await BuildStore.open(url, op_timeout=5.0)
     try:
-        a.save_build(record("x1", owner="a", spec_key="gh/org/big", image="reg/big:1"))
-        a.save_build(record("x2", owner="a", spec_key="gh/org/small", requesters=("bob",)))
+        fresh = datetime.now(UTC)  # running now (an old record of a dead replica is stale: below)
+        a.save_build(record("x1", owner="a", spec_key="gh/org/big", image="reg/big:1", created_at=fresh))
+        a.save_build(record("x2", owner="a", spec_key="gh/org/small", requesters=("bob",), created_at=fresh))
         a.save_build(record("x3", owner="a", status="ready", spec_key="gh/org/big", image="reg/big:0"))
         await a.flush()
         seen_by_b = await Admission(
@@ -69,6 +71,17 @@ async def test_replicas_see_each_others_running_builds(pg: Cluster) -> None:
         rule = SpecRule(re.compile("^gh/org/big$"), quota=1)
         assert Admission.rule_builds(rule, seen_by_b, image="reg/big:2") == 1
         assert Admission.rule_builds(rule, seen_by_b, image="reg/big:1") == 0  # joining it takes no place
+        # A dead replica's record that nobody adopted stops counting once its deadline is long past.
+        late = Admission(
+            requests_per_minute=0,
+            builds_per_user=1,
+            store=b,
+            owner="b",
+            shared=True,
+            build_timeout=60,
+            clock=lambda: fresh.timestamp() + 10 * 86400,
+        )
+        assert await late.elsewhere() == []
         own = Admission(requests_per_minute=0, builds_per_user=1, store=a, owner="a", shared=True)
         assert await own.elsewhere() == []  # its own builds it counts in memory
     finally:

@@ -127,7 +127,7 @@ async def build_events(
     user: UserDep,
     last_event_id: Annotated[str | None, Header()] = None,
     after: Annotated[int | None, Query(ge=0, description="Replay events after this id.")] = None,
-) -> EventSourceResponse:
+) -> Response:
     """The build's events as SSE, each with an `id:`.
 
     Reconnect with `Last-Event-ID` (or `?after=`) to get exactly the events you missed.
@@ -136,7 +136,7 @@ async def build_events(
     start = after if after is not None else _event_id(last_event_id)
     if build.done and start >= build.last_event_id:
         # An EventSource reconnects after every stream end; 204 is its signal to stop for good.
-        return Response(status_code=status.HTTP_204_NO_CONTENT)  # type: ignore[return-value]
+        return Response(status_code=status.HTTP_204_NO_CONTENT)
     recorder = service.builds.recorder
     if service.builds.holds(build) or recorder is None:
         return event_stream(build, wire="native", settings=settings, after=start)
@@ -146,7 +146,9 @@ async def build_events(
         wire="native",
         settings=settings,
         after=start,
-        follow=lambda after, stopped: follow_stored(store, build_id, after, stopped=stopped),
+        follow=lambda after, stopped: follow_stored(
+            store, build_id, after, stopped=stopped, build_timeout=settings.build_timeout
+        ),
     )
 
 

@@ -169,6 +169,7 @@ async def follow_stored(
     *,
     stopped: Callable[[], bool] = lambda: False,
     poll: float = POLL,
+    build_timeout: float = 3600.0,
 ) -> AsyncIterator[BuildEvent]:
     """A stored build's events after `after`, to its end (or until `stopped()`): paged when it is over,
     polled while another process runs it."""
@@ -181,8 +182,8 @@ async def follow_stored(
         if any(e.phase.final for e in batch):
             return
         if not batch:
-            if record is None or record.done:
-                return
+            if record is None or record.done or record.stale(now(), build_timeout):
+                return  # a stale record (its replica died unadopted) has nothing more to say
             await asyncio.sleep(poll)
 
 

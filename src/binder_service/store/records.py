@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from ..events import BuildEvent
 
@@ -43,6 +43,14 @@ class BuildRecord:
     @property
     def done(self) -> bool:
         return self.status not in ACTIVE
+
+    def stale(self, now: datetime, timeout: float) -> bool:
+        """Recorded as active, but past any time it could still be (its replica died and nobody adopted
+        it): no build runs past its deadline, none waits in line longer than a build may take."""
+        if self.done:
+            return False
+        limit = self.deadline or self.created_at + timedelta(seconds=2 * timeout)
+        return now > limit + timedelta(seconds=60)
 
 
 @dataclass(frozen=True, slots=True)
