@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from fastapi import FastAPI
@@ -198,6 +199,11 @@ def _dataset_makers(
     }
 
 
+async def _wake_on_stop(stopping: asyncio.Event, builds: BuildManager) -> None:
+    await stopping.wait()
+    builds.wake_all()
+
+
 def create_app(
     settings: Settings, *, environ: Mapping[str, str] | None = None, executor: Executor | None = None
 ) -> FastAPI:
@@ -225,7 +231,7 @@ def create_app(
     )
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         async with AsyncExitStack() as stack:
             # The registry's client: operator-configured, so outside the egress policy.
             http = await stack.enter_async_context(
@@ -326,7 +332,11 @@ def create_app(
                 ("Kubernetes API" if settings.executor == "kubernetes" else "Docker engine", runner.check),
                 ("Registry" if settings.registry_url else "Local image store", images.check),
             ]
-            yield
+            # Set by the server's protocol when a graceful stop begins (server.py); every request sees it in
+            # `scope["state"]`, so open streams say their last word before the connections close.
+            stopping = asyncio.Event()
+            await background(stack, "stop-notice", _wake_on_stop(stopping, builds))
+            yield {"stopping": stopping}
 
     base = settings.base_url
     app = FastAPI(

@@ -61,7 +61,13 @@ def serve(args: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"binder-service: invalid configuration: {e}", file=sys.stderr)
         return 2
-    config = server_config(app, host=settings.host, port=settings.port, send_timeout=settings.send_timeout)
+    config = server_config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        send_timeout=settings.send_timeout,
+        shutdown_grace=settings.shutdown_grace,
+    )
     server = uvicorn.Server(config)
     server.run()
     return 0 if server.started else 3  # as uvicorn.run: the lifespan or the bind failed

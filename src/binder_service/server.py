@@ -15,6 +15,7 @@ import uvicorn
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from .stall_guard import stall_guarded
+from .stop_notice import StopNotice
 
 __all__ = ["MAX_HEAD", "HttpProtocol", "server_config"]
 
@@ -110,18 +111,30 @@ class HttpProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
 
+class _Protocol(StopNotice, HttpProtocol):
+    """What the service serves HTTP with: JSON refusals, and the app told when a graceful stop begins."""
+
+
 def server_config(
-    app: Any, *, host: str, port: int, send_timeout: float, log_level: str = "info"
+    app: Any,
+    *,
+    host: str,
+    port: int,
+    send_timeout: float,
+    shutdown_grace: float = 5.0,
+    log_level: str = "info",
 ) -> uvicorn.Config:
     """The uvicorn configuration `binder-service serve` runs `app` with (tests start it the same way).
 
-    A client that stops reading for `send_timeout` seconds has its connection aborted (stall_guard.py)."""
+    A client that stops reading for `send_timeout` seconds has its connection aborted (stall_guard.py).
+    On a graceful stop, open streams get `shutdown_grace` seconds to say their last word (stop_notice.py)."""
     return uvicorn.Config(
         app,
         host=host,
         port=port,
         log_level=log_level,
         proxy_headers=False,
-        http=stall_guarded(HttpProtocol, send_timeout),
+        http=stall_guarded(_Protocol, send_timeout),
         lifespan="on",
+        timeout_graceful_shutdown=max(shutdown_grace, 0.1),
     )

@@ -21,6 +21,7 @@ __all__ = ["StallGuard", "stall_guarded"]
 
 log = logging.getLogger(__name__)
 P = TypeVar("P", bound=asyncio.Protocol)
+WRITE_BUFFER_HIGH = 16 * 1024
 
 
 class StallGuard(asyncio.Protocol):
@@ -33,6 +34,14 @@ class StallGuard(asyncio.Protocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._stall: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        if isinstance(transport, asyncio.WriteTransport):
+            # asyncio buffers up to 64 KiB per connection before it pauses a writer; with a thousand
+            # subscribers on one build that is 64 MB of copies of the same events. The kernel's socket
+            # buffer is the buffer; ours only needs to hold a message or two.
+            transport.set_write_buffer_limits(high=WRITE_BUFFER_HIGH)
 
     def pause_writing(self) -> None:
         super().pause_writing()

@@ -38,7 +38,12 @@ def running_service(
     app = create_app(settings, environ=env, executor=executor)
     # As `binder-service serve` runs it: uvicorn's parser refusals as JSON, stalled clients aborted.
     config = server_config(
-        app, host="127.0.0.1", port=port, log_level="warning", send_timeout=settings.send_timeout
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        send_timeout=settings.send_timeout,
+        shutdown_grace=settings.shutdown_grace,
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)

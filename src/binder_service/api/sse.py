@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any, Literal
 
 from starlette.responses import Response
@@ -54,12 +54,9 @@ def event_stream(
     does not hold)."""
     encode = _encoder(wire)
 
-    async def source(stopping: Callable[[], bool]) -> AsyncIterator[bytes]:
+    async def source(stopping: Callable[[], bool]) -> AsyncGenerator[bytes, None]:
         final = False
-        if follow is None:
-            events = build.follow(after, stopped=stopping)
-        else:
-            events = follow(after, stopping)
+        events = build.follow(after, stopped=stopping) if follow is None else follow(after, stopping)
         async for event in events:
             final = event.phase.final
             yield encode(event)

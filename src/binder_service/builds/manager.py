@@ -121,6 +121,11 @@ class BuildManager:
                 self._recorder.image(build, built=False)  # when it was last asked for (registry GC)
         return build
 
+    def wake_all(self) -> None:
+        """Wake every follower of every running build (the service is stopping: they say their last word)."""
+        for build in list(self._active.values()):
+            build.wake()
+
     def active_for(self, requester: str) -> int:
         """Queued or running builds `requester` asked for."""
         return sum(requester in b.requesters for b in self._active.values())

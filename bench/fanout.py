@@ -1,0 +1,114 @@
+"""Fan-out memory: 1,000 concurrent subscribers on one build (900 BinderHub streams, 100 native).
+
+A real `binder-service serve` process builds a repository whose Dockerfile prints a line every 20 ms
+(`--lines`, default 600: each one an event); every subscriber reads its stream to the end. It prints the
+service's RSS before the subscribers connect (after a warm-up build), its peak while they are connected,
+and after they are gone, with the CPU time the service spent per delivered event.
+
+Targets (issue 9): growth at the peak <= 50 MB for 1,000 subscribers; back within 20 MB of the baseline.
+
+    .venv/bin/python bench/fanout.py [--binderhub 900] [--native 100] [--lines 600]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import resource
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _common as c
+from tests.support.repos import buildable_repo
+
+
+async def subscriber(host: str, port: int, target: str) -> tuple[int, str]:
+    """Read one event stream to its end; (messages received, phase of the last one)."""
+    reader, writer = await asyncio.open_connection(host, port, limit=1 << 20)
+    writer.write(f"GET {target} HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\n\r\n".encode())
+    count, last = 0, ""
+    try:
+        while line := await reader.readline():
+            if line.startswith(b"data:"):
+                count += 1
+                last = json.loads(line[5:]).get("phase", "")
+                if last in ("ready", "failed"):
+                    break
+    finally:
+        writer.close()
+    return count, last
+
+
+def post(url: str, body: dict[str, str]) -> dict[str, object]:
+    req = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}, method="POST"
+    )
+    with urllib.request.urlopen(req, timeout=120) as r:
+        return dict(json.loads(r.read()))
+
+
+async def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--binderhub", type=int, default=900)
+    parser.add_argument("--native", type=int, default=100)
+    parser.add_argument("--lines", type=int, default=600)
+    args = parser.parse_args()
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # the service inherits it: 1,000+ sockets
+    c.world_up()
+    run = f"for i in $(seq 1 {args.lines}); do echo fanout-line-$i; sleep 0.02; done"
+    with c.git_world() as (root, git), c.Service(prefix=f"bench-fanout-{c.run_id()}/") as service:
+        # Warm-up: one build streamed to one client, so every code path is loaded before the baseline.
+        warm, warm_commit = buildable_repo(root, prefix="fanout-warm")
+        await subscriber("127.0.0.1", service.port, c.binderhub_path(git.url("git", warm), warm_commit))
+        await asyncio.sleep(2)
+        baseline = c.rss_mib(service.pid)
+        name, commit = buildable_repo(root, run=run, prefix="fanout")
+        repo = git.url("git", name)
+        build = post(service.url + "api/v1/builds", {"repo": repo, "ref": commit})
+        cpu0 = c.own_cpu(service.pid)
+        t0 = time.monotonic()
+        with c.RssSampler(service.pid) as rss:
+            streams = [
+                subscriber("127.0.0.1", service.port, c.binderhub_path(repo, commit))
+                for _ in range(args.binderhub)
+            ] + [
+                subscriber("127.0.0.1", service.port, f"/api/v1/builds/{build['id']}/events")
+                for _ in range(args.native)
+            ]
+            results = await asyncio.gather(*streams)
+        elapsed = time.monotonic() - t0
+        cpu = c.own_cpu(service.pid) - cpu0
+        await asyncio.sleep(5)  # the streams' tasks and buffers are released
+        after = c.rss_mib(service.pid)
+    delivered = sum(n for n, _ in results)
+    ready = sum(last == "ready" for _, last in results)
+    counts = sorted({n for n, _ in results})
+    subscribers = args.binderhub + args.native
+    print(
+        c.table(
+            ["figure", "value"],
+            [
+                ["subscribers (BinderHub + native)", f"{subscribers} ({args.binderhub} + {args.native})"],
+                ["streams ending ready", f"{ready} of {subscribers}"],
+                ["events per stream (distinct counts)", ", ".join(map(str, counts[:5]))],
+                ["events delivered", str(delivered)],
+                ["build + stream time (s)", f"{elapsed:.1f}"],
+                ["RSS baseline (MiB)", f"{baseline:.1f}"],
+                ["RSS peak (MiB)", f"{rss.peak:.1f}  (+{rss.peak - baseline:.1f})"],
+                ["RSS after, 5 s later (MiB)", f"{after:.1f}  (+{after - baseline:.1f})"],
+                ["service CPU (s)", f"{cpu:.2f}"],
+                ["service CPU per delivered event (µs)", f"{cpu / max(delivered, 1) * 1e6:.1f}"],
+            ],
+        )
+    )
+    return 0 if ready == subscribers else 1
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))
