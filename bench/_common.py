@@ -241,6 +241,7 @@ class Service:
             "BINDER_SERVICE_REGISTRY_URL": f"http://{REGISTRY}",
             "BINDER_SERVICE_IMAGE_PREFIX": self.prefix,
             "BINDER_SERVICE_ALLOW_PRIVATE_NETWORKS": "true",  # the benchmarks' git servers are on loopback
+            "BINDER_SERVICE_STATE_DIR": tempfile.mkdtemp(prefix="bench-state-"),  # a build store of its own
             "DOCKER_HOST": world.DOCKER_HOST,
             "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}",
             **self.env,
