@@ -33,7 +33,7 @@ gitd=$!
 BINDER_SERVICE_REGISTRY_URL="http://$BINDER_WORLD_REGISTRY" BINDER_SERVICE_IMAGE_PREFIX=demo/ \
   BINDER_SERVICE_ALLOW_PRIVATE_NETWORKS=true binder-service serve --port "$port" >"$work/service.log" 2>&1 &
 svc=$!
-for _ in $(seq 100); do
+for _ in $(seq 600); do  # /health also asks repo2docker itself once: seconds on a busy machine
   curl -fs "http://127.0.0.1:$port/health" >/dev/null 2>&1 && break
   kill -0 "$svc" 2>/dev/null || { cat "$work/service.log"; exit 1; }
   sleep 0.1
