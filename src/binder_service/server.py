@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from typing import Any, Final
 
 import uvicorn
@@ -136,5 +137,5 @@ def server_config(
         proxy_headers=False,
         http=stall_guarded(_Protocol, send_timeout),
         lifespan="on",
-        timeout_graceful_shutdown=max(shutdown_grace, 0.1),
+        timeout_graceful_shutdown=max(1, math.ceil(shutdown_grace)),  # uvicorn takes whole seconds
     )
