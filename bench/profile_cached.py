@@ -68,8 +68,8 @@ SPECIAL = [
 ]
 COMPONENTS = [
     (
-        "binder_service: ref resolution (providers/git_remote)",
-        re.compile(r"\(binder_service/providers/git_remote"),
+        "binder_service: ref resolution (providers/git)",
+        re.compile(r"\(binder_service/providers/git/"),
     ),
     ("binder_service: other modules", re.compile(r"\(binder_service/")),
     ("httpx/httpcore/h11 (outgoing HTTP)", re.compile(r"\((httpx|httpcore|h11)/")),

@@ -9,7 +9,7 @@ import pytest
 
 from binder_service.child_env import child_environ
 from binder_service.errors import BinderError
-from binder_service.providers.git_remote import GitRemote
+from binder_service.providers.git.remote import GitRemote
 
 SECRETS = {
     "BINDER_SERVICE_API_TOKENS": "api-token-s3cret",

@@ -17,7 +17,7 @@ import pytest
 
 from binder_service.egress import EgressBackend, EgressPolicy, egress_transport
 from binder_service.errors import DestinationNotAllowed, RepoUnreachable
-from binder_service.providers.git_remote import GitRemote
+from binder_service.providers.git.remote import GitRemote
 from binder_service.providers.github import github_api
 from tests.support.gitserve import make_repo, serve_threaded
 from tests.support.service import sse_messages

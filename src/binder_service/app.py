@@ -38,8 +38,8 @@ from .providers.detect import host_of
 from .providers.doi import DoiResolver
 from .providers.figshare import FigshareProvider
 from .providers.gist import GistProvider
-from .providers.git import GitProvider
-from .providers.git_remote import GitRemote
+from .providers.git.provider import GitProvider
+from .providers.git.remote import GitRemote
 from .providers.github import GitHubProvider, github_api
 from .providers.gitlab import GitLabProvider, gitlab_api
 from .providers.http_api import HttpApi, QuotaObserver

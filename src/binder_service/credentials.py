@@ -15,21 +15,11 @@ from urllib.parse import quote, unquote, urlsplit
 import httpx
 from pydantic import SecretStr
 
+from .providers.git.urls import http_origin
+
 __all__ = ["GitCredential", "GitCredentials", "parse_credential"]
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
-
-
-def _origin(url: str) -> tuple[str, str, int] | None:
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    try:
-        port = parts.port or _DEFAULT_PORTS.get(scheme)
-    except ValueError:
-        return None
-    if scheme not in _DEFAULT_PORTS or not parts.hostname or port is None:
-        return None
-    return scheme, parts.hostname.lower(), port
 
 
 @dataclass(frozen=True)
@@ -55,7 +45,7 @@ class GitCredential:
 def parse_credential(line: str) -> GitCredential:
     """`https://user:token@host[:port]` -> GitCredential; ValueError (without the secret) otherwise."""
     line = line.strip()
-    origin = _origin(line)
+    origin = http_origin(line)
     parts = urlsplit(line)
     shown = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}" if origin else "an entry"
     if origin is None:
@@ -70,7 +60,7 @@ def parse_credential(line: str) -> GitCredential:
 
 
 def _token_credential(web_url: str, username: str, token: SecretStr | None) -> GitCredential | None:
-    origin = _origin(web_url)
+    origin = http_origin(web_url)
     if token is None or not token.get_secret_value() or origin is None:
         return None
     return GitCredential(*origin, username=username, password=token)
@@ -112,7 +102,7 @@ class GitCredentials:
 
     def for_url(self, url: str) -> GitCredential | None:
         """The credential for `url`'s exact origin, if one is configured."""
-        origin = _origin(url)
+        origin = http_origin(url)
         return self._by_origin.get(origin) if origin else None
 
     def basic_auth(self, url: str) -> httpx.BasicAuth | None:

@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from urllib.parse import urlsplit
 
 from .egress import EgressPolicy
 from .errors import InvalidSpec, RepoUnreachable, UpstreamTimeout
-from .providers.git_remote import redact_url, url_host
+from .providers.git.urls import redact_url, transport, url_host
 
 __all__ = ["DestinationCheck"]
 
@@ -44,13 +43,8 @@ class DestinationCheck:
         except TimeoutError as e:
             raise UpstreamTimeout(f"looking up {host} took longer than {self._timeout:g}s") from e
         except socket.gaierror as e:
-            if _is_ssh(url):
+            if transport(url) == "ssh":
                 return  # may be an alias in ssh's own config: ssh decides, as `git ls-remote` does
             raise RepoUnreachable(f"cannot reach {shown}: host not found") from e
         except UnicodeError as e:  # IDNA encoding of a malformed name
             raise InvalidSpec(f"repository URL has an invalid host: {shown!r}") from e
-
-
-def _is_ssh(url: str) -> bool:
-    scheme = urlsplit(url).scheme.lower() if "://" in url else "ssh"
-    return scheme in ("ssh", "git+ssh", "ssh+git")

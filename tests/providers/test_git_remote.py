@@ -25,8 +25,10 @@ from binder_service.errors import (
     RepoUnreachable,
     UpstreamTimeout,
 )
-from binder_service.providers import git_remote
-from binder_service.providers.git_remote import GitRemote, RemoteRefs, check_git_url, pick_ref, redact_url
+from binder_service.providers.git import protocol
+from binder_service.providers.git.protocol import RemoteRefs, pick_ref, pkt_line
+from binder_service.providers.git.remote import GitRemote
+from binder_service.providers.git.urls import check_git_url, redact_url
 from tests.support.gitserve import (
     branch,
     commit,
@@ -273,7 +275,7 @@ class _BadGitHandler(BaseHTTPRequestHandler):
                 200, "application/x-git-upload-pack-advertisement", b"001e# service=git-upload-pack\n0000"
             )
         elif kind == "huge":
-            line = git_remote._pkt(b"%s refs/heads/b\n" % (b"a" * 40))
+            line = pkt_line(b"%s refs/heads/b\n" % (b"a" * 40))
             self._send(
                 200,
                 "application/x-git-upload-pack-advertisement",
@@ -307,7 +309,7 @@ def http_server(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
 async def test_bad_http_servers(
     remote: GitRemote, monkeypatch: pytest.MonkeyPatch, path: str, error: type[Exception], match: str
 ) -> None:
-    monkeypatch.setattr(git_remote, "MAX_ADVERTISEMENT", 10_000)  # "huge" sends ~100 kB
+    monkeypatch.setattr(protocol, "MAX_ADVERTISEMENT", 10_000)  # "huge" sends ~100 kB
     with http_server(_BadGitHandler) as url, pytest.raises(error, match=match):
         await remote.list_refs(url + path)
 
@@ -333,8 +335,8 @@ async def test_dumb_http_server_is_refused(remote: GitRemote, repo: Repo, git_ro
 async def test_hostile_daemon_cannot_exhaust_memory(
     remote: GitRemote, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(git_remote, "MAX_ADVERTISEMENT", 100_000)
-    line = git_remote._pkt(b"%s refs/heads/b\n" % (b"a" * 40))
+    monkeypatch.setattr(protocol, "MAX_ADVERTISEMENT", 100_000)
+    line = pkt_line(b"%s refs/heads/b\n" % (b"a" * 40))
 
     async def endless(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(OSError):

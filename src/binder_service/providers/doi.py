@@ -20,7 +20,8 @@ import httpx
 
 from ..caching import AsyncCache
 from ..errors import BinderError, RepoNotFound, RepoUnreachable, UpstreamError, UpstreamTimeout
-from .http_api import _USER_AGENT, _clean
+from .git.urls import scrub
+from .http_api import _USER_AGENT
 
 __all__ = ["MAX_HOPS", "DoiResolver", "doi_prefix", "parse_doi"]
 
@@ -90,7 +91,7 @@ class DoiResolver:
         except (TimeoutError, httpx.TimeoutException) as e:
             raise UpstreamTimeout(f"resolving DOI {doi[:200]} took longer than {self._timeout:g}s") from e
         except (httpx.HTTPError, httpx.InvalidURL, UnicodeError) as e:
-            reason = _clean(str(e)) or type(e).__name__
+            reason = scrub(str(e), limit=200) or type(e).__name__
             raise RepoUnreachable(f"cannot resolve DOI {doi[:200]}: {reason}") from e
 
     async def _locate(

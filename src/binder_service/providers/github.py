@@ -19,8 +19,8 @@ from ..caching import AsyncCache
 from ..errors import InvalidSpec, RefNotFound, RepoNotFound, UpstreamError
 from .base import RepoSpec, ResolvedRepo
 from .detect import url_path
-from .git import check_ref
-from .git_remote import is_commit_id
+from .git.provider import check_ref
+from .git.urls import is_commit_id
 from .hosted import HostedProvider
 from .http_api import HttpApi, QuotaObserver, Reply, pick
 

@@ -15,8 +15,8 @@ from pydantic import SecretStr
 from ..errors import InvalidSpec, RefNotFound, RepoNotFound, UpstreamError
 from .base import RepoSpec, ResolvedRepo
 from .detect import url_path
-from .git import check_ref
-from .git_remote import is_commit_id
+from .git.provider import check_ref
+from .git.urls import is_commit_id
 from .github import FALLBACK_REFS
 from .hosted import HostedProvider
 from .http_api import HttpApi, QuotaObserver, pick

@@ -23,6 +23,7 @@ import httpx
 
 from .. import __version__
 from ..errors import BinderError, RateLimited, RepoUnreachable, UpstreamError, UpstreamTimeout
+from .git.urls import http_origin, scrub
 
 __all__ = ["MISSING", "HttpApi", "QuotaObserver", "Reply", "pick"]
 
@@ -38,12 +39,6 @@ MAX_WAIT: Final = 3600.0  # GitHub's and GitLab's limits reset within the hour
 _USER_AGENT: Final = f"binder-service/{__version__}"  # GitHub refuses requests without one
 
 T = TypeVar("T")
-
-
-def _clean(text: str, limit: int = 200) -> str:
-    """Text from a server made safe for a message: printable, one line, bounded."""
-    text = " ".join("".join(c if c.isprintable() else " " for c in text).split())
-    return text[:limit] + ("…" if len(text) > limit else "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +74,7 @@ class Reply:
         except (ValueError, RecursionError):
             return ""
         text = data.get("message") if isinstance(data, dict) else None
-        return _clean(text) if isinstance(text, str) else ""
+        return scrub(text, limit=200) if isinstance(text, str) else ""
 
 
 def pick(data: Any, *path: str | int, kind: type[T], api: str) -> T:
@@ -96,12 +91,6 @@ def pick(data: Any, *path: str | int, kind: type[T], api: str) -> T:
         where = "".join(f"[{s}]" if isinstance(s, int) else f".{s}" for s in path).lstrip(".")
         raise UpstreamError(f"{api} answered without a valid {where!r} ({kind.__name__} expected)")
     return value
-
-
-def _origin(url: str) -> tuple[str, str, int | None]:
-    parts = urlsplit(url)
-    default = {"http": 80, "https": 443}.get(parts.scheme)
-    return parts.scheme, (parts.hostname or "").lower(), parts.port or default
 
 
 def _finite(value: float) -> float | None:
@@ -152,7 +141,7 @@ class HttpApi:
         self._http = http
         self._timeout = timeout
         self._headers = {"User-Agent": _USER_AGENT, **(headers or {})}
-        self._origin = _origin(self.base_url)
+        self._origin = http_origin(self.base_url)
         self._host = urlsplit(self.base_url).netloc.rpartition("@")[2]
         self._limited_until = 0.0
 
@@ -169,7 +158,7 @@ class HttpApi:
         except (TimeoutError, httpx.TimeoutException) as e:
             raise UpstreamTimeout(f"{self.name} did not answer within {self._timeout:g}s") from e
         except (httpx.HTTPError, httpx.InvalidURL, UnicodeError) as e:  # refused, reset, bad host name
-            reason = _clean(str(e)) or type(e).__name__
+            reason = scrub(str(e), limit=200) or type(e).__name__
             raise RepoUnreachable(f"cannot reach {self.name} at {self._host}: {reason}") from e
         self._quota(reply.headers)
         return self._check(reply)
@@ -194,7 +183,8 @@ class HttpApi:
                     # A renamed repository answers 301. Follow it on the API's own origin only: a
                     # token header must never travel to another host.
                     url = urljoin(url, response.headers["location"])
-                    if _origin(url) != self._origin:
+                    origin = http_origin(url)  # None for another scheme or a port that does not parse
+                    if origin is None or origin != self._origin:
                         raise RepoUnreachable(f"{self.name} redirected to another host")
                     continue
                 body = bytearray()

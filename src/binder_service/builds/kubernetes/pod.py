@@ -7,10 +7,10 @@ import hashlib
 import math
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from ...images import build_pod_name
 from ...providers import ResolvedRepo
+from ...providers.git.urls import redact_url
 from ..executor import BuildJob
 from ..r2d_args import r2d_args, r2d_config
 
@@ -57,18 +57,6 @@ class PodTemplate:
         return ",".join(f"{k}={v}" for k, v in sorted(self.all_labels.items()))
 
 
-def strip_credentials(url: str) -> str:
-    """`https://user:token@host/x` -> `https://host/x`; anything else unchanged."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return url
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=host))
-
-
 def build_pod(job: BuildJob, template: PodTemplate, *, node: str | None = None) -> dict[str, Any]:
     """The pod manifest for `job`; `node` (sticky builds) is preferred, not required."""
     repo = job.repo
@@ -76,10 +64,10 @@ def build_pod(job: BuildJob, template: PodTemplate, *, node: str | None = None) 
         f"{ANNOTATION}image": job.image_name,
         f"{ANNOTATION}build-id": job.build_id,
         f"{ANNOTATION}provider": repo.provider,
-        f"{ANNOTATION}repo": strip_credentials(repo.repo_url),
+        f"{ANNOTATION}repo": redact_url(repo.repo_url),
         f"{ANNOTATION}ref": repo.ref,
         f"{ANNOTATION}commit": repo.commit,
-        f"{ANNOTATION}build-slug": strip_credentials(repo.build_slug),
+        f"{ANNOTATION}build-slug": redact_url(repo.build_slug),
         f"{ANNOTATION}content-provider": repo.content_provider,
     }
     if job.requester is not None:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import re
 from urllib.parse import unquote
 
-from ..caching import AsyncCache
-from ..errors import InvalidSpec
-from .base import RepoProvider, RepoSpec, ResolvedRepo
-from .git_remote import GitRemote, check_git_url, is_commit_id, redact_url
+from ...caching import AsyncCache
+from ...errors import InvalidSpec
+from ..base import RepoProvider, RepoSpec, ResolvedRepo
+from .remote import GitRemote
+from .urls import check_git_url, is_commit_id, redact_url
 
 # git check-ref-format's rules, plus "no leading dash" so a ref can never read as an option.
 _BAD_REF = re.compile(r"(^[-/.])|(\.\.)|(@\{)|([\x00-\x20\x7f~^:?*\[\\])|(\.lock$)|(/$)|(\.$)|(//)")
