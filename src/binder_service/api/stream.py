@@ -24,6 +24,8 @@ from collections.abc import AsyncGenerator, Callable, Mapping
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
+from .release_memory import STREAMS
+
 __all__ = ["KEEPALIVE", "EventStream", "Source"]
 
 log = logging.getLogger(__name__)
@@ -88,6 +90,7 @@ class EventStream(Response):
 
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
         watcher = asyncio.create_task(watch())
+        STREAMS.opened()
         try:
             async with contextlib.aclosing(self._source(is_stopping)) as messages:
                 async for message in messages:
@@ -103,3 +106,4 @@ class EventStream(Response):
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
+            STREAMS.closed()
