@@ -109,3 +109,21 @@ async def test_lookup_cache_remembers_not_found_briefly() -> None:
         with pytest.raises(UpstreamError):
             await cache.get_or_compute("other", broken)
     assert calls == 4
+
+
+def test_an_api_message_is_shown_without_credentials() -> None:
+    body = b'{"message": "cannot fetch https://user:s3cret@mirror.example/x"}'
+    with pytest.raises(UpstreamError, match=r"HTTP 400: cannot fetch https://mirror\.example/x$") as info:
+        check(400, {}, body)
+    assert "s3cret" not in str(info.value)
+
+
+async def test_a_redirect_to_a_port_that_does_not_parse_is_refused(
+    http: httpx.AsyncClient, fake_github: FakeGitHub
+) -> None:
+    fake_github.add_repo("org", "old")
+    fake_github.rename_repo("org", "old", "org", "new")
+    api = HttpApi(http, name="GitHub API", base_url=fake_github.url, timeout=2)
+    fake_github.url = fake_github.url.rpartition(":")[0] + ":99999"  # the 301 points at no port at all
+    with pytest.raises(RepoUnreachable, match="redirected to another host"):
+        await api.get("/repos/org/old")
