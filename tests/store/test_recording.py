@@ -139,3 +139,20 @@ def test_a_corrupt_store_stops_serve_with_one_clear_line(tmp_path: Path) -> None
     assert "cannot open the build store" in result.stderr
     assert "corrupt or not SQLite" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+async def test_the_cached_path_writes_an_image_once_a_minute_per_requester(store: BuildStore) -> None:
+    now = [1000.0]
+    recorder = Recorder(store, owner="me", clock=lambda: now[0])
+    alice = Build(id="c1", image_name="reg/img:1", repo=REPO, requester="alice", cached=True)
+    bob = Build(id="c2", image_name="reg/img:1", repo=REPO, requester="bob", cached=True)
+    before = store.writer.backlog
+    recorder.image(alice, built=False)
+    recorder.image(alice, built=False)  # the same minute: nothing new to write
+    recorder.image(bob, built=False)  # someone else: written
+    assert store.writer.backlog - before == 2
+    now[0] += 61
+    recorder.image(alice, built=False)
+    recorder.image(alice, built=True)  # a build always is
+    assert store.writer.backlog - before == 4
+    await store.flush()

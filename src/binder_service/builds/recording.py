@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import socket
+import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 
@@ -36,12 +38,20 @@ async def remove_logs(purged: list[Purged]) -> None:
             await asyncio.to_thread(BuildFiles.of_log(build.log_path).remove)
 
 
+TOUCH_EVERY = 60.0  # seconds: an image's "last requested" is kept to the minute, not to the request
+_TOUCHED_MAX = 10_000
+
+
 class Recorder:
     """Writes one service's builds to the store (queued: nothing here waits for the database)."""
 
-    def __init__(self, store: BuildStore, *, owner: str) -> None:
+    def __init__(self, store: BuildStore, *, owner: str, clock: Callable[[], float] = time.monotonic) -> None:
         self.store = store
         self.owner = owner  # this process: a restarted service adopts the builds it owned
+        self._clock = clock
+        # (image, requester) -> when last written: the cached path writes an image at most once a minute
+        # per requester, not one database transaction per request.
+        self._touched: OrderedDict[tuple[str, str | None], float] = OrderedDict()
 
     def event(self, build: Build, event: BuildEvent) -> None:
         if event.phase.value not in build.phase_times:
@@ -52,6 +62,14 @@ class Recorder:
         self.store.save_build(snapshot(build, owner=self.owner))
 
     def image(self, build: Build, *, built: bool) -> None:
+        key, at = (build.image_name, build.requester), self._clock()
+        last = self._touched.get(key)
+        if not built and last is not None and at - last < TOUCH_EVERY:
+            return
+        self._touched[key] = at
+        self._touched.move_to_end(key)
+        if len(self._touched) > _TOUCHED_MAX:
+            self._touched.popitem(last=False)
         self.store.touch_image(
             ImageTouch(
                 build.image_name,
