@@ -15,6 +15,7 @@ import httpcore
 import httpx
 import pytest
 
+from binder_service.destinations import DestinationCheck
 from binder_service.egress import EgressBackend, EgressPolicy, egress_transport
 from binder_service.errors import DestinationNotAllowed, RepoUnreachable
 from binder_service.providers.git.remote import GitRemote
@@ -195,6 +196,21 @@ async def test_unknown_host_is_a_clear_error() -> None:
         remote = GitRemote(client, timeout=2, egress=EgressPolicy())
         with pytest.raises(RepoUnreachable, match="host not found"):
             await remote.resolve("https://no-such-host.invalid/repo", "main")
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["ssh://git@no-such-host.invalid/r", "GIT+SSH://no-such-host.invalid/r", "git@no-such-host.invalid:x"],
+)
+async def test_a_build_destination_ssh_cannot_resolve_is_left_to_ssh(url: str) -> None:
+    """The name may be a Host alias in ssh's own config, as `git ls-remote` treats it."""
+    await DestinationCheck(EgressPolicy(), timeout=5).check(url)
+
+
+@pytest.mark.parametrize("url", ["https://no-such-host.invalid/r", "git://no-such-host.invalid/r"])
+async def test_a_build_destination_that_cannot_resolve_is_unreachable(url: str) -> None:
+    with pytest.raises(RepoUnreachable, match="host not found"):
+        await DestinationCheck(EgressPolicy(), timeout=5).check(url)
 
 
 # --- through the API ----------------------------------------------------------------------------------
