@@ -101,8 +101,14 @@ def running_hub(
     image_prefix: str,
     container_prefix: str,
     service_env: dict[str, str] | None = None,
+    extra_config: str = "",
+    hub_env: dict[str, str] | None = None,
 ) -> Iterator[Hub]:
-    """JupyterHub + proxy + binder-service (managed) + BinderDockerSpawner; all stopped on exit."""
+    """JupyterHub + proxy + binder-service (managed) + BinderDockerSpawner; all stopped on exit.
+
+    `extra_config` is appended to the hub's `jupyterhub_config.py` (later settings win: another spawner);
+    `hub_env` is added to the hub process's environment.
+    """
     if not CHP.exists():
         raise RuntimeError(f"{CHP} is missing: run scripts/bootstrap.sh dev")
     public, proxy_api, hub_port, service_port = free_port(), free_port(), free_port(), free_port()
@@ -134,13 +140,14 @@ def running_hub(
         "container_prefix": container_prefix,
     }
     config = tmp / "jupyterhub_config.py"
-    config.write_text(_CONFIG.replace("@SETTINGS@", repr(json.dumps(settings))))
+    config.write_text(_CONFIG.replace("@SETTINGS@", repr(json.dumps(settings))) + extra_config)
     log = tmp / "hub.log"
     env = {
         **os.environ,
         "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}",
         "DOCKER_HOST": world_env["DOCKER_HOST"],
         "CONFIGPROXY_AUTH_TOKEN": secrets.token_hex(16),
+        **(hub_env or {}),
     }
     with log.open("wb") as out:
         proc = subprocess.Popen(
