@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.parser import BytesParser
 from email.policy import HTTP
@@ -125,70 +126,93 @@ def page(browser: Browser) -> Iterator[Page]:
     context.close()
 
 
-def github_repo(git_root: Path, github_api: FakeGitHub) -> tuple[str, str, str]:
+def github_repo(git_root: Path, github_api: FakeGitHub, *, fail: bool = False) -> tuple[str, str, str]:
     """A repository on the loopback "GitHub": (org/repo as typed, its commit, a text its build prints).
 
-    Capitalised as GitHub names often are; its Dockerfile builds on the world's busybox image."""
+    Capitalised as GitHub names often are; its Dockerfile builds on the world's busybox image (and
+    with `fail`, its RUN step exits 3)."""
     org, name = "Binder-Test", f"Fancy-{uuid.uuid4().hex[:8]}"
     marker = f"fancy-{uuid.uuid4().hex[:10]}"
-    dockerfile = f"FROM {world.BUSYBOX_IMAGE}\nCOPY marker.txt /marker.txt\nRUN echo {marker}-built\n"
+    run = f"echo {marker}-built" + (" && exit 3" if fail else "")
+    dockerfile = f"FROM {world.BUSYBOX_IMAGE}\nCOPY marker.txt /marker.txt\nRUN {run}\n"
     commit = make_repo(git_root, f"{org}/{name}", {"Dockerfile": dockerfile, "marker.txt": marker + "\n"})
     github_api.add_repo(org, name, branches={"main": commit})
     return f"{org}/{name}", commit, marker
+
+
+@dataclass
+class Attempt:
+    """What the page sent: the build requests of its event-stream client, the spawn form it submitted."""
+
+    builds: list[Request] = field(default_factory=list)
+    submitted: list[Request] = field(default_factory=list)
+
+
+def build_in_the_form(page: Page, hub: Hub, repo: str, ref: str) -> Attempt:
+    """Log in as a new user, pick "Build your own image", enter `repo` and `ref`, click the button; return
+    once the form was submitted (and taken) or shows why not."""
+    attempt = Attempt()
+    page.on("request", lambda r: attempt.builds.append(r) if BUILD_PATH in r.url else None)
+
+    def take_the_form(route: Route, request: Request) -> None:
+        if request.method != "POST":
+            route.continue_()
+            return
+        attempt.submitted.append(request)  # KubeSpawner would now ask a Kubernetes API that is not there
+        route.fulfill(status=200, content_type="text/html", body="<p id=taken>form taken by the test</p>")
+
+    page.route("**/hub/spawn**", take_the_form)
+    page.goto(f"{hub.url}/hub/login")
+    page.fill("input[name=username]", f"u{uuid.uuid4().hex[:8]}")
+    page.fill("input[name=password]", hub.password)
+    page.click("#login_submit")
+    page.wait_for_url("**/hub/**")
+    page.goto(f"{hub.url}/hub/spawn")
+
+    # fancy-profiles' React form (not KubeSpawner's own): the profile, its image option, the build choice.
+    page.locator(f"#profile-{PROFILE} .select__control").click()
+    page.get_by_text("Build your own image", exact=True).click()
+    page.fill(f"#{IMAGE_FIELD}--repo", repo)
+    page.fill(f"#{IMAGE_FIELD}--ref", ref)
+    # The log terminal is set up (the build writes into it) before the button may be used.
+    page.locator(".xterm-rows").filter(has_text="Logs will appear here").wait_for()
+    page.get_by_role("button", name="Build Image and Start").click()
+    # Either the form was submitted (taken by the route above) or it shows why not (a failed build).
+    page.locator("#taken, #form .invalid-feedback").first.wait_for(timeout=600_000)
+    return attempt
+
+
+def recorded(page: Page) -> tuple[list[dict[str, Any]], list[str]]:
+    """(the build stream's messages as the page's client read them, every screen its log terminal showed)."""
+    stream = page.evaluate("sessionStorage.getItem('binderStream') || ''")
+    events = [json.loads(line[5:]) for line in stream.splitlines() if line.startswith("data:")]
+    screens = json.loads(page.evaluate("sessionStorage.getItem('fancyTerminal') || '[]'"))
+    return events, screens
 
 
 def test_build_your_own_image_fills_the_image_field(
     fancy_hub: Hub, github_api: FakeGitHub, git_root: Path, world_env: dict[str, str], page: Page
 ) -> None:
     repo, commit, marker = github_repo(git_root, github_api)
-    user = f"u{uuid.uuid4().hex[:8]}"
-    submitted: list[Request] = []
-    build_requests: list[Request] = []
-    page.on("request", lambda r: build_requests.append(r) if BUILD_PATH in r.url else None)
-
-    def take_the_form(route: Route, request: Request) -> None:
-        if request.method != "POST":
-            route.continue_()
-            return
-        submitted.append(request)  # KubeSpawner would now ask a Kubernetes API that is not there
-        route.fulfill(status=200, content_type="text/html", body="<p id=taken>form taken by the test</p>")
-
-    page.route("**/hub/spawn**", take_the_form)
-    page.goto(f"{fancy_hub.url}/hub/login")
-    page.fill("input[name=username]", user)
-    page.fill("input[name=password]", fancy_hub.password)
-    page.click("#login_submit")
-    page.wait_for_url("**/hub/**")
-    page.goto(f"{fancy_hub.url}/hub/spawn")
-
-    # fancy-profiles' React form (not KubeSpawner's own): the profile, its image option, the build choice.
-    profile = page.locator(f"#profile-{PROFILE}")
-    profile.locator(".select__control").click()
-    page.get_by_text("Build your own image", exact=True).click()
-    page.fill(f"#{IMAGE_FIELD}--repo", repo)
-    page.fill(f"#{IMAGE_FIELD}--ref", "main")
-    # The log terminal is set up (the build writes into it) before the button may be used.
-    page.locator(".xterm-rows").filter(has_text="Logs will appear here").wait_for()
-    with page.expect_request(lambda r: r.method == "POST" and "/hub/spawn" in r.url, timeout=600_000):
-        page.get_by_role("button", name="Build Image and Start").click()
-    page.locator("#taken").wait_for()
+    attempt = build_in_the_form(page, fancy_hub, repo, "main")
+    shown = page.locator("#form .invalid-feedback").all_inner_texts()
+    assert attempt.submitted, f"the form shows {shown}; binder-service: {service_builds(fancy_hub)}"
 
     # The form asked binder-service's BinderHub face, with a token it minted for the user ...
-    (asked,) = build_requests
+    (asked,) = attempt.builds
     assert urlsplit(asked.url).path == f"{BUILD_PATH}gh/{repo}/main", asked.url
     assert parse_qs(urlsplit(asked.url).query) == {"build_only": ["true"]}, asked.url
     assert asked.all_headers().get("authorization", "").startswith("Bearer "), "no Bearer token sent"
     # ... and the build streamed to `ready` in the page: the stream its client read, the log it showed.
-    stream = page.evaluate("sessionStorage.getItem('binderStream') || ''")
-    events = [json.loads(line[5:]) for line in stream.splitlines() if line.startswith("data:")]
+    events, screens = recorded(page)
     phases = [e.get("phase") for e in events]
     assert phases[-1] == "ready", phases
     assert {"building", "pushing"} <= set(phases), phases
-    screens = json.loads(page.evaluate("sessionStorage.getItem('fancyTerminal') || '[]'"))
     assert any(f"{marker}-built" in s for s in screens), screens
 
     # The image binder-service built and pushed is the one in the form's image field ...
-    form = form_fields(submitted[-1])
+    (submitted,) = attempt.submitted
+    form = form_fields(submitted)
     assert form["profile"] == PROFILE, form
     image = form[IMAGE_FIELD]
     builds = service_builds(fancy_hub)
@@ -196,12 +220,29 @@ def test_build_your_own_image_fills_the_image_field(
     assert [b["status"] for b in mine] == ["ready"], mine
     assert image == mine[0]["image_name"] == events[-1]["imageName"]
     assert image.startswith(f"{world_env['BINDER_WORLD_REGISTRY']}/fancytest-{RUN_ID}/"), image
-    # ... resolved through the GitHub API (as the Bearer token the form minted let it ask) ...
+    # ... its commit resolved through the GitHub API ...
     assert github_api.requests_to(f"/repos/{repo}/commits/main"), github_api.seen
     # ... and in the registry.
     host, path, tag = split_image(image)
     r = httpx.head(f"http://{host}/v2/{path}/manifests/{tag}", headers={"Accept": MANIFEST_TYPES}, timeout=30)
     assert r.status_code == 200, (image, r.status_code)
+
+
+def test_a_failed_build_is_shown_in_the_form(
+    fancy_hub: Hub, github_api: FakeGitHub, git_root: Path, page: Page
+) -> None:
+    repo, commit, marker = github_repo(git_root, github_api, fail=True)
+    attempt = build_in_the_form(page, fancy_hub, repo, "main")
+    assert not attempt.submitted, "a failed build still submitted the form"
+    assert page.locator("#form .invalid-feedback").all_inner_texts() == ["image build failed"]
+    (build,) = [b for b in service_builds(fancy_hub) if b["provider"] == "gh" and b["commit"] == commit]
+    assert build["status"] == "failed", build
+    # The stream ended with binder-service's `failed` event, and its message is in the form's log.
+    events, screens = recorded(page)
+    assert events[-1]["phase"] == "failed", events[-3:]
+    assert "exit code: 3" in build["error"]["message"], build
+    assert any(f"{marker}-built" in s for s in screens), screens
+    assert any("exit code: 3" in s for s in screens), screens[-1:]
 
 
 def form_fields(request: Request) -> dict[str, str]:
