@@ -57,8 +57,14 @@ def test_cache_watch_says_when_the_imported_layers_were_used() -> None:
         "#7 CACHED",
     ]:
         missing.feed(emit, Phase.BUILDING, line + "\n")
-    assert missing.hit
+    # The import failed: a step the engine had cached itself is not a layer-cache hit (the metric's
+    # hit ratio measures the cache imported from the registry, not what a node happened to keep).
+    assert not missing.hit
     assert said == []
+
+    local = CacheWatch(None)  # the layer cache off: the engine's own cache is no hit either
+    local.feed(emit, Phase.BUILDING, "#7 CACHED\n")
+    assert not local.hit
 
     cold = CacheWatch(None)
     cold.feed(emit, Phase.BUILDING, "#5 [2/3] RUN make\n#5 DONE 3.1s\n")

@@ -76,13 +76,17 @@ class CacheWatch:
     _import_steps: set[str] = field(default_factory=set)
     _import_failed: bool = False
 
+    def _imported(self) -> bool:
+        return bool(self.cache_from and self._import_steps and not self._import_failed)
+
     def feed(self, emit: Emit, phase: Phase, message: str) -> None:
         for line in message.splitlines():
             if (found := _IMPORT.match(line)) and found.group(2) == self.cache_from:
                 self._import_steps.add(found.group(1))
             elif (found := _ERROR.match(line)) and found.group(1) in self._import_steps:
                 self._import_failed = True
-            elif _CACHED.match(line) and not self.hit:
+            elif _CACHED.match(line) and not self.hit and self._imported():
+                # A hit is a step taken from the imported image's cache: a step the engine happened to
+                # have cached itself (an earlier build on this node) is not the layer cache at work.
                 self.hit = True
-                if self.cache_from and self._import_steps and not self._import_failed:
-                    emit(phase, f"Reusing layers of {self.cache_from}\n")
+                emit(phase, f"Reusing layers of {self.cache_from}\n")
