@@ -25,7 +25,8 @@ from .credentials import GitCredentials
 from .destinations import DestinationCheck
 from .docker_config import DockerConfig
 from .egress import EgressPolicy
-from .housekeeping import background, collect_registry_forever, engine_disk, layer_cache
+from .housekeeping import background, collect_registry_forever, engine_disk, layer_cache, registry_images
+from .image_admin import ImageAdmin
 from .image_store import EngineImageStore, ImageStore, RegistryImageStore
 from .images import qualified_prefix, registry_host, validate_prefix
 from .metrics import Metrics
@@ -290,6 +291,9 @@ def create_app(
             if settings.build_retention_seconds > 0:
                 purge = purge_forever(store, settings.build_retention_seconds, on_purged=remove_logs)
                 await background(stack, "build-retention", purge)
+            app.state.image_admin = ImageAdmin(
+                store.engine, registry_images(settings, http), forget=builds.forget_images
+            )
             app.state.admission = Admission(
                 requests_per_minute=settings.max_requests_per_minute,
                 builds_per_user=settings.max_builds_per_user,

@@ -16,7 +16,8 @@ for plain HTTP, or to a ``failed`` event for a stream. Messages are for people a
     │   ├── UnknownProvider          404 unknown_provider
     │   ├── RepoNotFound             404 repo_not_found
     │   ├── RefNotFound              404 ref_not_found
-    │   └── BuildNotFound            404 build_not_found
+    │   ├── BuildNotFound            404 build_not_found
+    │   └── ImageNotFound            404 image_not_found
     ├── BuildShared                  409 build_shared
     ├── BuildCancelled               409 build_cancelled
     ├── TooManyRequests              429 too_many_requests
@@ -32,6 +33,8 @@ for plain HTTP, or to a ``failed`` event for a stream. Messages are for people a
     │   ├── BuilderUnavailable       503 builder_unavailable
     │   ├── StoreUnavailable         503 store_unavailable
     │   └── KubeStatus               502 kubernetes_error
+    ├── ImageShared                  409 image_shared
+    ├── NoRegistry                   409 no_registry
     ├── ServiceStopping              503 service_stopping
     └── BuildError                   500 build_failed
         └── BuildTimeout             504 build_timeout
@@ -140,6 +143,12 @@ class BuildNotFound(NotFound):
     code = "build_not_found"
 
 
+class ImageNotFound(NotFound):
+    """No image of that name was built by this service (or it was deleted)."""
+
+    code = "image_not_found"
+
+
 class BuildShared(BinderError):
     """A user asked to cancel a build that other users are waiting for too."""
 
@@ -218,6 +227,20 @@ class EngineUnavailable(UpstreamError):
 
     code = "engine_unavailable"
     status = 503
+
+
+class ImageShared(BinderError):
+    """Other users asked for this image too: only an admin deletes it."""
+
+    code = "image_shared"
+    status = 409
+
+
+class NoRegistry(BinderError):
+    """Images are kept in the local engine: there is no registry to delete one from."""
+
+    code = "no_registry"
+    status = 409
 
 
 class ServiceStopping(BinderError):

@@ -129,22 +129,30 @@ class RegistryGC:
         return report
 
     async def _collect_repo(self, repo: str, images: list[str], report: GcReport, *, dry_run: bool) -> None:
-        ours = {split_image(i)[2]: i for i in images}
-        digests = {tag: await self._registry.digest(repo, tag) for tag in ours}
-        foreign: set[str | None] = set()
-        for tag in await self._registry.tags(repo):
-            if tag not in ours:
-                foreign.add(await self._registry.digest(repo, tag))
-        for tag, image in ours.items():
-            digest = digests[tag]
-            if digest is None:
-                report.already_gone.append(image)
-            elif digest in foreign:
-                report.kept_shared.append(image)
-            elif dry_run or await self._registry.delete(repo, digest):
-                report.deleted.append(image)
-            else:
-                report.already_gone.append(image)
+        await delete_in_repo(self._registry, repo, images, report, dry_run=dry_run)
+
+
+async def delete_in_repo(
+    registry: RegistryImages, repo: str, images: list[str], report: GcReport, *, dry_run: bool = False
+) -> None:
+    """Delete `images` (tags of registry repository `repo`) by digest; one another tag also points at
+    is kept (deleting a manifest deletes every tag on it)."""
+    ours = {split_image(i)[2]: i for i in images}
+    digests = {tag: await registry.digest(repo, tag) for tag in ours}
+    foreign: set[str | None] = set()
+    for tag in await registry.tags(repo):
+        if tag not in ours:
+            foreign.add(await registry.digest(repo, tag))
+    for tag, image in ours.items():
+        digest = digests[tag]
+        if digest is None:
+            report.already_gone.append(image)
+        elif digest in foreign:
+            report.kept_shared.append(image)
+        elif dry_run or await registry.delete(repo, digest):
+            report.deleted.append(image)
+        else:
+            report.already_gone.append(image)
 
 
 def _aware(when: datetime) -> datetime:

@@ -2,11 +2,12 @@
 
 from fastapi import APIRouter
 
-from . import binderhub, builds, login, meta
+from . import binderhub, builds, images, login, meta
 
 router = APIRouter()
 router.include_router(binderhub.router)
 router.include_router(builds.router)
+router.include_router(images.router)
 router.include_router(meta.router)
 router.include_router(login.router)
 

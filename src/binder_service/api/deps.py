@@ -8,6 +8,7 @@ from fastapi import Depends, Request
 
 from ..admission import Admission
 from ..auth import Authenticator, Identity
+from ..image_admin import ImageAdmin
 from ..metrics import Metrics
 from ..service import BinderService
 from ..settings import Settings
@@ -41,8 +42,14 @@ async def get_builder(request: Request, identity: Annotated[Identity, Depends(ge
     return identity
 
 
+async def get_images(request: Request) -> ImageAdmin:
+    images: ImageAdmin = request.app.state.image_admin
+    return images
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 ServiceDep = Annotated[BinderService, Depends(get_service)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 UserDep = Annotated[Identity, Depends(get_identity)]
 BuilderDep = Annotated[Identity, Depends(get_builder)]
+ImagesDep = Annotated[ImageAdmin, Depends(get_images)]
