@@ -69,7 +69,12 @@ class BuildFiles:
 
 
 async def spawn(
-    argv: Sequence[str], files: BuildFiles, *, env: Mapping[str, str], cwd: Path
+    argv: Sequence[str],
+    files: BuildFiles,
+    *,
+    env: Mapping[str, str],
+    cwd: Path,
+    pass_fds: Sequence[int] = (),
 ) -> asyncio.subprocess.Process:
     """Start `argv` under the wrapper, output appended to `files.log`, in a session (and group) of its own."""
     fd = os.open(files.log, os.O_WRONLY | os.O_APPEND)
@@ -87,6 +92,7 @@ async def spawn(
             cwd=cwd,
             env=dict(env),
             start_new_session=True,  # no signal meant for the service (or its terminal) reaches it
+            pass_fds=tuple(pass_fds),
         )
     finally:
         os.close(fd)

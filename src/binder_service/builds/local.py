@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
-import functools
 import hashlib
 import logging
 import os
@@ -26,6 +25,7 @@ from . import durable
 from .executor import Adoptee, BuildJob, Emit
 from .r2d_args import r2d_args, r2d_config
 from .r2d_logs import Progress, read_lines
+from .workdirs import Workdir, sweep_abandoned
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +59,11 @@ class LocalExecutor:
         self._credentials = git_credentials or None
         # Mode 0700: ours alone. Removed when the executor closes, and at interpreter exit if it never
         # does (an exception during start-up): nothing of it outlives the process.
-        self._workdir = Path(tempfile.mkdtemp(prefix="binder-service-"))
-        self._cleanup = functools.partial(shutil.rmtree, self._workdir, ignore_errors=True)
+        # What an earlier service's builds left when it died (their processes gone too): remove it.
+        sweep_abandoned()
+        self._own = Workdir()
+        self._workdir = self._own.path
+        self._cleanup = self._own.remove
         atexit.register(self._cleanup)
         self._env = self._build_env(environ, docker_config, allowed_git_protocols, allow_local)
         self._engine = EngineImageStore(docker_host, timeout=docker_timeout)
@@ -143,6 +146,7 @@ class LocalExecutor:
             cwd=self._workdir,  # never a directory holding someone else's repo2docker_config.py
             env=env,
             start_new_session=True,  # its own process group, so a stop reaches docker/git children too
+            pass_fds=(self._own.fd,),  # the workdir's lock: held while the build lives (workdirs.py)
         )
 
     async def run(self, job: BuildJob, emit: Emit) -> None:
@@ -182,7 +186,9 @@ class LocalExecutor:
     ) -> int:
         files = durable.BuildFiles.for_build(state_dir, job.build_id)
         await asyncio.to_thread(files.create)
-        proc = await durable.spawn(self.argv(job), files, env=env, cwd=self._workdir)
+        proc = await durable.spawn(
+            self.argv(job), files, env=env, cwd=self._workdir, pass_fds=(self._own.fd,)
+        )
         log.info("build started", extra={"build_id": job.build_id, "image": job.image_name, "pid": proc.pid})
         try:
             if job.on_process is not None:
