@@ -4,26 +4,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from typing import Any
 
-import httpx
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
+from tests.support.browser import launch_chromium
 from tests.support.hub import Hub
 from tests.support.records import MakeRepo
 
 pytestmark = [pytest.mark.docker, pytest.mark.hub, pytest.mark.browser]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 # Records every line the spawn-pending page adds to its progress log, across the page's navigations
 # (hub and servers share the proxy's origin), so the test sees them even after the page moved on.
 RECORD_PROGRESS = """
@@ -41,7 +31,7 @@ document.addEventListener("DOMContentLoaded", () => {
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        b = launch_chromium(p)
         yield b
         b.close()
 
@@ -111,19 +101,7 @@ def test_failed_build_is_shown_on_the_spawn_page(
     # The build's own message, as binder-service reported it (the failed build of this repository).
     r = hub.api("GET", f"/users/{username}")
     assert r.json()["servers"] == {}
-    builds = [b for b in service_builds(hub) if b["repo"] == repo and b["status"] == "failed"]
+    builds = [b for b in hub.service_builds() if b["repo"] == repo and b["status"] == "failed"]
     assert builds, "binder-service has no failed build of the repository"
     assert shown.strip() == "Spawn failed: " + builds[-1]["error"]["message"].strip()
     assert "bg-danger" in (page.locator("#progress-bar").get_attribute("class") or "")
-
-
-def service_builds(hub: Hub) -> list[dict[str, Any]]:
-    r = httpx.get(
-        f"{hub.service_url}api/v1/builds",
-        headers={"Authorization": f"token {hub.admin_token}"},
-        params={"limit": 1000},
-        timeout=30,
-    )
-    assert r.status_code == 200, r.text
-    builds: list[dict[str, Any]] = r.json()["builds"]
-    return builds

@@ -196,7 +196,7 @@ def test_build_your_own_image_fills_the_image_field(
     repo, commit, marker = github_repo(git_root, github_api)
     attempt = build_in_the_form(page, fancy_hub, repo, "main")
     shown = page.locator("#form .invalid-feedback").all_inner_texts()
-    assert attempt.submitted, f"the form shows {shown}; binder-service: {service_builds(fancy_hub)}"
+    assert attempt.submitted, f"the form shows {shown}; binder-service: {fancy_hub.service_builds()}"
 
     # The form asked binder-service's BinderHub face, with a token it minted for the user ...
     (asked,) = attempt.builds
@@ -215,7 +215,7 @@ def test_build_your_own_image_fills_the_image_field(
     form = form_fields(submitted)
     assert form["profile"] == PROFILE, form
     image = form[IMAGE_FIELD]
-    builds = service_builds(fancy_hub)
+    builds = fancy_hub.service_builds()
     mine = [b for b in builds if b["provider"] == "gh" and b["commit"] == commit]
     assert [b["status"] for b in mine] == ["ready"], mine
     assert image == mine[0]["image_name"] == events[-1]["imageName"]
@@ -235,7 +235,7 @@ def test_a_failed_build_is_shown_in_the_form(
     attempt = build_in_the_form(page, fancy_hub, repo, "main")
     assert not attempt.submitted, "a failed build still submitted the form"
     assert page.locator("#form .invalid-feedback").all_inner_texts() == ["image build failed"]
-    (build,) = [b for b in service_builds(fancy_hub) if b["provider"] == "gh" and b["commit"] == commit]
+    (build,) = [b for b in fancy_hub.service_builds() if b["provider"] == "gh" and b["commit"] == commit]
     assert build["status"] == "failed", build
     # The stream ended with binder-service's `failed` event, and its message is in the form's log.
     events, screens = recorded(page)
@@ -259,15 +259,3 @@ def form_fields(request: Request) -> dict[str, str]:
         assert isinstance(part, EmailMessage)
         fields[str(part.get_param("name", header="content-disposition"))] = str(part.get_content())
     return fields
-
-
-def service_builds(hub: Hub) -> list[dict[str, Any]]:
-    r = httpx.get(
-        f"{hub.service_url}api/v1/builds",
-        headers={"Authorization": f"token {hub.admin_token}"},
-        params={"limit": 1000},
-        timeout=30,
-    )
-    assert r.status_code == 200, r.text
-    builds: list[dict[str, Any]] = r.json()["builds"]
-    return builds

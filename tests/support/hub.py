@@ -92,6 +92,18 @@ class Hub(HubApi):
     def log_text(self) -> str:
         return self.log.read_text(errors="replace")
 
+    def service_builds(self) -> list[dict[str, Any]]:
+        """Every build binder-service (the hub's service) knows, as its admin sees them."""
+        r = httpx.get(
+            f"{self.service_url}api/v1/builds",
+            headers={"Authorization": f"token {self.admin_token}"},
+            params={"limit": 1000},
+            timeout=30,
+        )
+        assert r.status_code == 200, r.text
+        builds: list[dict[str, Any]] = r.json()["builds"]
+        return builds
+
 
 @contextlib.contextmanager
 def running_hub(
