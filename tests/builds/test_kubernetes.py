@@ -23,7 +23,7 @@ from binder_service.errors import BuildError, BuildTimeout, EngineUnavailable
 from binder_service.events import Phase
 from binder_service.images import build_pod_name
 from binder_service.providers import ResolvedRepo
-from tests.support.fake_k8s import FakeKube, Kubelet, now_iso, r2d_line
+from tests.support.fake_k8s import FakeKube, Kubelet, now_iso, r2d_line, write_kubeconfig
 from tests.support.repos import buildable_repo
 from tests.support.service import running_service, sse_messages
 from tests.support.waiting import await_until
@@ -648,19 +648,7 @@ async def test_sticky_builds_prefer_one_docker_api_node(
 
 def kube_environ(kube: FakeKube, tmp_path: Path) -> dict[str, str]:
     """The service's environment outside a cluster: a kubeconfig (KUBECONFIG) that points at the fake."""
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(
-        json.dumps(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "fake", "cluster": {"server": kube.url}}],
-                "users": [{"name": "u", "user": {"token": "fake-token"}}],
-                "contexts": [{"name": "c", "context": {"cluster": "fake", "user": "u"}}],
-                "current-context": "c",
-            }
-        )
-    )
+    kubeconfig = write_kubeconfig(kube.url, tmp_path / "kubeconfig")
     environ = {k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_")}
     environ["KUBECONFIG"] = str(kubeconfig)
     return environ

@@ -27,7 +27,7 @@ import pytest
 import yaml
 
 import world
-from tests.support.fake_k8s import FakeKube
+from tests.support.fake_k8s import FakeKube, write_kubeconfig
 from tests.support.net import free_port
 from tests.support.registry_servers import RegistryServer, start_registry
 
@@ -254,18 +254,7 @@ def test_the_packaged_chart_lints_and_renders(release: Release) -> None:
 
 
 def _kubeconfig(kube: FakeKube, path: Path) -> Path:
-    path.write_text(
-        json.dumps(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "fake", "cluster": {"server": kube.url}}],
-                "users": [{"name": "u", "user": {"token": "fake-token"}}],
-                "contexts": [{"name": "c", "context": {"cluster": "fake", "user": "u"}}],
-                "current-context": "c",
-            }
-        )
-    )
+    write_kubeconfig(kube.url, path)
     path.chmod(0o644)  # the image's user (65532) reads it through the bind mount
     return path
 

@@ -31,6 +31,7 @@ import uuid
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -112,6 +113,23 @@ def _match_fields(pod: Pod, selector: str) -> bool:
         if (values[k] == v) == neg:
             return False
     return True
+
+
+def write_kubeconfig(server: str, path: Path) -> Path:
+    """A kubeconfig at `path` whose one context points at `server` (a FakeKube's `url`)."""
+    path.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "fake", "cluster": {"server": server}}],
+                "users": [{"name": "u", "user": {"token": "fake-token"}}],
+                "contexts": [{"name": "c", "context": {"cluster": "fake", "user": "u"}}],
+                "current-context": "c",
+            }
+        )
+    )
+    return path
 
 
 class FakeKube:
