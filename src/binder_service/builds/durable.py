@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import os
 import shutil
-import signal
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,25 +135,3 @@ def _read(path: Path, offset: int) -> bytes:
         f.seek(offset)
         return f.read(CHUNK)
     return b""
-
-
-async def stop_process_group(pgid: int, grace: float) -> None:
-    """SIGTERM a build's process group (not our child: a build adopted after a restart), SIGKILL after
-    `grace` seconds if any member is left."""
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(pgid, sig)
-        except ProcessLookupError:
-            return
-        except PermissionError:
-            pass
-        deadline = loop.time() + grace
-        while loop.time() < deadline:
-            try:
-                os.killpg(pgid, 0)
-            except ProcessLookupError:
-                return
-            except PermissionError:
-                pass
-            await asyncio.sleep(POLL)

@@ -225,7 +225,7 @@ class LocalExecutor:
             code = await durable.follow(files, progress.feed, alive)
         finally:
             if alive():  # cancelled or out of time: nothing of the build outlives it
-                await durable.stop_process_group(adoptee.pid, KILL_GRACE)
+                await end_group(adoptee.pid, KILL_GRACE)
         if code is None:
             raise BuildError("the build's process was stopped before it finished")
         if code != 0:
@@ -302,16 +302,21 @@ async def stop_group(proc: asyncio.subprocess.Process, grace: float = KILL_GRACE
     The group is watched, not just its leader: a member that ignores SIGTERM is killed even when the
     leader exited at once. Safe to call when everything has exited already.
     """
-    pgid = proc.pid  # start_new_session: the leader's pid is the group's id
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        if not _group_alive(pgid):
-            break
-        _signal_group(pgid, sig)
-        await _group_gone(pgid, grace)
+    await end_group(proc.pid, grace)  # start_new_session: the leader's pid is the group's id
     if proc.returncode is None:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(grace):
                 await proc.wait()
+
+
+async def end_group(pgid: int, grace: float = KILL_GRACE) -> None:
+    """SIGTERM process group `pgid`, then SIGKILL after `grace` seconds if any member is left; returns
+    when none is (or `grace` after the SIGKILL). For a build adopted after a restart too (not our child)."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        if not _group_alive(pgid):
+            return
+        _signal_group(pgid, sig)
+        await _group_gone(pgid, grace)
 
 
 async def _group_gone(pgid: int, within: float) -> None:
