@@ -71,13 +71,20 @@ class Hub(HubApi):
 
     def progress(self, name: str, *, timeout: float = 600) -> list[dict[str, Any]]:
         """Every event of the spawn-pending page's stream (the hub's progress API) until it ends."""
-        events: list[dict[str, Any]] = []
         headers = {"Authorization": f"token {self.admin_token}"}
         url = f"{self.api_url}/users/{name}/server/progress"
-        with httpx.stream("GET", url, headers=headers, timeout=timeout) as r:
-            assert r.status_code == 200, r.read()
-            events.extend(message.json() for message in messages(r.iter_lines()))
-        return events
+
+        def follow() -> list[dict[str, Any]] | None:
+            with httpx.stream("GET", url, headers=headers, timeout=timeout) as r:
+                if r.status_code == 400 and b"is not starting" in r.read():
+                    # JupyterHub's own window: a spawn that just failed clears "pending" before its
+                    # future holds the error (while the hub stops the server). Ask again, as the
+                    # spawn-pending page does when its stream errors.
+                    return None
+                assert r.status_code == 200, r.read()
+                return [message.json() for message in messages(r.iter_lines())]
+
+        return wait_until(follow, timeout=30, interval=0.2, what=f"{name}'s spawn progress")
 
     def wait_stopped(self, name: str, *, timeout: float = 60) -> None:
         wait_until(
