@@ -61,6 +61,11 @@ class Recorder:
     def changed(self, build: Build) -> None:
         self.store.save_build(snapshot(build, owner=self.owner))
 
+    def joined(self, build: Build, requester: str | None) -> None:
+        """`requester` joined `build`, which another replica runs: only who asked is written here."""
+        if requester is not None:
+            self.store.add_requester(build.id, requester, build.created_at)
+
     def image(self, build: Build, *, built: bool) -> None:
         key, at = (build.image_name, build.requester), self._clock()
         last = self._touched.get(key)

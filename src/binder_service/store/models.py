@@ -153,9 +153,24 @@ class RequestRow(Base):
     __table_args__ = (Index(None, "requester", "at"),)
 
 
+class LeaseRow(Base):
+    """Which build of an image runs, where, while its owner renews the lease: the one place that says
+    "being built" across replicas (one row per image: claiming it is atomic) and "its replica is alive"."""
+
+    __tablename__ = "build_leases"
+
+    image: Mapped[str] = mapped_column(String(512), primary_key=True)
+    build_id: Mapped[str] = mapped_column(String(32))
+    owner: Mapped[str] = mapped_column(String(64))
+    lease_until: Mapped[datetime] = mapped_column(UtcDateTime)
+
+    __table_args__ = (Index(None, "owner"), Index(None, "build_id"))
+
+
 # The tables as Core objects, for the store's bulk statements.
 BUILDS = cast(Table, BuildRow.__table__)
 BUILD_REQUESTERS = cast(Table, BuildRequesterRow.__table__)
 EVENTS = cast(Table, EventRow.__table__)
 IMAGES = cast(Table, ImageRow.__table__)
 REQUESTS = cast(Table, RequestRow.__table__)
+LEASES = cast(Table, LeaseRow.__table__)

@@ -61,6 +61,15 @@ class EventWrite:
 
 
 @dataclass(frozen=True, slots=True)
+class RequesterWrite:
+    """One more user asked for a build that another replica writes (joined it)."""
+
+    build_id: str
+    requester: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class ImageTouch:
     """An image was asked for (and maybe just built): what registry garbage collection goes by."""
 

@@ -18,9 +18,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ..errors import StoreUnavailable
 from ..events import BuildEvent, Phase
+from . import leases
 from .engine import open_engine, safe_url
+from .leases import Lease
 from .models import BUILD_REQUESTERS, BUILDS, EVENTS, REQUESTS
-from .records import ACTIVE, BuildRecord, EventWrite, ImageTouch, Purged
+from .records import ACTIVE, BuildRecord, EventWrite, ImageTouch, Purged, RequesterWrite
 from .writer import BatchWriter
 
 log = logging.getLogger(__name__)
@@ -66,11 +68,54 @@ class BuildStore:
     def add_event(self, build_id: str, event: BuildEvent, at: datetime | None = None) -> None:
         self.writer.put(EventWrite(build_id, event, at or datetime.now(UTC)))
 
+    def add_requester(self, build_id: str, requester: str, created_at: datetime) -> None:
+        """`requester` joined a build another replica runs (and writes): they see it in their list."""
+        self.writer.put(RequesterWrite(build_id, requester, created_at))
+
     def touch_image(self, touch: ImageTouch) -> None:
         self.writer.put(touch)
 
     async def flush(self) -> None:
         await self.writer.flush()
+
+    # --- leases (written at once, in a locked transaction: store/leases.py) ---
+
+    async def _now(self, what: str, work: Callable[[AsyncConnection], Any]) -> Any:
+        """Run `work` in one transaction of its own, committed before returning."""
+
+        async def committed(conn: AsyncConnection) -> Any:
+            result = await work(conn)
+            await conn.commit()
+            return result
+
+        return await self._read(what, committed)
+
+    async def claim(self, record: BuildRecord, *, ttl: float) -> str | None:
+        """Take the lease of `record.image` for this build (recording it): None, or the id of the build
+        another live replica runs of that image."""
+        at = datetime.now(UTC)
+        other: str | None = await self._now(
+            "a build lease", lambda conn: leases.claim(conn, record, ttl=ttl, now=at)
+        )
+        return other
+
+    async def renew(self, owner: str, *, ttl: float) -> int:
+        at = datetime.now(UTC)
+        count: int = await self._now("lease renewal", lambda conn: leases.renew(conn, owner, ttl=ttl, now=at))
+        return count
+
+    async def release(self, image: str, build_id: str) -> None:
+        await self._now("a build lease", lambda conn: leases.release(conn, image, build_id))
+
+    async def lease_of(self, build_id: str) -> Lease | None:
+        found: Lease | None = await self._read("a build lease", lambda conn: leases.lease_of(conn, build_id))
+        return found
+
+    async def expire(self, build_id: str) -> bool:
+        """End `build_id` with a `failed` event if its replica stopped renewing its lease."""
+        at = datetime.now(UTC)
+        ended: bool = await self._now("a build lease", lambda conn: leases.expire(conn, build_id, now=at))
+        return ended
 
     # --- reads ---
 

@@ -23,11 +23,11 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from .models import BUILD_REQUESTERS, BUILDS, EVENTS, IMAGES
-from .records import BuildRecord, EventWrite, ImageTouch
+from .records import BuildRecord, EventWrite, ImageTouch, RequesterWrite
 
 log = logging.getLogger(__name__)
 
-Op = BuildRecord | EventWrite | ImageTouch
+Op = BuildRecord | EventWrite | ImageTouch | RequesterWrite
 MAX_BATCH = 2000
 BACKOFF_START, BACKOFF_MAX = 0.05, 5.0
 MAX_IMAGE_REQUESTERS = 1000  # an image's requesters list keeps the most recent ones
@@ -167,6 +167,7 @@ async def write_batch(conn: AsyncConnection, batch: Iterable[Op]) -> None:
     builds: dict[str, BuildRecord] = {}
     events: list[dict[str, Any]] = []
     touches: list[ImageTouch] = []
+    joined: list[dict[str, Any]] = []
     for op in batch:
         if isinstance(op, BuildRecord):
             builds[op.id] = op
@@ -184,6 +185,15 @@ async def write_batch(conn: AsyncConnection, batch: Iterable[Op]) -> None:
                     "created_at": op.at,
                 }
             )
+        elif isinstance(op, RequesterWrite):
+            joined.append(
+                {
+                    "build_id": op.build_id,
+                    "requester": op.requester,
+                    "created_at": op.created_at,
+                    "cached": False,
+                }
+            )
         else:
             touches.append(op)
     if builds:
@@ -193,6 +203,8 @@ async def write_batch(conn: AsyncConnection, batch: Iterable[Op]) -> None:
         await conn.execute(upsert(conn, table).on_conflict_do_nothing(), events)
     if touches:
         await _write_images(conn, touches)
+    if joined:
+        await conn.execute(upsert(conn, BUILD_REQUESTERS).on_conflict_do_nothing(), joined)
 
 
 async def _write_builds(conn: AsyncConnection, records: list[BuildRecord]) -> None:
