@@ -7,11 +7,13 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 
 from binder_service.builds.durable import BuildFiles, follow, is_build_process, spawn
+from binder_service.builds.r2d_logs import MAX_LINE
 
 
 def _files(tmp_path: Path, build_id: str = "b1") -> BuildFiles:
@@ -76,3 +78,32 @@ async def test_a_build_started_by_a_process_that_died_is_followed_by_another(tmp
 def test_build_ids_become_no_paths(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="not a build id"):
         BuildFiles.for_build(tmp_path, "../etc")
+
+
+async def test_the_log_and_the_exit_status_are_looked_at_off_the_event_loop(tmp_path: Path) -> None:
+    # `alive` is asked with the exit file, in the thread that reads the log: a poll never blocks the loop.
+    files = _files(tmp_path)
+    proc = await spawn(["/bin/sh", "-c", "sleep 0.2; echo done"], files, env={}, cwd=tmp_path)
+    asked_in: set[str] = set()
+
+    def alive() -> bool:
+        asked_in.add(threading.current_thread().name)
+        return proc.returncode is None
+
+    lines: list[str] = []
+    assert await follow(files, lines.append, alive) == 0
+    assert lines == ["done"]
+    assert asked_in
+    assert threading.main_thread().name not in asked_in
+
+
+async def test_long_lines_are_cut_as_a_pipes_are(tmp_path: Path) -> None:
+    # One line splitter for pipes and log files (r2d_logs.read_lines): a huge line is cut at MAX_LINE.
+    files = _files(tmp_path)
+    script = f"head -c {MAX_LINE * 2 + 10} /dev/zero | tr '\\0' x; echo; echo short"
+    proc = await spawn(["/bin/sh", "-c", script], files, env={"PATH": os.environ["PATH"]}, cwd=tmp_path)
+    lines: list[str] = []
+    assert await follow(files, lines.append, lambda: proc.returncode is None) == 0
+    assert lines[-1] == "short"
+    assert all(len(line) <= MAX_LINE for line in lines)
+    assert lines[0] == "x" * MAX_LINE

@@ -17,9 +17,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from .r2d_logs import read_lines
+
 POLL = 0.05  # seconds between looks at a quiet log file
 CHUNK = 65536
-MAX_LINE = 64 * 1024
 
 # $1: the exit file; the rest: the command. The status is written to a temporary name and renamed, so
 # a reader never sees half of it.
@@ -109,29 +110,39 @@ def is_build_process(pid: int, files: BuildFiles) -> bool:
 async def follow(files: BuildFiles, feed: Callable[[str], None], alive: Callable[[], bool]) -> int | None:
     """Feed every line of the log, from its start, until the build ends: its exit status, or None when the
     process is gone without writing one (it was killed)."""
-    offset, pending = 0, b""
-    while True:
-        ended = files.exit.exists() or not alive()  # looked at before the last read: nothing is missed
-        chunk = await asyncio.to_thread(_read, files.log, offset)
-        if chunk:
-            offset += len(chunk)
-            pending += chunk
-            *lines, pending = pending.split(b"\n")
-            for line in lines:
-                feed(line[:MAX_LINE].decode("utf-8", "replace"))
-            if len(pending) > MAX_LINE:
-                feed(pending[:MAX_LINE].decode("utf-8", "replace"))
-                pending = b""
-            continue  # more may be waiting: read again before sleeping
-        if ended:
-            if pending:
-                feed(pending[:MAX_LINE].decode("utf-8", "replace"))
-            return files.exit_code()
-        await asyncio.sleep(POLL)
+    async for line in read_lines(_Tail(files, alive)):  # the pipe's line splitting, on the file
+        feed(line)
+    return await asyncio.to_thread(files.exit_code)
 
 
-def _read(path: Path, offset: int) -> bytes:
+class _Tail:
+    """A build's log file as a stream for `read_lines`: a read waits for more output until the build has
+    ended (then b""). The exit file, `alive` and the log are looked at in one thread call per poll: none
+    of it on the event loop."""
+
+    def __init__(self, files: BuildFiles, alive: Callable[[], bool]) -> None:
+        self._files = files
+        self._alive = alive
+        self._offset = 0
+
+    async def read(self, n: int = -1, /) -> bytes:
+        while True:
+            chunk, ended = await asyncio.to_thread(self._look, CHUNK if n < 0 else n)
+            if chunk:
+                self._offset += len(chunk)
+                return chunk
+            if ended:
+                return b""
+            await asyncio.sleep(POLL)
+
+    def _look(self, size: int) -> tuple[bytes, bool]:
+        # Ended is looked at before the read: output written before the end is never missed.
+        ended = self._files.exit.exists() or not self._alive()
+        return _read(self._files.log, self._offset, size), ended
+
+
+def _read(path: Path, offset: int, size: int) -> bytes:
     with contextlib.suppress(FileNotFoundError), path.open("rb") as f:
         f.seek(offset)
-        return f.read(CHUNK)
+        return f.read(size)
     return b""
