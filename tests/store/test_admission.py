@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from datetime import UTC, datetime
 
@@ -98,3 +99,26 @@ async def test_alone_admission_counts_in_memory(store: BuildStore) -> None:
     assert await admission.elsewhere() == []
     assert admission.builds_limit(ALICE) == 2
     assert admission.builds_limit(ADMIN) == 0
+
+
+async def _replicas(url: str, n: int, **options: object) -> tuple[list[BuildStore], list[Admission]]:
+    stores = [await BuildStore.open(url, op_timeout=10.0) for _ in range(n)]
+    admissions = [
+        Admission(store=s, owner=f"replica{i}", shared=True, **options)  # type: ignore[arg-type]
+        for i, s in enumerate(stores)
+    ]
+    return stores, admissions
+
+
+async def test_replicas_at_the_last_request_of_the_rate_admit_exactly_the_rate(pg: Cluster) -> None:
+    url = pg.create_database()
+    stores, replicas = await _replicas(url, 4, requests_per_minute=5, builds_per_user=0)
+    try:
+        results = await asyncio.gather(
+            *(r.check_rate(ALICE) for r in replicas for _ in range(4)), return_exceptions=True
+        )
+        assert results.count(None) == 5, results
+        assert all(isinstance(x, TooManyRequests) for x in results if x is not None)
+    finally:
+        for s in stores:
+            await s.aclose()

@@ -48,7 +48,8 @@ async def test_a_dead_owners_build_ends_failed_once_and_a_new_claim_takes_over(d
         a.add_event("dead1", BuildEvent(2, Phase.BUILDING, "Step 1\n"))
         await a.flush()
         assert await b.expire("dead1") is False  # its lease still runs
-        assert await a.renew("a", ttl=0.3) == 1  # renewal: one statement for all of a's leases
+        assert await a.renew("a", ["dead1"], ttl=0.3) == 1  # one statement for all of a's leases
+        assert await b.renew("b", ["dead1"], ttl=30) == 0  # only its owner renews it
         await asyncio.sleep(0.5)
         # Two replicas notice at once: one ends it, one event.
         ended = await asyncio.gather(b.expire("dead1"), a.expire("dead1"))

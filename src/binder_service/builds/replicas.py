@@ -68,7 +68,7 @@ class Leases:
             log.warning("build lease not released", extra={"build_id": build_id, "image": image})
 
     async def renew(self) -> int:
-        return await self.store.renew(self.owner, ttl=self.ttl)
+        return await self.store.renew(self.owner, list(self._held.values()), ttl=self.ttl)
 
     async def _renew_forever(self) -> None:
         while True:

@@ -3,14 +3,15 @@
 A replica about to build an image claims the image's lease row in one locked transaction (PostgreSQL:
 an advisory lock on the image; SQLite: `BEGIN IMMEDIATE`), writing the build's record in the same
 transaction: a second replica that claims it meanwhile finds a live lease of another owner and joins that
-build (follows its stored events) instead of starting one. The owner renews all its leases with one
-UPDATE every third of the lease; a lease that is not renewed in time means its replica is gone, and the
-first replica to notice ends the build with a `failed` event saying so.
+build (follows its stored events) instead of starting one. The owner renews the leases of its running
+builds with one UPDATE every third of the lease; a lease that is not renewed in time means its replica is
+gone, and the first replica to notice ends the build with a `failed` event saying so.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 
@@ -38,13 +39,15 @@ def lock_key(name: str) -> int:
     return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
 
 
-async def serialize(conn: AsyncConnection, name: str) -> None:
-    """Hold this transaction's lock on `name` until it commits: concurrent holders wait, in any replica.
+async def serialize(conn: AsyncConnection, *names: str) -> None:
+    """Hold this transaction's locks on `names` until it commits: concurrent holders wait, in any replica.
 
     Must be the transaction's first statement (SQLite takes its one write lock with `BEGIN IMMEDIATE`;
-    later readers of the same transaction then see every earlier writer's commit)."""
+    later readers of the same transaction then see every earlier writer's commit). PostgreSQL's are taken
+    in one order, so two transactions wanting the same names never deadlock."""
     if conn.dialect.name == "postgresql":
-        await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock_key(name)})
+        for key in sorted({lock_key(name) for name in names}):
+            await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
     else:
         await conn.exec_driver_sql("BEGIN IMMEDIATE")
 
@@ -74,10 +77,15 @@ async def claim(conn: AsyncConnection, record: BuildRecord, *, ttl: float, now: 
     return None
 
 
-async def renew(conn: AsyncConnection, owner: str, *, ttl: float, now: datetime) -> int:
-    """Extend every lease of `owner`; how many it holds."""
+async def renew(
+    conn: AsyncConnection, owner: str, build_ids: Sequence[str], *, ttl: float, now: datetime
+) -> int:
+    """Extend the leases `owner` holds of `build_ids` (not those an earlier process of the same owner left
+    behind: they run out); how many it still holds."""
     result = await conn.execute(
-        update(LEASES).where(LEASES.c.owner == owner).values(lease_until=_until(now, ttl))
+        update(LEASES)
+        .where(LEASES.c.owner == owner, LEASES.c.build_id.in_(list(build_ids)))
+        .values(lease_until=_until(now, ttl))
     )
     return int(result.rowcount or 0)
 

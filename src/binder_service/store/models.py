@@ -167,6 +167,23 @@ class LeaseRow(Base):
     __table_args__ = (Index(None, "owner"), Index(None, "build_id"))
 
 
+class PlaceRow(Base):
+    """One place a running build holds under a limit (`user:<name>`, `rule:<pattern>`), across replicas:
+    admission counts the live ones in a locked transaction, so two replicas never both take the last."""
+
+    __tablename__ = "admission_places"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    ticket: Mapped[str] = mapped_column(String(32))
+    key: Mapped[str] = mapped_column(String(320))
+    owner: Mapped[str] = mapped_column(String(64))
+    lease_until: Mapped[datetime] = mapped_column(UtcDateTime)  # renewed by its replica while it runs
+
+    __table_args__ = (Index(None, "key", "lease_until"), Index(None, "ticket"), Index(None, "owner"))
+
+
 # The tables as Core objects, for the store's bulk statements.
 BUILDS = cast(Table, BuildRow.__table__)
 BUILD_REQUESTERS = cast(Table, BuildRequesterRow.__table__)
@@ -174,3 +191,4 @@ EVENTS = cast(Table, EventRow.__table__)
 IMAGES = cast(Table, ImageRow.__table__)
 REQUESTS = cast(Table, RequestRow.__table__)
 LEASES = cast(Table, LeaseRow.__table__)
+PLACES = cast(Table, PlaceRow.__table__)

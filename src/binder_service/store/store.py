@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ..errors import StoreUnavailable
 from ..events import BuildEvent, Phase
-from . import leases
+from . import leases, places
 from .engine import open_engine, safe_url
 from .leases import Lease
 from .models import BUILD_REQUESTERS, BUILDS, EVENTS, REQUESTS
@@ -99,9 +99,11 @@ class BuildStore:
         )
         return other
 
-    async def renew(self, owner: str, *, ttl: float) -> int:
+    async def renew(self, owner: str, build_ids: Sequence[str], *, ttl: float) -> int:
         at = datetime.now(UTC)
-        count: int = await self._now("lease renewal", lambda conn: leases.renew(conn, owner, ttl=ttl, now=at))
+        count: int = await self._now(
+            "lease renewal", lambda conn: leases.renew(conn, owner, build_ids, ttl=ttl, now=at)
+        )
         return count
 
     async def release(self, image: str, build_id: str) -> None:
@@ -116,6 +118,26 @@ class BuildStore:
         at = datetime.now(UTC)
         ended: bool = await self._now("a build lease", lambda conn: leases.expire(conn, build_id, now=at))
         return ended
+
+    # --- admission places (store/places.py) ---
+
+    async def take_places(
+        self, ticket: str, wants: Sequence[tuple[str, int]], *, owner: str, ttl: float
+    ) -> str | None:
+        """A place under each (key, limit) for `ticket`, atomically across replicas: None, or the full key."""
+        at = datetime.now(UTC)
+        full: str | None = await self._now(
+            "admission", lambda conn: places.take(conn, ticket, wants, owner=owner, ttl=ttl, now=at)
+        )
+        return full
+
+    async def give_back_places(self, ticket: str) -> None:
+        await self._now("admission", lambda conn: places.give_back(conn, ticket))
+
+    async def renew_places(self, tickets: Sequence[str], *, ttl: float) -> int:
+        at = datetime.now(UTC)
+        count: int = await self._now("admission", lambda conn: places.renew(conn, tickets, ttl=ttl, now=at))
+        return count
 
     # --- reads ---
 
@@ -235,6 +257,9 @@ class BuildStore:
         """Note one request by `requester` at `at` (unix time); how many it made in the last `window` s."""
 
         async def work(conn: AsyncConnection) -> int:
+            # Locked: two replicas' requests at the last place count each other (READ COMMITTED alone
+            # lets both insert, count without the other, and pass).
+            await leases.serialize(conn, f"rate:{requester}")
             await conn.execute(insert(REQUESTS), {"requester": requester, "at": at})
             t = REQUESTS
             n = (
@@ -284,9 +309,10 @@ class BuildStore:
                 await conn.execute(delete(_E).where(_E.c.build_id.in_(ids)))
                 await conn.execute(delete(_R).where(_R.c.build_id.in_(ids)))
                 await conn.execute(delete(_B).where(_B.c.id.in_(ids)))
-            # Admission's request log only needs its last minute.
+            # Admission's request log only needs its last minute; places that ran out, none.
             rt = REQUESTS
             await conn.execute(delete(rt).where(rt.c.at < cutoff.timestamp()))
+            await places.purge(conn, now=now or datetime.now(UTC))
             await conn.commit()
             return [Purged(r.id, r.log_path) for r in rows]
 
