@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 import time
 from collections.abc import Callable
@@ -15,7 +14,7 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
-from binder_service.errors import QuotaExceeded, RepoBanned
+from binder_service.errors import RepoBanned
 from binder_service.policy import SpecPolicy, spec_key
 from binder_service.providers import RepoSpec
 from binder_service.settings import Settings
@@ -92,29 +91,15 @@ def test_policy_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -
     assert s.allow_private_networks is True
 
 
-async def test_quota_counts_running_builds_once_each() -> None:
-    policy = SpecPolicy(spec_config=[{"pattern": "^git/", "quota": 1}])
+def test_a_spec_finds_its_first_matching_rule() -> None:
+    policy = SpecPolicy(spec_config=[{"pattern": "^git/", "quota": 1}, {"pattern": "a", "quota": 5}])
     rule = policy.check(_spec("git", "https://x/a"))
     assert rule is not None
-    running = asyncio.get_running_loop().create_future()
-    task = asyncio.create_task(asyncio.wait_for(running, 10))
-    with policy.quota_place(rule, "git/a", attachable=lambda: False) as hold:
-        hold(task)
-    assert policy.holding(rule) == 1
-    with (
-        pytest.raises(QuotaExceeded, match=r"quota 1"),
-        policy.quota_place(rule, "git/b", attachable=lambda: False),
-    ):
-        pass
-    with policy.quota_place(rule, "git/a", attachable=lambda: True) as hold:  # joins the running build
-        hold(task)
-    assert policy.holding(rule) == 1
-    with policy.quota_place(rule, "git/a", attachable=lambda: True) as hold:
-        hold(None)  # an existing image holds nothing
-    running.set_result(None)
-    await task
-    await asyncio.sleep(0)  # done callbacks run on the next loop iteration
-    assert policy.holding(rule) == 0
+    assert rule.quota == 1
+    other = policy.rule("gh/org/a")
+    assert other is not None
+    assert other.quota == 5
+    assert policy.rule("gh/org/b") is None
 
 
 # --- through both API faces ---------------------------------------------------------------------------

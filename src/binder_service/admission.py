@@ -1,24 +1,38 @@
 """Admission: the one component that decides whether a request may start (or join) a build.
 
 It owns the three limits: a user's request rate (`max_requests_per_minute`), a user's queued or running
-builds (`max_builds_per_user`) and a repository rule's quota (`spec_config`). Alone, a service counts what
-it holds in memory. Replicas sharing one PostgreSQL build store also count what the others run (the
-store's active builds of other owners) and share one request log, so a limit holds across replicas.
-Two replicas admitting the last place in the same instant can both succeed: the limits are exact within
-a replica and within that instant across them.
+builds (`max_builds_per_user`) and a repository rule's quota (`spec_config`). The build manager asks it
+when a build is started (`admit`) or joined by one more user (`join`); each running build holds a
+`Ticket` for its places, given back when the build ends. An existing image is answered without asking:
+it takes no place. Alone, a service counts the tickets it holds. Replicas sharing one PostgreSQL build
+store also count what the others run (the store's active builds of other owners) and share one request
+log, so a limit holds across replicas. Two replicas admitting the last place in the same instant can
+both succeed: the limits are exact within a replica and within that instant across them.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from .auth import Identity, RequestRate
 from .auth.limits import WINDOW
-from .errors import TooManyRequests
-from .policy import SpecRule
+from .errors import QuotaExceeded, TooManyBuilds, TooManyRequests
+from .policy import SpecPolicy, SpecRule
 from .store import BuildRecord, BuildStore
+
+
+@dataclass(eq=False)
+class Ticket:
+    """The places one running build holds: one under its rule's quota (if it has one), one per user who
+    asked for it. `Admission.release` gives them back, once."""
+
+    rule: SpecRule | None
+    users: set[str] = field(default_factory=set)
+    released: bool = False
 
 
 class Admission:
@@ -32,8 +46,12 @@ class Admission:
         shared: bool = False,
         build_timeout: float = 3600.0,
         clock: Callable[[], float] = time.time,
+        policy: SpecPolicy | None = None,
     ) -> None:
         self._build_timeout = build_timeout
+        self._policy = policy or SpecPolicy()
+        self._user_places: Counter[str] = Counter()  # running builds each user asked for, here
+        self._rule_places: Counter[SpecRule] = Counter()  # running builds under each rule, here
         self.requests_per_minute = requests_per_minute
         self.builds_per_user = builds_per_user
         self._local_rate = RequestRate(requests_per_minute)
@@ -63,6 +81,81 @@ class Admission:
             retry = max(1, int((oldest or now) + WINDOW - now) + 1)
             raise TooManyRequests(
                 f"more than {self.requests_per_minute} build requests in a minute; try again in {retry}s"
+            )
+
+    async def admit(self, user: Identity | None, *, spec_key: str | None, image: str) -> Ticket:
+        """The places a new build of `image` for `user` takes: TooManyBuilds when the user has as many
+        builds queued or running as allowed, QuotaExceeded when the repository's rule is full."""
+        rule = self._policy.rule(spec_key) if spec_key is not None else None
+        quota = rule.quota if rule is not None else None
+        limit = self.builds_limit(user) if user is not None else 0
+        others = await self.elsewhere() if quota is not None or limit > 0 else []
+        if user is not None:
+            self._check_user(user, others)
+        if rule is not None and quota is not None:
+            held = self._rule_places[rule] + self.rule_builds(rule, others, image=image)
+            if held >= quota:
+                raise QuotaExceeded(
+                    f"{(spec_key or '')[:200]}: {held} builds of repositories like this one are running, "
+                    f"the most allowed at once (quota {quota}); try again when one has finished"
+                )
+        ticket = self.hold(rule=rule)
+        if user is not None and user.name is not None:
+            self._take_user(ticket, user.name)
+        return ticket
+
+    async def join(self, ticket: Ticket, user: Identity | None) -> None:
+        """`user` joins a running build (its ticket): one more of their places, TooManyBuilds when full.
+        Joining takes no place under the rule: the build holds one already."""
+        if user is None or user.name is None or user.name in ticket.users:
+            return
+        others = await self.elsewhere() if self.builds_limit(user) > 0 else []
+        if ticket.released or user.name in ticket.users:
+            return  # the build ended (or the user joined) while we looked
+        self._check_user(user, others)
+        self._take_user(ticket, user.name)
+
+    def hold(self, *, rule: SpecRule | None = None, users: Iterable[str] = ()) -> Ticket:
+        """A ticket without any check: for a build that runs already (adopted after a restart)."""
+        ticket = Ticket(rule=rule)
+        if rule is not None:
+            self._rule_places[rule] += 1
+        for name in users:
+            self._take_user(ticket, name)
+        return ticket
+
+    def hold_for(self, spec_key: str | None, users: Iterable[str]) -> Ticket:
+        """`hold` for a build known by its `spec_key` (its rule is looked up)."""
+        return self.hold(rule=self._policy.rule(spec_key) if spec_key else None, users=users)
+
+    def release(self, ticket: Ticket) -> None:
+        """The build ended: its places are free again (once, however often this is called)."""
+        if ticket.released:
+            return
+        ticket.released = True
+        if ticket.rule is not None:
+            self._rule_places[ticket.rule] -= 1
+        for name in ticket.users:
+            self._user_places[name] -= 1
+        self._user_places -= Counter()  # drop users at zero: the counter stays as small as what runs
+        self._rule_places -= Counter()
+
+    def holding(self, *, user: str | None = None, rule: SpecRule | None = None) -> int:
+        """Places held here by `user`'s builds, or under `rule`."""
+        return self._user_places[user] if user is not None else self._rule_places[rule] if rule else 0
+
+    def _take_user(self, ticket: Ticket, name: str) -> None:
+        if name not in ticket.users:
+            ticket.users.add(name)
+            self._user_places[name] += 1
+
+    def _check_user(self, user: Identity, others: list[BuildRecord]) -> None:
+        limit = self.builds_limit(user)
+        if user.name is None or limit <= 0:
+            return
+        if self._user_places[user.name] + self.user_builds(user.name, others) >= limit:
+            raise TooManyBuilds(
+                f"you already have {limit} build(s) queued or running; wait for one to finish"
             )
 
     async def elsewhere(self) -> list[BuildRecord]:

@@ -272,6 +272,15 @@ def create_app(
             )
             if disk is not None:
                 stack.push_async_callback(disk.aclose)
+            app.state.admission = Admission(
+                requests_per_minute=settings.max_requests_per_minute,
+                builds_per_user=settings.max_builds_per_user,
+                store=store,
+                owner=recorder.owner,
+                shared=store.dialect == "postgresql",  # replicas share it: count what they all do
+                build_timeout=settings.build_timeout,
+                policy=policy,
+            )
             builds = BuildManager(
                 executor=runner,
                 images=images,
@@ -285,6 +294,7 @@ def create_app(
                 layer_cache=layer_cache(settings, http),
                 after_build=disk.schedule if disk is not None else None,
                 recorder=recorder,
+                admission=app.state.admission,
             )
             stack.push_async_callback(builds.aclose)
             await builds.adopt()  # what was running when the service last stopped (docs/state.md)
@@ -293,14 +303,6 @@ def create_app(
                 await background(stack, "build-retention", purge)
             app.state.image_admin = ImageAdmin(
                 store.engine, registry_images(settings, http), forget=builds.forget_images
-            )
-            app.state.admission = Admission(
-                requests_per_minute=settings.max_requests_per_minute,
-                builds_per_user=settings.max_builds_per_user,
-                store=store,
-                owner=recorder.owner,
-                shared=store.dialect == "postgresql",  # replicas share it: count what they all do
-                build_timeout=settings.build_timeout,
             )
             if disk is not None:
                 await background(stack, "engine-disk", disk.run_forever(settings.engine_prune_interval))
@@ -330,7 +332,6 @@ def create_app(
                 metrics=metrics,
                 policy=policy,
                 destinations=DestinationCheck(egress, timeout=settings.resolve_timeout),
-                admission=app.state.admission,
             )
             app.state.health_checks = [
                 ("Kubernetes API" if settings.executor == "kubernetes" else "Docker engine", runner.check),

@@ -13,14 +13,12 @@ The check runs before anything is resolved, so a banned repository costs no netw
 
 from __future__ import annotations
 
-import asyncio
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from .errors import QuotaExceeded, RepoBanned
+from .errors import RepoBanned
 from .providers import RepoSpec
 
 __all__ = ["SpecPolicy", "SpecRule", "compile_patterns", "parse_spec_config", "spec_key"]
@@ -76,7 +74,7 @@ def parse_spec_config(entries: Iterable[Mapping[str, Any]]) -> list[SpecRule]:
 
 
 class SpecPolicy:
-    """Checks a spec against the banned/allowed patterns and enforces per-rule build quotas."""
+    """Checks a spec against the banned/allowed patterns and finds its rule (`Admission` holds quotas)."""
 
     def __init__(
         self,
@@ -90,8 +88,6 @@ class SpecPolicy:
         self._allowed = compile_patterns(allowed, "allowed_specs")
         self._message = banned_message.strip() or DEFAULT_BANNED_MESSAGE
         self._rules = parse_spec_config(spec_config)
-        # Builds holding a quota place, per rule: a placeholder while a request decides, then the build.
-        self._holders: dict[int, set[object]] = {}
 
     def check(self, spec: RepoSpec) -> SpecRule | None:
         """RepoBanned if the policy refuses `spec`; else the rule with its options (None if none matches)."""
@@ -101,42 +97,8 @@ class SpecPolicy:
             raise RepoBanned(f"{shown} is not allowed: {self._message}")
         if self._allowed and not any(p.search(key) for p in self._allowed):
             raise RepoBanned(f"{shown} is not on the list of allowed repositories: {self._message}")
+        return self.rule(key)
+
+    def rule(self, key: str) -> SpecRule | None:
+        """The first rule whose pattern matches `key` (`spec_key`), with its options; None if none does."""
         return next((r for r in self._rules if r.pattern.search(key)), None)
-
-    @contextmanager
-    def quota_place(
-        self, rule: SpecRule | None, key: str, *, attachable: Callable[[], bool], elsewhere: int = 0
-    ) -> Iterator[Callable[[asyncio.Task[Any] | None], None]]:
-        """Hold a place under `rule`'s quota while a build is requested; QuotaExceeded when it is full
-        (unless `attachable()`: the request will join a build that already holds a place). `elsewhere`
-        builds under the rule run on other replicas.
-
-        The block calls the yielded function with the build's task: a running build then holds a place
-        until its task ends (a task counts once, however many requests share it). An existing image
-        holds none.
-        """
-        if rule is None or rule.quota is None:
-            yield lambda task: None
-            return
-        index = self._rules.index(rule)
-        holders = self._holders.setdefault(index, set())
-        held = len(holders) + elsewhere
-        if held >= rule.quota and not attachable():
-            raise QuotaExceeded(
-                f"{key[:200]}: {held} builds of repositories like this one are running, the most "
-                f"allowed at once (quota {rule.quota}); try again when one has finished"
-            )
-        placeholder = object()
-        holders.add(placeholder)
-        kept: list[asyncio.Task[Any]] = []
-        try:
-            yield lambda task: kept.append(task) if task is not None and not task.done() else None
-        finally:
-            holders.discard(placeholder)
-            for task in kept:
-                holders.add(task)
-                task.add_done_callback(holders.discard)
-
-    def holding(self, rule: SpecRule) -> int:
-        """Builds currently counted against `rule`'s quota."""
-        return len(self._holders.get(self._rules.index(rule), ()))

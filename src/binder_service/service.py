@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from .admission import Admission
+from .auth import Identity
 from .builds import Build, BuildManager
 from .destinations import DestinationCheck
 from .images import image_name
@@ -25,7 +25,6 @@ class BinderService:
         metrics: Metrics,
         policy: SpecPolicy | None = None,
         destinations: DestinationCheck | None = None,
-        admission: Admission | None = None,
     ) -> None:
         """`destinations` checks what the build will clone from (None: nothing is checked)."""
         self.providers = providers
@@ -34,7 +33,6 @@ class BinderService:
         self.metrics = metrics
         self.policy = policy or SpecPolicy()
         self.destinations = destinations
-        self.admission = admission
 
     def parse_binderhub(self, provider: str, spec: str) -> RepoSpec:
         """BinderHub's `/build/<provider>/<spec>` -> a RepoSpec."""
@@ -44,11 +42,10 @@ class BinderService:
         """The native API's repository + ref -> a RepoSpec."""
         return self.providers.for_repo(repo, provider).from_repo(repo, ref)
 
-    async def request_build(
-        self, spec: RepoSpec, *, requester: str | None = None, max_active: int = 0
-    ) -> Build:
-        """The build of the image for `spec`: existing (already `ready`), running, or newly started."""
-        rule = self.policy.check(spec)  # before any network call: a banned repository costs nothing
+    async def request_build(self, spec: RepoSpec, *, user: Identity | None = None) -> Build:
+        """The build of the image for `spec`: existing (already `ready`), running, or newly started
+        (if `user` may start one: `Admission`, consulted by the build manager)."""
+        self.policy.check(spec)  # before any network call: a banned repository costs nothing
         started = time.perf_counter()
         resolved = await self.providers.get(spec.provider).resolve(spec)
         if self.destinations is not None:
@@ -56,23 +53,6 @@ class BinderService:
             # executor will clone from is the one checked.
             await self.destinations.check(resolved.repo_url)
         image = image_name(self.image_prefix, f"{resolved.provider}-{resolved.build_slug}", resolved.commit)
-        key = spec_key(spec)
-        # Replicas sharing a store count each other's builds too (not for an image known to exist).
-        others = []
-        if self.admission is not None and self.admission.shared and not self.builds.known_to_exist(image):
-            others = await self.admission.elsewhere()
-        mine = Admission.user_builds(requester, others) if requester is not None else 0
-        theirs = Admission.rule_builds(rule, others, image=image) if rule is not None else 0
-        with self.policy.quota_place(
-            rule, key, attachable=lambda: self._running(image), elsewhere=theirs
-        ) as hold:
-            build = await self.builds.request(
-                resolved, image, requester=requester, max_active=max_active, elsewhere=mine, spec_key=key
-            )
-            hold(None if build.done else build.task)
+        build = await self.builds.request(resolved, image, user=user, spec_key=spec_key(spec))
         self.metrics.resolve_seconds.labels(spec.provider).observe(time.perf_counter() - started)
         return build
-
-    def _running(self, image: str) -> bool:
-        """A build of `image` is queued or running (a new request joins it rather than starting one)."""
-        return any(b.image_name == image and not b.done for b in self.builds.list(limit=10_000))

@@ -86,10 +86,7 @@ async def build(
             raise InvalidRequest(
                 "this service only builds images: add ?build_only=true (JupyterHub launches the server)"
             )
-        limit = 0 if user.admin else settings.max_builds_per_user
-        found = await service.request_build(
-            service.parse_binderhub(provider, raw_spec), requester=user.name, max_active=limit
-        )
+        found = await service.request_build(service.parse_binderhub(provider, raw_spec), user=user)
     except BinderError as e:
         metrics.requests.labels("binderhub", e.code).inc()
         return complete_stream([failed_payload(e)])

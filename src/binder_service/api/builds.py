@@ -50,14 +50,12 @@ async def create_build(
     response: Response,
     service: ServiceDep,
     metrics: MetricsDep,
-    settings: SettingsDep,
     user: BuilderDep,
 ) -> BuildPublic:
     """Resolve the ref and return the build of its image: new (201), or one that is running or done (200)."""
     try:
         spec = service.parse_native(body.repo, body.ref, body.provider)
-        limit = 0 if user.admin else settings.max_builds_per_user
-        build = await service.request_build(spec, requester=user.name, max_active=limit)
+        build = await service.request_build(spec, user=user)
     except BinderError as e:
         metrics.requests.labels("native", e.code).inc()
         raise

@@ -11,8 +11,10 @@ from datetime import timedelta
 from itertools import islice
 from typing import Any
 
+from ..admission import Admission, Ticket
+from ..auth import Identity
 from ..caching import AsyncCache
-from ..errors import BinderError, BuildCancelled, BuildError, BuildNotFound, BuildTimeout, TooManyBuilds
+from ..errors import BinderError, BuildCancelled, BuildError, BuildNotFound, BuildTimeout
 from ..events import BuildEvent, Phase
 from ..image_store import ImageStore
 from ..metrics import Metrics
@@ -45,8 +47,12 @@ class BuildManager:
         layer_cache: LayerCache | None = None,
         after_build: Callable[[], None] | None = None,
         recorder: Recorder | None = None,
+        admission: Admission | None = None,
     ) -> None:
         self._recorder = recorder  # None: memory only (no build store)
+        # Asked when a build is started or joined; None: no per-user or per-repository limits.
+        self._admission = admission or Admission(requests_per_minute=0, builds_per_user=0)
+        self._tickets: dict[str, Ticket] = {}  # by build id: the places each running build holds
         self._executor = executor
         self._layers = layer_cache  # None: no inline cache export, no --cache-from
         self._after_build = after_build  # e.g. the engine disk budget's check
@@ -87,17 +93,15 @@ class BuildManager:
         repo: ResolvedRepo,
         image: str,
         *,
-        requester: str | None = None,
-        max_active: int = 0,
-        elsewhere: int = 0,
+        user: Identity | None = None,
         spec_key: str | None = None,
     ) -> Build:
         """The build for `image`: the running one, an already-ready one if the image exists, or a new one.
 
-        `max_active` (when > 0) is how many queued or running builds `requester` may have (with the
-        `elsewhere` other replicas run for them); joining or starting one more is refused. An existing
-        image is always answered.
+        Starting a build, or joining one `user` did not ask for yet, is admitted first (their build
+        limit, the quota of the rule `spec_key` falls under). An existing image is always answered.
         """
+        requester = user.name if user is not None else None
         build = self._active.get(image)
         if build is None:
             exists = await self.image_exists(image)
@@ -106,10 +110,27 @@ class BuildManager:
                 self._metrics.cache_hits.inc()
                 build = self._ready(repo, image, requester)
             elif build is None:
-                self._check_quota(requester, max_active, elsewhere)
-                build = self._start(repo, image, requester, spec_key)
-        elif requester not in build.requesters:
-            self._check_quota(requester, max_active, elsewhere)
+                admitted = await self._admission.admit(user, spec_key=spec_key, image=image)
+                build = self._active.get(image)  # started while admission asked the shared store
+                if build is None:
+                    build = self._start(repo, image, requester, spec_key, admitted)
+                else:
+                    self._admission.release(admitted)
+        ticket = self._tickets.get(build.id)
+        if ticket is not None:
+            await self._admission.join(ticket, user)
+        return self._requested(build, requester)
+
+    def follow_running(self, repo: ResolvedRepo, image: str, requester: str | None) -> Build:
+        """A build that runs already, outside this process (a restarted replica's build pod): followed
+        without admission (it was admitted when it started), holding its places again."""
+        build = self._active.get(image)
+        if build is None:
+            ticket = self._admission.hold(users=[requester] if requester else [])
+            build = self._start(repo, image, requester, None, ticket)
+        return self._requested(build, requester)
+
+    def _requested(self, build: Build, requester: str | None) -> Build:
         build.requests += 1
         joined = requester is not None and requester not in build.requesters
         if requester is not None:
@@ -125,16 +146,6 @@ class BuildManager:
         """Wake every follower of every running build (the service is stopping: they say their last word)."""
         for build in list(self._active.values()):
             build.wake()
-
-    def active_for(self, requester: str) -> int:
-        """Queued or running builds `requester` asked for."""
-        return sum(requester in b.requesters for b in self._active.values())
-
-    def _check_quota(self, requester: str | None, max_active: int, elsewhere: int = 0) -> None:
-        if requester is not None and max_active > 0 and self.active_for(requester) + elsewhere >= max_active:
-            raise TooManyBuilds(
-                f"you already have {max_active} build(s) queued or running; wait for one to finish"
-            )
 
     def _new(
         self,
@@ -179,14 +190,31 @@ class BuildManager:
         return build
 
     def _start(
-        self, repo: ResolvedRepo, image: str, requester: str | None, spec_key: str | None = None
+        self, repo: ResolvedRepo, image: str, requester: str | None, spec_key: str | None, ticket: Ticket
     ) -> Build:
         build = self._new(repo, image, requester, spec_key=spec_key)
         self._active[image] = build
+        self._tickets[build.id] = ticket
         build.emit(Phase.WAITING, f"Waiting for build to start: {repo.build_slug} at {repo.commit[:12]}\n")
-        build.task = asyncio.create_task(self._run(build), name=f"build-{build.id}")
+        self._launch(build)
         self._metrics.builds_started.inc()
         return build
+
+    def _launch(self, build: Build, adopted: Adoptee | None = None) -> None:
+        build.task = asyncio.create_task(self._run(build, adopted), name=f"build-{build.id}")
+        # Also when the task is cancelled before it ever ran (its `finally` never runs then).
+        build.task.add_done_callback(lambda _: self._ended(build))
+
+    def _ended(self, build: Build) -> None:
+        """A build's task is over: it is no longer active and its places are free (idempotent)."""
+        if not build.done:  # cancelled before it started
+            build.finish(BuildStatus.CANCELLED, _failed(build, BuildCancelled("build cancelled")))
+        if self._active.get(build.image_name) is build:
+            del self._active[build.image_name]
+            self._cache_sources.pop(build.image_name, None)
+        ticket = self._tickets.pop(build.id, None)
+        if ticket is not None:
+            self._admission.release(ticket)
 
     def forget_images(self, images: list[str]) -> None:
         """`images` are gone (pruned from the engine): the next request looks again, and builds."""
@@ -290,8 +318,7 @@ class BuildManager:
                 status, _failed(build, BuildError("internal error while building; see the service log"))
             )
         finally:
-            self._active.pop(build.image_name, None)
-            self._cache_sources.pop(build.image_name, None)
+            self._ended(build)
             self._metrics.builds_finished.labels(outcome).inc()
             total = None
             if build.started_at and build.finished_at:
@@ -384,17 +411,18 @@ class BuildManager:
                 log.warning("build not adopted: no process recorded", extra=where)
                 continue
             self._active[build.image_name] = build
+            self._tickets[build.id] = self._admission.hold_for(build.spec_key, build.requesters)
             if record.status == BuildStatus.RUNNING:
                 assert record.pid is not None
                 assert record.log_path is not None
                 base = record.log_event_base or 0
                 job = Adoptee(record.pid, record.log_path, skip=log_events_seen(events, base))
                 build.emit(build.phase, "binder-service restarted; following the running build\n")
-                build.task = asyncio.create_task(self._run(build, job), name=f"build-{build.id}")
+                self._launch(build, job)
                 log.info("adopted a running build", extra={**where, "pid": record.pid})
             else:
                 build.emit(Phase.WAITING, "binder-service restarted; waiting for a build slot again\n")
-                build.task = asyncio.create_task(self._run(build), name=f"build-{build.id}")
+                self._launch(build)
                 log.info("queued a build again", extra=where)
             adopted += 1
         return adopted

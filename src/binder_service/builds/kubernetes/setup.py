@@ -83,7 +83,7 @@ async def adopt_running_builds(executor: KubernetesExecutor, builds: BuildManage
     adopted = 0
     for job in jobs:
         try:
-            await builds.request(job.repo, job.image_name, requester=job.requester)
+            builds.follow_running(job.repo, job.image_name, job.requester)
         except BinderError as e:
             log.warning("could not adopt a running build", extra={"image": job.image_name, "error": str(e)})
             continue
