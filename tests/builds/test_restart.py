@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -195,3 +196,64 @@ def test_a_build_that_finished_while_the_service_was_down_ends_ready(
         assert [e["id"] for e in whole] == list(range(1, len(whole) + 1))  # no gap, nothing twice
         assert sum(name in e["message"] for e in whole) >= 1  # its RUN step's output, replayed
     assert runs.read_text().count("run") == 1
+
+
+def test_sigkill_after_the_build_finished_before_its_last_event_was_stored(
+    world_env: dict[str, str], git_root: Path, git_daemon_url: str, tmp_path: Path
+) -> None:
+    # The window made deterministic: the test holds SQLite's write lock from the build's first step on,
+    # so the service streams the rest (to `ready`) from memory while its writer waits; then it is killed.
+    name, _ = buildable_repo(git_root, run="sleep 2")
+    repo2docker, runs = _counting_repo2docker(tmp_path)
+    env = _env(world_env, tmp_path, BINDER_SERVICE_REPO2DOCKER_COMMAND=str(repo2docker))
+    api = f"http://127.0.0.1:{env['BINDER_SERVICE_PORT']}/api/v1/builds"
+    log = tmp_path / "serve.log"
+    with _serve(env, log) as first:
+        build = httpx.post(api, json={"repo": git_daemon_url + name, "ref": "main"}, timeout=30).json()
+        headers = {"Accept": "text/event-stream"}
+        live: list[dict[str, Any]] = []
+        with httpx.stream("GET", f"{api}/{build['id']}/events", headers=headers, timeout=120) as r:
+            lines = r.iter_lines()
+            for line in lines:
+                if line.startswith("data:"):
+                    live.append(json.loads(line[5:]))
+                    if live[-1]["phase"] == "building":
+                        break
+            blocker = sqlite3.connect(tmp_path / "state" / "binder-service.sqlite", isolation_level=None)
+            blocker.execute("BEGIN IMMEDIATE")  # the store takes no write until this ends
+            try:
+                for line in lines:
+                    if line.startswith("data:"):
+                        live.append(json.loads(line[5:]))
+                assert live[-1]["phase"] == "ready", live[-1]  # said live, from memory
+                first.send_signal(signal.SIGKILL)
+                first.wait()
+            finally:
+                blocker.execute("ROLLBACK")
+                blocker.close()
+    with sqlite3.connect(tmp_path / "state" / "binder-service.sqlite") as db:
+        stored = db.execute("SELECT max(event_id) FROM events WHERE build_id = ?", (build["id"],)).fetchone()
+        status = db.execute("SELECT status FROM builds WHERE id = ?", (build["id"],)).fetchone()
+    assert stored[0] < live[-1]["id"]  # the last events were not stored: the window was hit
+    assert status[0] == "running"
+    with _serve(env, log):
+        whole = _events(f"{api}/{build['id']}/events")
+        assert whole[-1]["phase"] == "ready", whole[-1]
+        assert whole[-1]["image_name"] == build["image_name"]
+        assert [e["id"] for e in whole] == list(range(1, len(whole) + 1))  # no gap, nothing twice
+        assert sum(e["phase"] == "ready" for e in whole) == 1
+        assert httpx.get(f"{api}/{build['id']}", timeout=10).json()["status"] == "ready"
+        # The events the killed service said but never stored are said again, with the same messages.
+        said = [(e["phase"], e["message"]) for e in live if e["id"] > stored[0]]
+        again = [(e["phase"], e["message"]) for e in whole if e["id"] > stored[0]]
+        assert [m for m in again if "restarted" not in m[1]] == said
+        # A client that saw the first service's `ready` and reconnects ends at `ready` again, or is told
+        # the build is over: never a stream that ends without its last event.
+        resumed = httpx.get(
+            f"{api}/{build['id']}/events", headers={"Last-Event-ID": str(live[-1]["id"])}, timeout=30
+        )
+        assert resumed.status_code in (200, 204), resumed.text
+        if resumed.status_code == 200:
+            tail = [json.loads(x[5:]) for x in resumed.text.splitlines() if x.startswith("data:")]
+            assert tail[-1]["phase"] == "ready", tail
+    assert runs.read_text().count("run") == 1  # nothing built twice
