@@ -213,6 +213,43 @@ async def test_a_build_destination_that_cannot_resolve_is_unreachable(url: str) 
         await DestinationCheck(EgressPolicy(), timeout=5).check(url)
 
 
+class CountingPolicy(EgressPolicy):
+    """The real policy, counting the host checks (each one a DNS lookup for a name)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lookups: list[str] = []
+
+    async def check_host(self, host: str) -> None:
+        self.lookups.append(host)
+        await super().check_host(host)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_a_hosts_verdict_is_kept_for_a_while_and_lookup_failures_never() -> None:
+    policy, clock = CountingPolicy(), Clock()
+    check = DestinationCheck(policy, timeout=5, ttl=30, clock=clock)
+    for _ in range(3):  # the cached path: one lookup, the same refusal each time
+        with pytest.raises(DestinationNotAllowed, match=r"refusing to connect to localhost \("):
+            await check.check("https://localhost/org/repo")
+    assert policy.lookups == ["localhost"]
+    clock.now += 31  # the name may point elsewhere by now: asked again
+    with pytest.raises(DestinationNotAllowed):
+        await check.check("git://localhost/repo")
+    assert policy.lookups == ["localhost", "localhost"]
+    for _ in range(2):
+        with pytest.raises(RepoUnreachable, match="host not found"):
+            await check.check("https://no-such-host.invalid/r")
+    assert policy.lookups.count("no-such-host.invalid") == 2
+
+
 # --- through the API ----------------------------------------------------------------------------------
 
 
