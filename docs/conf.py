@@ -7,6 +7,7 @@ build, so the documented variables, defaults, codes and statuses cannot drift fr
 
 from __future__ import annotations
 
+import re
 import sys
 import types
 import typing
@@ -46,10 +47,22 @@ def _type_name(annotation: Any) -> str:
     """A readable name for a field's type: `list of strings`, `path`, ..."""
     from pydantic import SecretStr
 
+    from binder_service.policy import SpecRule
+    from binder_service.settings import IPNetwork
+
     if annotation in _TYPE_NAMES:
         return _TYPE_NAMES[annotation]
     if annotation is SecretStr:
         return "secret string"
+    # Settings keep parsed values: name them by what is written in the variable.
+    if typing.get_origin(annotation) is typing.Annotated:
+        return _type_name(typing.get_args(annotation)[0])
+    if annotation == re.Pattern[str]:
+        return "regular expression"
+    if annotation == IPNetwork:
+        return "IP network"
+    if annotation is SpecRule:
+        return "rule object"
     origin = typing.get_origin(annotation)
     args = [a for a in typing.get_args(annotation) if a is not type(None)]
     if origin in (typing.Union, types.UnionType) and len(args) == 1:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import time
 from collections.abc import Callable
@@ -15,7 +16,7 @@ import pytest
 from pydantic import ValidationError
 
 from binder_service.errors import RepoBanned
-from binder_service.policy import SpecPolicy, spec_key
+from binder_service.policy import SpecPolicy, SpecRule, spec_key
 from binder_service.providers import RepoSpec
 from binder_service.settings import Settings
 from tests.support.fake_apis import FakeGitHub
@@ -85,9 +86,10 @@ def test_policy_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("BINDER_SERVICE_ALLOWED_NETWORKS", "10.1.0.0/16 fd00::/8")
     monkeypatch.setenv("BINDER_SERVICE_ALLOW_PRIVATE_NETWORKS", "true")
     s = Settings()
-    assert s.banned_specs == ["^gh/a,b/", "^gl/c"]
-    assert s.spec_config == [{"pattern": "^gh/", "quota": 2}]
-    assert s.allowed_networks == ["10.1.0.0/16", "fd00::/8"]
+    # parsed once, kept parsed: compiled case-insensitive patterns, rules, networks
+    assert s.banned_specs == [re.compile("^gh/a,b/", re.IGNORECASE), re.compile("^gl/c", re.IGNORECASE)]
+    assert s.spec_config == [SpecRule(re.compile("^gh/", re.IGNORECASE), quota=2)]
+    assert s.allowed_networks == [ipaddress.ip_network("10.1.0.0/16"), ipaddress.ip_network("fd00::/8")]
     assert s.allow_private_networks is True
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from binder_service.settings import Settings
+from binder_service.settings import Settings, describe_invalid
 
 
 def test_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -67,3 +67,26 @@ def test_kubernetes_settings_from_the_environment(monkeypatch: pytest.MonkeyPatc
 def test_kubernetes_settings_are_checked(bad: dict[str, object], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         Settings(**bad)  # type: ignore[arg-type]
+
+
+def test_a_refusal_is_one_line_and_a_rule_across_fields_shows_no_input(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """How `binder-service serve` words a bad configuration: a rule across settings is checked with the
+    whole input in hand, and pydantic's message would show (a truncated repr of) it, secrets and all."""
+    with pytest.raises(ValidationError) as refused:
+        Settings(host="0.0.0.0")
+    assert describe_invalid(refused.value) == (
+        "refusing to listen on 0.0.0.0 without authentication; set BINDER_SERVICE_API_TOKENS, "
+        "run it as a JupyterHub service, or listen on 127.0.0.1"
+    )
+    monkeypatch.setenv("BINDER_SERVICE_GITHUB_TOKEN", "ghp_s3cret")
+    with pytest.raises(ValidationError) as bad:
+        Settings(image_prefix="Bad/", gitlab_token="glpat_s3cret")
+    shown = describe_invalid(bad.value)
+    assert shown.startswith("invalid configuration: image prefix 'Bad/' does not form valid image names")
+    assert "s3cret" not in shown
+    with pytest.raises(ValidationError) as field:
+        Settings(max_concurrent_builds=0)
+    assert describe_invalid(field.value).startswith("invalid configuration:\n1 validation error")
+    assert "max_concurrent_builds" in describe_invalid(field.value)

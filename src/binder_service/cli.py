@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import ipaddress
 import itertools
 import logging
 import os
@@ -18,35 +17,19 @@ from . import housekeeping_cli
 SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def serve(args: argparse.Namespace) -> int:
     import uvicorn
     from pydantic import ValidationError
 
     from .app import create_app
     from .server import server_config
-    from .settings import Settings
+    from .settings import Settings, describe_invalid
 
     try:
         overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
         settings = Settings(**overrides)
     except ValidationError as e:
-        print(f"binder-service: invalid configuration:\n{e}", file=sys.stderr)
-        return 2
-    if not _is_loopback(settings.host) and not settings.api_tokens and not settings.hub_enabled:
-        print(
-            f"binder-service: refusing to listen on {settings.host} without authentication; "
-            "set BINDER_SERVICE_API_TOKENS, run it as a JupyterHub service, or listen on 127.0.0.1",
-            file=sys.stderr,
-        )
+        print(f"binder-service: {describe_invalid(e)}", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     from .store import StoreOpenError, check_store
@@ -57,6 +40,7 @@ def serve(args: argparse.Namespace) -> int:
         print(f"binder-service: cannot open the build store: {e}", file=sys.stderr)
         return 2
     try:
+        # this process's environment: what repo2docker, git and the Kubernetes client are given
         app = create_app(settings, environ=os.environ)
     except ValueError as e:
         print(f"binder-service: invalid configuration: {e}", file=sys.stderr)

@@ -8,12 +8,13 @@ import contextlib
 import logging
 from collections.abc import Callable, Coroutine
 from contextlib import AsyncExitStack
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from .builds.engine_disk import EngineDisk, parse_size
 from .builds.layer_cache import LayerCache
+from .builds.recording import remove_logs
 from .docker_config import DockerConfig
 from .errors import BinderError
 from .images import qualified_prefix, registry_host
@@ -22,6 +23,11 @@ from .registry import RegistryClient
 from .registry_gc import GcReport, RegistryGC, SqlImageRecords
 from .registry_images import RegistryImages
 from .settings import Settings, parse_duration
+from .store.retention import purge_forever
+
+if TYPE_CHECKING:
+    from .builds import BuildManager
+    from .store import BuildStore
 
 log = logging.getLogger(__name__)
 
@@ -119,3 +125,24 @@ async def collect_registry_forever(
             log.warning("registry gc failed", extra={"error": e.message})
         except RuntimeError as e:  # the build store could not be opened
             log.warning("registry gc failed", extra={"error": str(e)[:300]})
+
+
+async def keep_house(
+    stack: AsyncExitStack,
+    settings: Settings,
+    metrics: Metrics,
+    builds: BuildManager,
+    store: BuildStore,
+    disk: EngineDisk | None,
+) -> None:
+    """Start the background tasks `settings` ask for (each stopped by `stack`): the build history's
+    retention, the engine's disk budget and the registry's garbage collection."""
+    if settings.build_retention_seconds > 0:
+        purge = purge_forever(store, settings.build_retention_seconds, on_purged=remove_logs)
+        await background(stack, "build-retention", purge)
+    if disk is not None:
+        await background(stack, "engine-disk", disk.run_forever(settings.engine_prune_interval))
+    if settings.registry_gc_interval > 0 and settings.registry_retention and settings.registry_url:
+        await background(
+            stack, "registry-gc", collect_registry_forever(settings, metrics, builds.forget_images)
+        )

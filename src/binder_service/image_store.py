@@ -7,16 +7,20 @@ auth, image references) is `registry.py`'s job; this module only asks the questi
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import quote, urlsplit
 
 import httpx
 
-from .docker_config import RegistryCredentials
+from .docker_config import DockerConfig, RegistryCredentials
 from .errors import EngineUnavailable, RegistryUnavailable, UpstreamTimeout
+from .images import registry_host
 from .registry import MANIFEST_TYPES, RegistryClient, split_image
 
-__all__ = ["EngineImageStore", "ImageStore", "RegistryImageStore"]
+if TYPE_CHECKING:
+    from .settings import Settings
+
+__all__ = ["EngineImageStore", "ImageStore", "RegistryImageStore", "image_store_for"]
 
 
 class ImageStore(Protocol):
@@ -123,3 +127,17 @@ class EngineImageStore:
             ) from e
         except httpx.HTTPError as e:
             raise EngineUnavailable(f"Docker engine at {self._host} is not reachable") from e
+
+
+def image_store_for(settings: Settings, http: httpx.AsyncClient) -> ImageStore:
+    """The registry `settings.registry_url` names (with its credentials from the docker config), else
+    the local Docker engine."""
+    if settings.registry_url:
+        config = DockerConfig.load(settings.resolved_docker_config())
+        return RegistryImageStore(
+            settings.registry_url,
+            http,
+            credentials=config.credentials_for(registry_host(settings.registry_url)),
+            timeout=settings.registry_timeout,
+        )
+    return EngineImageStore(settings.docker_host, timeout=settings.docker_timeout)

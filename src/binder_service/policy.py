@@ -32,10 +32,13 @@ def spec_key(spec: RepoSpec) -> str:
     return f"{spec.provider}/{spec.repo}"
 
 
-def compile_patterns(patterns: Iterable[str], what: str) -> list[re.Pattern[str]]:
+def compile_patterns(patterns: Iterable[str | re.Pattern[str]], what: str) -> list[re.Pattern[str]]:
     """Case-insensitive regexes; ValueError naming the bad pattern (a settings error at startup)."""
     compiled = []
     for pattern in patterns:
+        if isinstance(pattern, re.Pattern):  # compiled already (Settings keep what they parse)
+            compiled.append(pattern)
+            continue
         try:
             compiled.append(re.compile(pattern, re.IGNORECASE))
         except re.error as e:
@@ -51,11 +54,14 @@ class SpecRule:
     quota: int | None = None  # most builds of matching repositories queued or running at once
 
 
-def parse_spec_config(entries: Iterable[Mapping[str, Any]]) -> list[SpecRule]:
+def parse_spec_config(entries: Iterable[Mapping[str, Any] | SpecRule]) -> list[SpecRule]:
     """`[{"pattern": regex, "quota": n}, ...]` (BinderHub's `{"pattern", "config": {...}}` too) as rules."""
     rules = []
     for index, entry in enumerate(entries):
         where = f"spec_config[{index}]"
+        if isinstance(entry, SpecRule):  # parsed already (Settings keep what they parse)
+            rules.append(entry)
+            continue
         if not isinstance(entry, Mapping):
             raise ValueError(f"{where} must be an object with a 'pattern'")
         options = dict(entry)
@@ -79,10 +85,10 @@ class SpecPolicy:
     def __init__(
         self,
         *,
-        banned: Iterable[str] = (),
+        banned: Iterable[str | re.Pattern[str]] = (),
         banned_message: str = "",
-        allowed: Iterable[str] = (),
-        spec_config: Iterable[Mapping[str, Any]] = (),
+        allowed: Iterable[str | re.Pattern[str]] = (),
+        spec_config: Iterable[Mapping[str, Any] | SpecRule] = (),
     ) -> None:
         self._banned = compile_patterns(banned, "banned_specs")
         self._allowed = compile_patterns(allowed, "allowed_specs")

@@ -2,13 +2,30 @@
 
 from __future__ import annotations
 
+import ipaddress
+import os
 import re
+from collections.abc import Mapping
+from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    InstanceOf,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from .policy import SpecRule, compile_patterns, parse_spec_config
 
 
 def _split_list(value: object) -> object:
@@ -21,6 +38,12 @@ def _split_list(value: object) -> object:
             return json.loads(text)
         return [part for part in text.replace(",", " ").split() if part]
     return value
+
+
+def _split_policy_list(value: object) -> object:
+    if isinstance(value, str) and not value.strip().startswith("["):
+        return value.split()  # regexes and credentials may hold commas: split on whitespace only
+    return _split_list(value)
 
 
 _ORIGIN = re.compile(r"https?://[^/\s?#@]+")  # an origin as browsers send it: no path, no user
@@ -42,8 +65,44 @@ def parse_duration(text: str) -> float:
     return seconds
 
 
-# every provider there is, in the default detection order; the dataset providers cost nothing unused
-PROVIDERS = ("gh", "gl", "gist", "zenodo", "figshare", "hydroshare", "dataverse", "ckan", "git")
+def provider_names() -> tuple[str, ...]:
+    """Every provider there is, in the default detection order (the providers' registry's)."""
+    from .providers.registry import provider_names as names  # the providers import httpx: only when asked
+
+    return names()
+
+
+def is_loopback(host: str) -> bool:
+    """True for `localhost` and loopback addresses: only this machine can connect."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class UnsafeSettings(ValueError):
+    """A combination of settings the service refuses to run with (the CLI shows it as it is)."""
+
+
+def describe_invalid(error: ValidationError) -> str:
+    """A ValidationError of Settings as the CLI prints it. A refusal (`UnsafeSettings`) is one line that
+    says what to do; a rule across fields is its message alone (pydantic would show the input, whose
+    secrets a truncated repr may still reveal); a bad field is pydantic's list of what is wrong."""
+    whole = [e.get("ctx", {}).get("error") or e["msg"] for e in error.errors() if not e["loc"]]
+    unsafe = [str(e) for e in whole if isinstance(e, UnsafeSettings)]
+    if unsafe:
+        return unsafe[0]
+    if whole:
+        return "invalid configuration: " + "; ".join(str(e) for e in whole)
+    return f"invalid configuration:\n{error}"
+
+
+# Parsed fields keep their typed values; their schema (the chart's values.schema.json) stays what is set.
+_STRINGS = WithJsonSchema({"items": {"type": "string"}, "type": "array"})
+_OBJECTS = WithJsonSchema({"items": {"additionalProperties": True, "type": "object"}, "type": "array"})
+IPNetwork = IPv4Network | IPv6Network
 
 
 class Settings(BaseSettings):
@@ -161,7 +220,7 @@ class Settings(BaseSettings):
 
     # --- repository providers ---
     providers: Annotated[list[str], NoDecode] = Field(
-        default_factory=lambda: list(PROVIDERS),
+        default_factory=lambda: list(provider_names()),
         description="Enabled repository providers, in the order URL detection tries them: "
         "`gh` (GitHub), `gl` (GitLab), `gist` (GitHub gists), `zenodo`, `figshare`, `hydroshare`, "
         "`dataverse`, `ckan` (datasets, docs/providers.md), `git` (any git URL).",
@@ -231,12 +290,12 @@ class Settings(BaseSettings):
         "addresses (tests, demos, on-premises hosts). Off: such destinations are refused, after DNS and "
         "on every redirect.",
     )
-    allowed_networks: Annotated[list[str], NoDecode] = Field(
+    allowed_networks: Annotated[list[IPNetwork], NoDecode, _STRINGS] = Field(
         default_factory=list,
         description="Non-public networks repository hosts may still be on (CIDRs, e.g. `10.20.0.0/16` for an "
         "on-premises GitLab).",
     )
-    banned_specs: Annotated[list[str], NoDecode] = Field(
+    banned_specs: Annotated[list[re.Pattern[str]], NoDecode, _STRINGS] = Field(
         default_factory=list,
         description="Case-insensitive regexes of repositories that may not be built, searched in "
         "`<provider>/<repository>` (e.g. `^gh/evil-org/`). JSON list, or separated by spaces.",
@@ -244,12 +303,12 @@ class Settings(BaseSettings):
     banned_specs_message: str = Field(
         "", description="Shown to the user when a repository is banned (or not on `allowed_specs`)."
     )
-    allowed_specs: Annotated[list[str], NoDecode] = Field(
+    allowed_specs: Annotated[list[re.Pattern[str]], NoDecode, _STRINGS] = Field(
         default_factory=list,
         description="When set, only repositories matching one of these regexes may be built (same form as "
         "`banned_specs`).",
     )
-    spec_config: list[dict[str, Any]] = Field(
+    spec_config: Annotated[list[InstanceOf[SpecRule]], _OBJECTS] = Field(
         default_factory=list,
         description='Per-repository options (JSON), the first matching pattern wins: `[{"pattern": '
         '"^gh/big-org/", "quota": 5}]`; `quota` is the most builds of matching repositories at once.',
@@ -457,35 +516,38 @@ class Settings(BaseSettings):
                 raise ValueError(f"{origin!r} is not a web origin like https://example.org[:port] (or *)")
         return origins
 
-    @field_validator("git_credentials", "allowed_networks", "banned_specs", "allowed_specs", mode="before")
+    @field_validator("git_credentials", mode="before")
     @classmethod
     def _policy_lists(cls, value: object) -> object:
-        if isinstance(value, str) and not value.strip().startswith("["):
-            return value.split()  # regexes and credentials may hold commas: split on whitespace only
-        return _split_list(value)
+        return _split_policy_list(value)
 
-    @field_validator("allowed_networks")
+    @field_validator("allowed_networks", mode="before")
     @classmethod
-    def _networks(cls, value: list[str]) -> list[str]:
+    def _networks(cls, value: object) -> object:
         from .egress import parse_networks
 
-        parse_networks(value)
+        value = _split_policy_list(value)
+        if isinstance(value, list):
+            return [v if not isinstance(v, str) else parse_networks([v])[0] for v in value]
         return value
 
-    @field_validator("banned_specs", "allowed_specs")
+    @field_validator("banned_specs", "allowed_specs", mode="before")
     @classmethod
-    def _patterns(cls, value: list[str], info: ValidationInfo) -> list[str]:
-        from .policy import compile_patterns
-
-        compile_patterns(value, info.field_name or "pattern")
+    def _patterns(cls, value: object, info: ValidationInfo) -> object:
+        # case-insensitive, as the policy matches them; ValueError naming the bad one
+        value = _split_policy_list(value)
+        if isinstance(value, list):
+            return [
+                v if isinstance(v, re.Pattern) else compile_patterns([v], info.field_name or "pattern")[0]
+                for v in value
+            ]
         return value
 
-    @field_validator("spec_config")
+    @field_validator("spec_config", mode="before")
     @classmethod
-    def _spec_config(cls, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        from .policy import parse_spec_config
-
-        parse_spec_config(value)
+    def _spec_config(cls, value: object) -> object:
+        if isinstance(value, list) and not all(isinstance(v, SpecRule) for v in value):
+            return parse_spec_config(value)
         return value
 
     @field_validator("base_url")
@@ -512,9 +574,10 @@ class Settings(BaseSettings):
     @field_validator("providers")
     @classmethod
     def _providers(cls, value: list[str]) -> list[str]:
-        unknown = [p for p in value if p not in PROVIDERS]
+        known = provider_names()
+        unknown = [p for p in value if p not in known]
         if unknown:
-            raise ValueError(f"unknown providers: {unknown} (known: {', '.join(PROVIDERS)})")
+            raise ValueError(f"unknown providers: {unknown} (known: {', '.join(known)})")
         if not value:
             raise ValueError("at least one provider must be enabled")
         return list(dict.fromkeys(value))  # a repeated name is still one provider
@@ -583,6 +646,30 @@ class Settings(BaseSettings):
             if "port" not in self.model_fields_set and parts.port:
                 self.port = parts.port
         return self
+
+    @model_validator(mode="after")
+    def _safe_to_run(self) -> Settings:
+        # After _listen_where_the_hub_expects (model validators run in the order they are defined).
+        from .images import qualified_prefix, validate_prefix
+
+        validate_prefix(qualified_prefix(self.image_prefix, self.registry_url))
+        if self.docker_config is not None and not self.docker_config.is_file():
+            raise ValueError(f"docker config {self.docker_config} does not exist")
+        if not is_loopback(self.host) and not self.api_tokens and not self.hub_enabled:
+            raise UnsafeSettings(
+                f"refusing to listen on {self.host} without authentication; set "
+                "BINDER_SERVICE_API_TOKENS, run it as a JupyterHub service, or listen on 127.0.0.1"
+            )
+        return self
+
+    # The environment these settings were read from: what repo2docker, git and ssh are given
+    # (filtered by child_env) and where the Kubernetes client finds its cluster. Set by the CLI or a test.
+    _environ: dict[str, str] = PrivateAttr(default_factory=lambda: dict(os.environ))
+
+    @property
+    def environ(self) -> Mapping[str, str]:
+        """The process environment at the time these settings were read."""
+        return self._environ
 
     @property
     def hub_enabled(self) -> bool:

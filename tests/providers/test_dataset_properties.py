@@ -12,11 +12,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from binder_service.app import _providers
 from binder_service.errors import BinderError
 from binder_service.images import image_name, is_valid_image_name
 from binder_service.providers import Providers, RepoSpec
 from binder_service.providers.doi import parse_doi
+from binder_service.providers.registry import make_providers as _providers
 from binder_service.settings import Settings
 
 _HTTP = httpx.AsyncClient(verify=ssl.create_default_context())  # never used: parsing is offline

@@ -1,5 +1,5 @@
 """The dataset providers (zenodo, figshare, hydroshare, dataverse, ckan) against local fakes of doi.org
-and each host's API, built from Settings exactly as app.py builds them."""
+and each host's API, built from Settings exactly as the app builds them (providers.registry)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from typing import Any
 import httpx
 import pytest
 
-from binder_service.app import _providers
 from binder_service.egress import EgressPolicy
 from binder_service.errors import (
     DestinationNotAllowed,
@@ -26,6 +25,7 @@ from binder_service.errors import (
 )
 from binder_service.images import image_name, is_valid_image_name
 from binder_service.providers import Providers, RepoSpec
+from binder_service.providers.registry import make_providers as _providers
 from binder_service.settings import Settings
 from tests.support.fake_data_apis import (
     FakeCKAN,

@@ -1,4 +1,4 @@
-"""Which provider a native API repository goes to, and the providers as app.py builds them from Settings."""
+"""Which provider a native API repository goes to, and the providers made from Settings."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
-from binder_service.app import _providers
 from binder_service.errors import UnknownProvider
 from binder_service.providers import Providers
 from binder_service.providers.detect import url_path
+from binder_service.providers.registry import make_providers as _providers
 from binder_service.settings import Settings
 from tests.support.fake_apis import FakeGitHub, FakeGitLab, sha_of
 

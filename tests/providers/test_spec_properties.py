@@ -12,12 +12,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from binder_service.app import _providers
 from binder_service.errors import BinderError, InvalidSpec
 from binder_service.providers import Providers, RepoSpec
 from binder_service.providers.detect import url_path
 from binder_service.providers.git.provider import check_ref
 from binder_service.providers.http_api import HttpApi, Reply
+from binder_service.providers.registry import make_providers as _providers
 from binder_service.settings import Settings
 
 # Never used for a request: parsing and detection do not touch the network.

@@ -12,10 +12,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from binder_service.app import _providers
 from binder_service.errors import BinderError, InvalidSpec
 from binder_service.providers import Providers
 from binder_service.providers.git.urls import check_git_url
+from binder_service.providers.registry import make_providers as _providers
 from binder_service.settings import Settings
 
 _HTTP = httpx.AsyncClient(verify=ssl.create_default_context())  # never used: parsing is offline

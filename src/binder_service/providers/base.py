@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from ..errors import InputTooLarge, InvalidSpec
+
+if TYPE_CHECKING:
+    from .registry import ProviderContext
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +50,11 @@ class RepoProvider(ABC):
 
     def __init__(self, *, max_input_length: int) -> None:
         self.max_input_length = max_input_length
+
+    @classmethod
+    def from_settings(cls, context: ProviderContext) -> Self:
+        """The provider as `context.settings` configure it (`providers.registry.PROVIDERS` calls it)."""
+        raise NotImplementedError(f"{cls.__name__} cannot be made from settings")
 
     def claims(self, repo: str) -> bool:
         """True if `repo` (a native API repository) is this provider's, e.g. a URL on its host."""

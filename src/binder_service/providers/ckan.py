@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Unpack
+from typing import TYPE_CHECKING, Self, Unpack
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import httpx
@@ -20,6 +20,9 @@ from ..errors import BinderError, InvalidSpec, RepoNotAllowed, RepoNotFound, Ups
 from .base import RepoSpec
 from .datasets import DatasetOptions, DatasetProvider, Pinned, epoch_version
 from .http_api import HttpApi, pick
+
+if TYPE_CHECKING:
+    from .registry import ProviderContext
 
 __all__ = ["CKANProvider"]
 
@@ -47,6 +50,12 @@ class CKANProvider(DatasetProvider):
     spec_regex = r"^(?P<url>[^/]+)(/(?P<ref>.*))?$"
     repo_label = "CKAN dataset URL"
     content_provider = "CKAN"
+
+    @classmethod
+    def from_settings(cls, context: ProviderContext) -> Self:
+        """The provider as the settings configure it (the providers' registry calls this)."""
+        s = context.settings
+        return cls(context.http, hosts=s.ckan_hosts, timeout=s.resolve_timeout, **context.options)
 
     def __init__(
         self, http: httpx.AsyncClient, *, hosts: list[str], timeout: float, **options: Unpack[DatasetOptions]

@@ -9,6 +9,7 @@ A dataset URL (`<installation>/dataset.xhtml?persistentId=doi:...`) names its in
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Self
 from urllib.parse import parse_qs, quote
 
 from ..errors import RepoNotFound, UpstreamError
@@ -16,6 +17,9 @@ from .datasets import Pinned, SiteDatasetProvider, json_object
 from .detect import host_of
 from .doi import parse_doi
 from .http_api import pick
+
+if TYPE_CHECKING:
+    from .registry import ProviderContext
 
 __all__ = ["DataverseProvider"]
 
@@ -45,6 +49,15 @@ class DataverseProvider(SiteDatasetProvider[tuple[str, str]]):
     url_what = "a Dataverse DOI or dataset URL"
 
     # --- specs ------------------------------------------------------------------------------------
+
+    @classmethod
+    def from_settings(cls, context: ProviderContext) -> Self:
+        """The provider as the settings configure it (the providers' registry calls this)."""
+        s = context.settings
+        apis = {
+            u: context.api(f"Dataverse API at {host_of(u)}", u + "/api") for u in s.dataverse_installations
+        }
+        return cls(apis, context.doi, doi_prefixes=s.dataverse_doi_prefixes, **context.options)
 
     def _parse_url(self, url: str) -> tuple[str, str] | None:
         """(installation, DOI) of a dataset or citation page on a configured installation."""

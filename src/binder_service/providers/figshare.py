@@ -9,7 +9,7 @@ the one named, or else the newest, is the "commit" (`v<n>`). The slug is the art
 from __future__ import annotations
 
 import re
-from typing import Unpack
+from typing import TYPE_CHECKING, Self, Unpack
 from urllib.parse import urlsplit
 
 from ..errors import InvalidSpec, RefNotFound, RepoNotFound, UpstreamError
@@ -17,6 +17,9 @@ from .datasets import DatasetOptions, DoiDatasetProvider, Pinned
 from .detect import host_of
 from .doi import DoiResolver, doi_prefix
 from .http_api import HttpApi, pick
+
+if TYPE_CHECKING:
+    from .registry import ProviderContext
 
 __all__ = ["FigshareProvider"]
 
@@ -37,6 +40,13 @@ class FigshareProvider(DoiDatasetProvider[tuple[str, str | None]]):
     content_provider = "Figshare"
     host_name = "Figshare"
     url_what = "a Figshare article URL"
+
+    @classmethod
+    def from_settings(cls, context: ProviderContext) -> Self:
+        """The provider as the settings configure it (the providers' registry calls this)."""
+        s = context.settings
+        api = context.api("Figshare API", s.figshare_api_url)
+        return cls(api, context.doi, web_url=s.figshare_url, **context.options)
 
     def __init__(
         self, api: HttpApi, resolver: DoiResolver, *, web_url: str, **options: Unpack[DatasetOptions]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final, Self
 from urllib.parse import quote, unquote
 
 from ..caching import AsyncCache
@@ -20,6 +20,9 @@ from .git.urls import is_commit_id
 from .github import check_name
 from .hosted import HostedProvider
 from .http_api import HttpApi, Reply, pick
+
+if TYPE_CHECKING:
+    from .registry import ProviderContext
 
 __all__ = ["GistProvider"]
 
@@ -63,6 +66,12 @@ class GistProvider(HostedProvider[str, GistInfo]):
     spec_regex = r"^(?P<user>[^/]+)/(?P<gist_id>[^/]+)(/(?P<ref>.*))?$"
     repo_label = "Gist URL or <user>/<gist id>"
     ref_label = "Gist revision (commit; default: the newest)"
+
+    @classmethod
+    def from_settings(cls, context: ProviderContext) -> Self:
+        """The provider as the settings configure it (the providers' registry calls this)."""
+        s = context.settings
+        return cls(context.github, web_url=s.gist_url, allow_secret=s.allow_secret_gists, **context.options)
 
     def __init__(
         self,

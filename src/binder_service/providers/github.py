@@ -9,7 +9,7 @@ authorised (a token is configured); without one they save only the body.
 from __future__ import annotations
 
 import re
-from typing import Final
+from typing import TYPE_CHECKING, Final, Self
 from urllib.parse import quote, unquote
 
 import httpx
@@ -23,6 +23,9 @@ from .git.provider import check_ref
 from .git.urls import is_commit_id
 from .hosted import HostedProvider
 from .http_api import HttpApi, QuotaObserver, Reply, pick
+
+if TYPE_CHECKING:
+    from .registry import ProviderContext
 
 __all__ = ["GitHubProvider", "github_api"]
 
@@ -85,6 +88,12 @@ class GitHubProvider(HostedProvider[tuple[str, str, str], tuple[str, str, str | 
     spec_example = "binder-examples/requirements/HEAD"
     spec_regex = r"^(?P<org>[^/]+)/(?P<repo>[^/]+)/(?P<ref>.+)$"
     repo_label = "GitHub repository name or URL"
+
+    @classmethod
+    def from_settings(cls, context: ProviderContext) -> Self:
+        """The provider as the settings configure it (the providers' registry calls this)."""
+        s = context.settings
+        return cls(context.github, web_url=s.github_url, **context.options)
 
     def __init__(
         self,

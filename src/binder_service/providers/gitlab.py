@@ -6,7 +6,7 @@ BinderHub spec: `<URL-escaped namespace/project>/<ref>`, e.g. `group%2Fsubgroup%
 from __future__ import annotations
 
 import re
-from typing import Final
+from typing import TYPE_CHECKING, Final, Self
 from urllib.parse import quote, unquote
 
 import httpx
@@ -20,6 +20,9 @@ from .git.urls import is_commit_id
 from .github import FALLBACK_REFS
 from .hosted import HostedProvider
 from .http_api import HttpApi, QuotaObserver, pick
+
+if TYPE_CHECKING:
+    from .registry import ProviderContext
 
 __all__ = ["GitLabProvider", "gitlab_api"]
 
@@ -73,6 +76,19 @@ class GitLabProvider(HostedProvider[tuple[str, str], tuple[str, str, str | None]
     repo_label = "GitLab project path or URL"
 
     # --- specs ------------------------------------------------------------------------------------
+
+    @classmethod
+    def from_settings(cls, context: ProviderContext) -> Self:
+        """The provider as the settings configure it (the providers' registry calls this)."""
+        s = context.settings
+        api = gitlab_api(
+            context.http,
+            url=s.gitlab_url,
+            token=s.gitlab_token,
+            timeout=s.resolve_timeout,
+            observe_quota=context.observe_quota,
+        )
+        return cls(api, web_url=s.gitlab_url, **context.options)
 
     def parse_spec(self, spec: str) -> RepoSpec:
         self._check_length("spec", spec)

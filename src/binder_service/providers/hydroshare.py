@@ -9,13 +9,16 @@ decides when a new image is built; the build fetches the resource as it is then.
 from __future__ import annotations
 
 import re
-from typing import Any, Unpack
+from typing import TYPE_CHECKING, Any, Self, Unpack
 
 from ..errors import InvalidSpec, RepoNotFound, UpstreamError
 from .datasets import DatasetOptions, DatasetProvider, Pinned, epoch_version
 from .detect import host_of, url_path
 from .doi import parse_doi
 from .http_api import HttpApi, pick
+
+if TYPE_CHECKING:
+    from .registry import ProviderContext
 
 __all__ = ["HydroShareProvider"]
 
@@ -33,6 +36,13 @@ class HydroShareProvider(DatasetProvider):
     spec_regex = r"^(?P<resource>.*[0-9a-f]{32}.*)$"
     repo_label = "HydroShare resource URL, id or DOI"
     content_provider = "Hydroshare"
+
+    @classmethod
+    def from_settings(cls, context: ProviderContext) -> Self:
+        """The provider as the settings configure it (the providers' registry calls this)."""
+        s = context.settings
+        api = context.api("HydroShare API", s.hydroshare_url + "/hsapi")
+        return cls(api, web_url=s.hydroshare_url, **context.options)
 
     def __init__(self, api: HttpApi, *, web_url: str, **options: Unpack[DatasetOptions]) -> None:
         super().__init__(**options)

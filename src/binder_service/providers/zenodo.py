@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Self
 
 from ..errors import RepoNotFound, UpstreamError
 from .datasets import Pinned, SiteDatasetProvider, json_object
 from .detect import host_of
 from .http_api import Reply
+
+if TYPE_CHECKING:
+    from .registry import ProviderContext
 
 __all__ = ["ZenodoProvider"]
 
@@ -44,6 +48,13 @@ class ZenodoProvider(SiteDatasetProvider[tuple[str, str]]):
     url_what = "a record URL on a configured Zenodo site"
 
     # --- specs ------------------------------------------------------------------------------------
+
+    @classmethod
+    def from_settings(cls, context: ProviderContext) -> Self:
+        """The provider as the settings configure it (the providers' registry calls this)."""
+        s = context.settings
+        apis = {u: context.api(f"Zenodo API at {host_of(u)}", u + "/api") for u in s.zenodo_urls}
+        return cls(apis, context.doi, doi_prefixes=s.zenodo_doi_prefixes, **context.options)
 
     def _parse_url(self, url: str) -> tuple[str, str] | None:
         """(site, record id) of a record URL on a configured site."""

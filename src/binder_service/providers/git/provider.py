@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING, Self
 from urllib.parse import unquote
 
 from ...caching import AsyncCache
@@ -10,6 +11,9 @@ from ...errors import InvalidSpec
 from ..base import RepoProvider, RepoSpec, ResolvedRepo
 from .remote import GitRemote
 from .urls import check_git_url, is_commit_id, redact_url
+
+if TYPE_CHECKING:
+    from ..registry import ProviderContext
 
 # git check-ref-format's rules, plus "no leading dash" so a ref can never read as an option.
 _BAD_REF = re.compile(r"(^[-/.])|(\.\.)|(@\{)|([\x00-\x20\x7f~^:?*\[\\])|(\.lock$)|(/$)|(\.$)|(//)")
@@ -29,6 +33,29 @@ class GitProvider(RepoProvider):
     display_name = "Git repository"
     spec_example = "https%3A%2F%2Fgithub.com%2Fbinder-examples%2Frequirements/HEAD"
     spec_regex = r"^(?P<repo>[^/]+)/(?P<ref>.+)$"
+
+    @classmethod
+    def from_settings(cls, context: ProviderContext) -> Self:
+        """The provider as the settings configure it (the providers' registry calls this)."""
+        s = context.settings
+        protocols = frozenset(s.allowed_git_protocols)
+        remote = GitRemote(
+            context.http,
+            timeout=s.resolve_timeout,
+            allowed_protocols=protocols,
+            allow_local=s.allow_local_repos,
+            max_url_length=s.max_input_length,
+            egress=context.egress,
+            credentials=context.credentials,
+            environ=context.environ,
+        )
+        return cls(
+            remote,
+            allowed_protocols=protocols,
+            allow_local=s.allow_local_repos,
+            max_input_length=s.max_input_length,
+            ref_cache_ttl=s.ref_cache_ttl,
+        )
 
     def __init__(
         self,
