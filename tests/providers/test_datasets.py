@@ -88,7 +88,8 @@ def ckan() -> Iterator[FakeCKAN]:
 
 def settings_for(**fakes: Any) -> Settings:
     values: dict[str, Any] = {
-        "resolve_timeout": 1.0,
+        # Short enough to test timeouts quickly, long enough for a loaded 2-core machine.
+        "resolve_timeout": 3.0,
         "providers": ["zenodo", "figshare", "hydroshare", "dataverse", "ckan"],
     }
     if "doi" in fakes:
@@ -227,9 +228,9 @@ async def test_zenodo_5xx(providers: Providers, doi: FakeDoi, zenodo: FakeZenodo
 async def test_zenodo_slow_api_times_out(
     providers: Providers, doi: FakeDoi, zenodo: FakeZenodo, target: str
 ) -> None:
-    (doi if target == "doi" else zenodo).delay = 5.0
-    # The fake would answer after 5 s: an UpstreamTimeout is our 1 s timeout cutting the call off.
-    with pytest.raises(UpstreamTimeout, match=r"(did not answer within|took longer than) 1s"):
+    (doi if target == "doi" else zenodo).delay = 60.0
+    # The fake would answer after 60 s: an UpstreamTimeout is our 3 s timeout cutting the call off.
+    with pytest.raises(UpstreamTimeout, match=r"(did not answer within|took longer than) 3s"):
         await resolve(providers, "zenodo", ZENODO_DOI)
 
 
@@ -418,13 +419,13 @@ async def test_ckan_errors(providers: Providers, ckan: FakeCKAN) -> None:
             providers.get("ckan").parse_spec(ckan_spec(bad))
     with pytest.raises(InvalidSpec, match="has no refs"):
         providers.get("ckan").parse_spec(ckan_spec(base + "sample-dataset-1") + "/main")
-    ckan.delay = 5
+    ckan.delay = 60
     with pytest.raises(UpstreamTimeout):
         await resolve(providers, "ckan", ckan_spec(base + "sample-dataset-1"))
 
 
 async def test_ckan_allowed_hosts(http: httpx.AsyncClient, ckan: FakeCKAN) -> None:
-    s = Settings(ckan_hosts=[ckan.host], providers=["gh", "ckan", "git"], resolve_timeout=1.0)
+    s = Settings(ckan_hosts=[ckan.host], providers=["gh", "ckan", "git"], resolve_timeout=3.0)
     providers = _providers(s, http)
     url = f"{ckan.url}/data/dataset/sample-dataset-1"
     assert providers.for_repo(url).name == "ckan"
