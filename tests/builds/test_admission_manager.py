@@ -14,6 +14,7 @@ from binder_service.errors import QuotaExceeded, TooManyBuilds
 from binder_service.events import Phase
 from binder_service.metrics import Metrics
 from binder_service.policy import SpecPolicy
+from tests.support.memory_images import MemoryImages
 from tests.support.records import REPO
 from tests.support.waiting import await_until
 
@@ -22,24 +23,10 @@ BEN = Identity(name="ben", kind="user")
 ROOT = Identity(name="root", kind="user", admin=True)
 
 
-class Images:
-    def __init__(self, existing: set[str] | None = None) -> None:
-        self.present = set(existing or ())
-
-    async def exists(self, image: str) -> bool:
-        return image in self.present
-
-    async def check(self) -> None:
-        pass
-
-    async def aclose(self) -> None:
-        pass
-
-
 class Gated:
     """Builds that run until the test opens their gate."""
 
-    def __init__(self, images: Images) -> None:
+    def __init__(self, images: MemoryImages) -> None:
         self._images = images
         self.gate = asyncio.Event()
         self.runs: list[str] = []
@@ -57,7 +44,7 @@ class Gated:
         pass
 
 
-def manager(images: Images, executor: Gated, admission: Admission) -> BuildManager:
+def manager(images: MemoryImages, executor: Gated, admission: Admission) -> BuildManager:
     return BuildManager(
         executor=executor,
         images=images,
@@ -73,7 +60,7 @@ def manager(images: Images, executor: Gated, admission: Admission) -> BuildManag
 
 
 async def test_a_users_limit_counts_started_and_joined_builds_until_they_end() -> None:
-    images = Images()
+    images = MemoryImages()
     executor = Gated(images)
     admission = Admission(requests_per_minute=0, builds_per_user=1)
     builds = manager(images, executor, admission)
@@ -100,7 +87,7 @@ async def test_a_users_limit_counts_started_and_joined_builds_until_they_end() -
 
 
 async def test_a_rules_quota_holds_running_builds_and_never_refuses_an_existing_image() -> None:
-    images = Images({"img:built"})
+    images = MemoryImages({"img:built"})
     executor = Gated(images)
     policy = SpecPolicy(spec_config=[{"pattern": "^git/quota-", "quota": 1}])
     admission = Admission(requests_per_minute=0, builds_per_user=0, policy=policy)
@@ -130,7 +117,7 @@ async def test_a_rules_quota_holds_running_builds_and_never_refuses_an_existing_
 
 
 async def test_a_cancelled_build_gives_its_places_back() -> None:
-    images = Images()
+    images = MemoryImages()
     executor = Gated(images)
     policy = SpecPolicy(spec_config=[{"pattern": "^git/", "quota": 1}])
     admission = Admission(requests_per_minute=0, builds_per_user=1, policy=policy)

@@ -10,33 +10,19 @@ from binder_service.builds import BuildManager
 from binder_service.builds.executor import BuildJob, Emit
 from binder_service.events import Phase
 from binder_service.metrics import Metrics
+from tests.support.memory_images import MemoryImages
 from tests.support.records import REPO
 
 NOTE = "branch 'master' does not exist; using the default branch 'main'"
 
 
-class Images:
-    def __init__(self, exists: bool) -> None:
-        self.built: set[str] = set()
-        self._exists = exists
-
-    async def exists(self, image: str) -> bool:
-        return self._exists or image in self.built
-
-    async def check(self) -> None:
-        pass
-
-    async def aclose(self) -> None:
-        pass
-
-
 class Instant:
-    def __init__(self, images: Images) -> None:
+    def __init__(self, images: MemoryImages) -> None:
         self._images = images
 
     async def run(self, job: BuildJob, emit: Emit) -> None:
         emit(Phase.BUILDING, "built\n")
-        self._images.built.add(job.image_name)
+        self._images.present.add(job.image_name)
 
     async def check(self) -> None:
         pass
@@ -47,7 +33,7 @@ class Instant:
 
 @pytest.mark.parametrize("exists", [False, True])
 async def test_note_opens_the_stream(exists: bool) -> None:
-    images = Images(exists)
+    images = MemoryImages(everything=exists)
     manager = BuildManager(
         executor=Instant(images),
         images=images,
