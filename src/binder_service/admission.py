@@ -6,12 +6,18 @@ when a build is started (`admit`) or joined by one more user (`join`); each runn
 `Ticket` for its places, given back when the build ends. An existing image is answered without asking:
 it takes no place. Alone, a service counts the tickets it holds. Replicas sharing one PostgreSQL build
 store also count what the others run (the store's active builds of other owners) and share one request
-log, so a limit holds across replicas. Two replicas admitting the last place in the same instant can
-both succeed: the limits are exact within a replica and within that instant across them.
+log, so a limit holds across replicas. There, a build's places are also taken in the store, in one
+transaction locked on their keys (store/places.py): two replicas admitting the last place at the same
+instant never both succeed. A replica renews its places while its builds run; a dead one's run out.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import hashlib
+import logging
+import secrets
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -20,7 +26,7 @@ from datetime import UTC, datetime
 
 from .auth import Identity, RequestRate
 from .auth.limits import WINDOW
-from .errors import QuotaExceeded, TooManyBuilds, TooManyRequests
+from .errors import QuotaExceeded, StoreUnavailable, TooManyBuilds, TooManyRequests
 from .policy import SpecPolicy, SpecRule
 from .store import BuildRecord, BuildStore
 
@@ -33,6 +39,10 @@ class Ticket:
     rule: SpecRule | None
     users: set[str] = field(default_factory=set)
     released: bool = False
+    id: str = field(default_factory=lambda: secrets.token_hex(8))  # its places in a shared store
+
+
+log = logging.getLogger(__name__)
 
 
 class Admission:
@@ -47,8 +57,13 @@ class Admission:
         build_timeout: float = 3600.0,
         clock: Callable[[], float] = time.time,
         policy: SpecPolicy | None = None,
+        lease_seconds: float = 30.0,
     ) -> None:
         self._build_timeout = build_timeout
+        self._lease = lease_seconds  # a shared place runs out this long after its replica's last renewal
+        self._shared: dict[str, Ticket] = {}  # by id: tickets holding places in the shared store
+        self._renewer: asyncio.Task[None] | None = None
+        self._giving_back: set[asyncio.Task[None]] = set()
         self._policy = policy or SpecPolicy()
         self._user_places: Counter[str] = Counter()  # running builds each user asked for, here
         self._rule_places: Counter[SpecRule] = Counter()  # running builds under each rule, here
@@ -102,6 +117,14 @@ class Admission:
         ticket = self.hold(rule=rule)
         if user is not None and user.name is not None:
             self._take_user(ticket, user.name)
+        wants = [(_user_key(user.name), limit)] if user is not None and user.name and limit > 0 else []
+        if rule is not None and quota is not None:
+            wants.append((_rule_key(rule), quota))
+        try:
+            await self._take_shared(ticket, wants, spec_key=spec_key)
+        except BaseException:
+            self.release(ticket)
+            raise
         return ticket
 
     async def join(self, ticket: Ticket, user: Identity | None) -> None:
@@ -113,7 +136,58 @@ class Admission:
         if ticket.released or user.name in ticket.users:
             return  # the build ended (or the user joined) while we looked
         self._check_user(user, others)
+        limit = self.builds_limit(user)
+        if limit > 0:
+            await self._take_shared(ticket, [(_user_key(user.name), limit)])
         self._take_user(ticket, user.name)
+
+    async def _take_shared(
+        self, ticket: Ticket, wants: list[tuple[str, int]], *, spec_key: str | None = None
+    ) -> None:
+        """Places for `ticket` in the shared store, atomically across replicas; else the full one's error."""
+        if self._store is None or not wants:
+            return
+        full = await self._store.take_places(ticket.id, wants, owner=self._owner, ttl=self._lease)
+        if full is None:
+            self._shared[ticket.id] = ticket
+            if self._renewer is None:
+                self._renewer = asyncio.create_task(self._renew_forever(), name="admission-renewal")
+            return
+        if full.startswith("user:"):
+            raise TooManyBuilds(
+                f"you already have {self.builds_per_user} build(s) queued or running; wait for one to finish"
+            )
+        raise QuotaExceeded(
+            f"{(spec_key or '')[:200]}: as many builds of repositories like this one are running as the "
+            "quota allows; try again when one has finished"
+        )
+
+    async def _renew_forever(self) -> None:
+        assert self._store is not None
+        while True:
+            await asyncio.sleep(self._lease / 3)
+            if self._shared:
+                try:
+                    await self._store.renew_places(list(self._shared), ttl=self._lease)
+                except StoreUnavailable:
+                    log.warning("admission places not renewed", extra={"tickets": len(self._shared)})
+
+    async def _give_back(self, ticket: Ticket) -> None:
+        assert self._store is not None
+        try:
+            await self._store.give_back_places(ticket.id)
+        except StoreUnavailable:
+            log.warning("admission places not given back; they run out", extra={"ticket": ticket.id})
+
+    async def aclose(self) -> None:
+        """Give back what is being given back, stop renewing."""
+        if self._giving_back:
+            await asyncio.wait(set(self._giving_back), timeout=self._lease)
+        if self._renewer is not None:
+            self._renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._renewer
+            self._renewer = None
 
     def hold(self, *, rule: SpecRule | None = None, users: Iterable[str] = ()) -> Ticket:
         """A ticket without any check: for a build that runs already (adopted after a restart)."""
@@ -133,6 +207,10 @@ class Admission:
         if ticket.released:
             return
         ticket.released = True
+        if self._shared.pop(ticket.id, None) is not None:
+            task = asyncio.create_task(self._give_back(ticket), name=f"admission-give-back-{ticket.id}")
+            self._giving_back.add(task)
+            task.add_done_callback(self._giving_back.discard)
         if ticket.rule is not None:
             self._rule_places[ticket.rule] -= 1
         for name in ticket.users:
@@ -180,3 +258,12 @@ class Admission:
         return sum(
             1 for r in elsewhere if r.spec_key and r.image != image and rule.pattern.search(r.spec_key)
         )
+
+
+def _user_key(name: str) -> str:
+    return f"user:{name}"
+
+
+def _rule_key(rule: SpecRule) -> str:
+    # Hashed: a rule's pattern may be longer than a key.
+    return "rule:" + hashlib.sha256(rule.pattern.pattern.encode()).hexdigest()[:32]

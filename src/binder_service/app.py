@@ -173,7 +173,9 @@ async def _builds(
         shared=store.dialect == "postgresql",  # replicas share it: count what they all do
         build_timeout=settings.build_timeout,
         policy=parts.policy,
+        lease_seconds=settings.build_lease,
     )
+    stack.push_async_callback(admission.aclose)  # before the store closes: its places are given back
     builds = BuildManager(
         executor=runner,
         images=images,
@@ -187,6 +189,7 @@ async def _builds(
         layer_cache=layer_cache(settings, http),
         after_build=disk.schedule if disk is not None else None,
         recorder=recorder,
+        lease_seconds=settings.build_lease,
         admission=admission,
     )
     stack.push_async_callback(builds.aclose)

@@ -164,6 +164,12 @@ class Settings(BaseSettings):
         "in PostgreSQL: `postgresql+asyncpg://user:password@host/db` (the `postgres` extra).",
     )
     db_timeout: float = Field(10.0, gt=0, description="Seconds for one database operation.")
+    build_lease: float = Field(
+        30.0,
+        gt=0,
+        description="Seconds a replica's claim on a running build lasts unless renewed (PostgreSQL, local "
+        "builds): a replica silent this long is taken for dead and its builds end `failed`.",
+    )
     build_retention: str = Field(
         "7d",
         description="How long finished builds, their events and logs are kept: a number with a unit "

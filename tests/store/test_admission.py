@@ -8,10 +8,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from binder_service.admission import Admission
+from binder_service.admission import Admission, Ticket
 from binder_service.auth import Identity
-from binder_service.errors import TooManyRequests
-from binder_service.policy import SpecRule
+from binder_service.errors import QuotaExceeded, TooManyBuilds, TooManyRequests
+from binder_service.policy import SpecPolicy, SpecRule
 from binder_service.store import BuildStore
 from tests.support.postgres import Cluster
 from tests.support.records import record
@@ -108,6 +108,69 @@ async def _replicas(url: str, n: int, **options: object) -> tuple[list[BuildStor
         for i, s in enumerate(stores)
     ]
     return stores, admissions
+
+
+async def test_replicas_admitting_the_last_places_at_once_admit_exactly_the_limit(pg: Cluster) -> None:
+    url = pg.create_database()
+    rule = {"pattern": "^gh/org/", "quota": 3}
+    stores, replicas = await _replicas(
+        url, 4, requests_per_minute=0, builds_per_user=2, policy=SpecPolicy(spec_config=[rule])
+    )
+    try:
+        # Alice's builds: 4 replicas x 3 requests at the same instant, 2 places.
+        tries = [
+            r.admit(ALICE, spec_key=f"gh/other/{i}-{j}", image=f"reg/a{i}{j}:1")
+            for i, r in enumerate(replicas)
+            for j in range(3)
+        ]
+        results = await asyncio.gather(*tries, return_exceptions=True)
+        admitted = [t for t in results if isinstance(t, Ticket)]
+        assert len(admitted) == 2, results
+        assert all(isinstance(t, TooManyBuilds) for t in results if not isinstance(t, Ticket))
+        # A rule's quota: 8 users' first builds under it at once, 3 places.
+        users = [Identity(name=f"u{k}", kind="user") for k in range(8)]
+        tries = [
+            replicas[k % 4].admit(u, spec_key=f"gh/org/r{k}", image=f"reg/r{k}:1")
+            for k, u in enumerate(users)
+        ]
+        results = await asyncio.gather(*tries, return_exceptions=True)
+        quota = [t for t in results if isinstance(t, Ticket)]
+        assert len(quota) == 3, results
+        assert all(isinstance(t, QuotaExceeded) for t in results if not isinstance(t, Ticket))
+        # A build ends: its place is free again, on any replica.
+        owner = next(r for r in replicas if admitted[0].id in r._shared)
+        owner.release(admitted[0])
+        await owner.aclose()
+        await replicas[3].admit(ALICE, spec_key="gh/other/again", image="reg/again:1")
+        with pytest.raises(TooManyBuilds):
+            await replicas[2].admit(ALICE, spec_key="gh/other/more", image="reg/more:1")
+    finally:
+        for r in replicas:
+            await r.aclose()
+        for s in stores:
+            await s.aclose()
+
+
+async def test_a_dead_replicas_places_run_out(pg: Cluster) -> None:
+    url = pg.create_database()
+    stores, (dead, alive) = await _replicas(
+        url, 2, requests_per_minute=0, builds_per_user=1, lease_seconds=0.6
+    )
+    try:
+        await dead.admit(ALICE, spec_key="gh/x/1", image="reg/x:1")
+        await dead.aclose()  # stops renewing, as a killed replica does
+        with pytest.raises(TooManyBuilds):
+            await alive.admit(ALICE, spec_key="gh/x/2", image="reg/x:2")
+        await asyncio.sleep(0.8)
+        await alive.admit(ALICE, spec_key="gh/x/2", image="reg/x:2")
+        # Its own places it renews: still held after more than a lease.
+        await asyncio.sleep(0.8)
+        with pytest.raises(TooManyBuilds):
+            await alive.admit(ALICE, spec_key="gh/x/3", image="reg/x:3")
+    finally:
+        await alive.aclose()
+        for s in stores:
+            await s.aclose()
 
 
 async def test_replicas_at_the_last_request_of_the_rate_admit_exactly_the_rate(pg: Cluster) -> None:

@@ -24,7 +24,8 @@ from .executor import SHUTDOWN, Adoptee, AdoptingExecutor, BuildJob, Executor
 from .layer_cache import LayerCache
 from .observe import BuildObserver
 from .queue import BuildQueue
-from .recording import Recorder, log_events_seen, remaining, restore, stored_events
+from .recording import Recorder, log_events_seen, remaining, restore, snapshot, stored_events
+from .replicas import Leases, mirror
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +48,20 @@ class BuildManager:
         layer_cache: LayerCache | None = None,
         after_build: Callable[[], None] | None = None,
         recorder: Recorder | None = None,
+        lease_seconds: float = 30.0,
         admission: Admission | None = None,
     ) -> None:
         self._recorder = recorder  # None: memory only (no build store)
+        # Replicas sharing a store (PostgreSQL) with local builds: one build per image among them all,
+        # the others join it (builds/replicas.py). A build pod is shared through the Kubernetes API instead.
+        shared = recorder is not None and recorder.store.dialect == "postgresql"
+        self._leases = (
+            Leases(recorder.store, owner=recorder.owner, ttl=lease_seconds)
+            if recorder is not None and shared and isinstance(executor, AdoptingExecutor)
+            else None
+        )
+        self._claims: dict[str, asyncio.Task[Build]] = {}  # by image: a lease being claimed
+        self._mirrors: set[str] = set()  # ids of the builds joined here that another replica runs
         # Asked when a build is started or joined; None: no per-user or per-repository limits.
         self._admission = admission or Admission(requests_per_minute=0, builds_per_user=0)
         self._tickets: dict[str, Ticket] = {}  # by build id: the places each running build holds
@@ -112,7 +124,9 @@ class BuildManager:
             elif build is None:
                 admitted = await self._admission.admit(user, spec_key=spec_key, image=image)
                 build = self._active.get(image)  # started while admission asked the shared store
-                if build is None:
+                if build is None and self._leases is not None:
+                    build = await self._start_or_join(repo, image, requester, spec_key, admitted)
+                elif build is None:
                     build = self._start(repo, image, requester, spec_key, admitted)
                 else:
                     self._admission.release(admitted)
@@ -136,7 +150,9 @@ class BuildManager:
         if requester is not None:
             build.requesters.add(requester)
         if self._recorder is not None:
-            if joined:
+            if joined and build.id in self._mirrors:
+                self._recorder.joined(build, requester)  # the owner writes the build itself
+            elif joined:
                 self._recorder.changed(build)
             if build.cached:
                 self._recorder.image(build, built=False)  # when it was last asked for (registry GC)
@@ -155,9 +171,10 @@ class BuildManager:
         *,
         cached: bool = False,
         spec_key: str | None = None,
+        build_id: str | None = None,
     ) -> Build:
         build = Build(
-            id=secrets.token_hex(8),
+            id=build_id or secrets.token_hex(8),
             image_name=image,
             repo=repo,
             requester=requester,
@@ -190,9 +207,15 @@ class BuildManager:
         return build
 
     def _start(
-        self, repo: ResolvedRepo, image: str, requester: str | None, spec_key: str | None, ticket: Ticket
+        self,
+        repo: ResolvedRepo,
+        image: str,
+        requester: str | None,
+        spec_key: str | None,
+        ticket: Ticket,
+        build_id: str | None = None,
     ) -> Build:
-        build = self._new(repo, image, requester, spec_key=spec_key)
+        build = self._new(repo, image, requester, spec_key=spec_key, build_id=build_id)
         self._active[image] = build
         self._tickets[build.id] = ticket
         build.emit(Phase.WAITING, f"Waiting for build to start: {repo.build_slug} at {repo.commit[:12]}\n")
@@ -215,6 +238,79 @@ class BuildManager:
         ticket = self._tickets.pop(build.id, None)
         if ticket is not None:
             self._admission.release(ticket)
+        if self._leases is not None:
+            self._leases.release(build.image_name, build.id)
+
+    async def _start_or_join(
+        self, repo: ResolvedRepo, image: str, requester: str | None, spec_key: str | None, ticket: Ticket
+    ) -> Build:
+        """Start a build of `image`, unless another replica runs one: then join that build. One claim per
+        image at a time here; concurrent requests share it (and it finishes if they go away)."""
+        claim = self._claims.get(image)
+        if claim is None:
+            claim = asyncio.create_task(self._claim(repo, image, requester, spec_key, ticket))
+            self._claims[image] = claim
+            claim.add_done_callback(lambda t: _claimed(self._claims, image, t))
+        else:
+            self._admission.release(ticket)  # the first request's build takes the places
+        return await asyncio.shield(claim)
+
+    async def _claim(
+        self, repo: ResolvedRepo, image: str, requester: str | None, spec_key: str | None, ticket: Ticket
+    ) -> Build:
+        assert self._leases is not None
+        assert self._recorder is not None
+        build_id = secrets.token_hex(8)
+        proposal = Build(
+            id=build_id,
+            image_name=image,
+            repo=repo,
+            requester=requester,
+            requesters={requester} if requester is not None else set(),
+            spec_key=spec_key,
+        )
+        try:
+            other = await self._leases.claim(snapshot(proposal, owner=self._leases.owner))
+        except BaseException:
+            self._admission.release(ticket)
+            raise
+        if other is None:
+            return self._start(repo, image, requester, spec_key, ticket, build_id=build_id)
+        self._admission.release(ticket)  # another replica's build: its places are counted there
+        return await self._join(other)
+
+    async def _join(self, build_id: str) -> Build:
+        """Follow another replica's build from the store (one copy here for every requester)."""
+        assert self._recorder is not None
+        store = self._recorder.store
+        record = await store.get_build(build_id)
+        if record is None:
+            raise BuildError("another replica's build of this image vanished from the build store; ask again")
+        build = restore(record, await stored_events(store, build_id), max_events=self._max_events)
+        self._builds[build.id] = build
+        _trim(self._builds, self._history)
+        self._active[build.image_name] = build
+        self._mirrors.add(build.id)
+        build.task = asyncio.create_task(self._follow_mirror(build), name=f"mirror-{build.id}")
+        log.info("joined another replica's build", extra={"build_id": build.id, "owner": record.owner})
+        return build
+
+    async def _follow_mirror(self, build: Build) -> None:
+        assert self._recorder is not None
+        image = build.image_name
+        try:
+            await mirror(
+                build,
+                self._recorder.store,
+                build_timeout=self._timeout,
+                on_ready=lambda: self._exists.put(image, True),
+            )
+        except asyncio.CancelledError:
+            pass  # this service stops; the build goes on where it runs (the task is ours: it ends here)
+        finally:
+            if self._active.get(image) is build:
+                del self._active[image]
+            self._mirrors.discard(build.id)
 
     def forget_images(self, images: list[str]) -> None:
         """`images` are gone (pruned from the engine): the next request looks again, and builds."""
@@ -412,6 +508,8 @@ class BuildManager:
                 continue
             self._active[build.image_name] = build
             self._tickets[build.id] = self._admission.hold_for(build.spec_key, build.requesters)
+            if self._leases is not None:
+                self._leases.hold(build.image_name, build.id)  # renewed from now on, as before
             if record.status == BuildStatus.RUNNING:
                 assert record.pid is not None
                 assert record.log_path is not None
@@ -450,6 +548,8 @@ class BuildManager:
     async def cancel(self, build_id: str) -> Build:
         """Stop a queued or running build; a finished build is returned as it is."""
         build = self.get(build_id)
+        if build.id in self._mirrors:
+            return build  # another replica runs it: stopping this copy would stop nothing
         if build.task is not None and not build.done:
             build.task.cancel()
             await asyncio.wait([build.task])
@@ -462,6 +562,15 @@ class BuildManager:
             task.cancel(SHUTDOWN)
         if tasks:
             await asyncio.wait(tasks)
+        if self._leases is not None:
+            await self._leases.aclose()  # the builds' leases go once their last events are stored
+
+
+def _claimed(claims: dict[str, asyncio.Task[Build]], image: str, task: asyncio.Task[Build]) -> None:
+    if claims.get(image) is task:
+        del claims[image]
+    if not task.cancelled():
+        task.exception()  # seen by its requesters; never "never retrieved" when they all went away
 
 
 def _trim(history: OrderedDict[Any, Build], size: int) -> None:

@@ -1,0 +1,146 @@
+"""Two real `binder-service serve` replicas on one PostgreSQL: a build runs once, the other replica joins it.
+
+Both faces of replica b join the build replica a runs (same id, its events live from the store, one
+repo2docker run between them); a replica that dies mid-build leaves its followers a `failed` last event.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+import uuid
+from pathlib import Path
+from urllib.parse import quote
+
+import httpx
+import pytest
+
+from tests.support.postgres import Cluster
+from tests.support.repos import buildable_repo
+from tests.support.serve_process import serve_process
+from tests.support.service import sse_messages
+
+pytestmark = pytest.mark.docker
+VENV_BIN = Path(sys.executable).parent
+
+
+def _env(world_env: dict[str, str], db_url: str, state: Path, prefix: str, r2d: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BINDER_SERVICE_", "JUPYTERHUB_"))}
+    env.update(
+        BINDER_SERVICE_DB_URL=db_url,
+        BINDER_SERVICE_STATE_DIR=str(state),
+        BINDER_SERVICE_REGISTRY_URL=f"http://{world_env['BINDER_WORLD_REGISTRY']}",
+        BINDER_SERVICE_IMAGE_PREFIX=prefix,
+        BINDER_SERVICE_DOCKER_HOST=world_env["DOCKER_HOST"],
+        BINDER_SERVICE_ALLOW_PRIVATE_NETWORKS="true",
+        BINDER_SERVICE_KEEPALIVE_INTERVAL="0.5",
+        BINDER_SERVICE_REPO2DOCKER_COMMAND=str(r2d),
+        BINDER_SERVICE_BUILD_LEASE="2",
+    )
+    return env
+
+
+def _counting_repo2docker(tmp_path: Path) -> tuple[Path, Path]:
+    runs = tmp_path / "repo2docker-runs"
+    wrapper = tmp_path / "repo2docker"
+    wrapper.write_text(f'#!/bin/sh\necho run >> {runs}\nexec {VENV_BIN / "repo2docker"} "$@"\n')
+    wrapper.chmod(0o755)
+    return wrapper, runs
+
+
+def _until(url: str, phase: str) -> list[dict[str, object]]:
+    out: list[dict[str, object]] = []
+    with httpx.stream("GET", url, headers={"Accept": "text/event-stream"}, timeout=120) as r:
+        for line in r.iter_lines():
+            if line.startswith("data:"):
+                out.append(httpx.Response(200, content=line[5:]).json())
+                if out[-1]["phase"] == phase:
+                    break
+    return out
+
+
+def test_a_second_replica_joins_the_running_build_on_both_faces(
+    pg: Cluster, world_env: dict[str, str], git_root: Path, git_daemon_url: str, tmp_path: Path
+) -> None:
+    db = pg.create_database()
+    r2d, runs = _counting_repo2docker(tmp_path)
+    prefix = f"test-join-{uuid.uuid4().hex[:6]}/"
+    name, _ = buildable_repo(git_root, run="sleep 3")
+    repo = git_daemon_url + name
+    body = {"repo": repo, "ref": "main"}
+    env_a = _env(world_env, db, tmp_path / "a", prefix, r2d)
+    env_b = _env(world_env, db, tmp_path / "b", prefix, r2d)
+    with (
+        serve_process(env_a, tmp_path / "a.log") as (_, a),
+        serve_process(env_b, tmp_path / "b.log") as (_, b),
+    ):
+        made = httpx.post(f"{a}api/v1/builds", json=body, timeout=30)
+        assert made.status_code == 201, made.text
+        build = made.json()
+        _until(f"{a}api/v1/builds/{build['id']}/events", "building")  # it runs on a
+        joined = httpx.post(f"{b}api/v1/builds", json=body, timeout=30)
+        assert joined.status_code == 200, joined.text  # joined, not created
+        assert joined.json()["id"] == build["id"]
+        # BinderHub's face on b: the same build's events, live, to ready.
+        spec = quote(repo, safe="") + "/main"
+        hub = sse_messages(f"{b}build/git/{spec}?build_only=true")
+        assert hub[-1]["phase"] == "ready", hub
+        assert hub[-1]["imageName"] == build["image_name"]
+        assert any(name in str(e.get("message")) for e in hub)  # the RUN step's output, from a's log
+        # The native face on b: every event of a's build, with a's ids.
+        native = sse_messages(f"{b}api/v1/builds/{build['id']}/events")
+        mine = sse_messages(f"{a}api/v1/builds/{build['id']}/events")
+        assert [(e["_id"], e["message"]) for e in native] == [(e["_id"], e["message"]) for e in mine]
+        assert httpx.get(f"{b}api/v1/builds/{build['id']}", timeout=10).json()["status"] == "ready"
+    assert runs.read_text().count("run") == 1  # one repo2docker process between the two replicas
+
+
+def test_a_replica_that_dies_mid_build_leaves_its_followers_a_last_event(
+    pg: Cluster, world_env: dict[str, str], git_root: Path, git_daemon_url: str, tmp_path: Path
+) -> None:
+    db = pg.create_database()
+    r2d, runs = _counting_repo2docker(tmp_path)
+    prefix = f"test-join-{uuid.uuid4().hex[:6]}/"
+    name, _ = buildable_repo(git_root, run="sleep 60")
+    body = {"repo": git_daemon_url + name, "ref": "main"}
+    env_a = _env(world_env, db, tmp_path / "a", prefix, r2d)
+    env_b = _env(world_env, db, tmp_path / "b", prefix, r2d)
+    with (
+        serve_process(env_a, tmp_path / "a.log") as (proc_a, a),
+        serve_process(env_b, tmp_path / "b.log") as (_, b),
+    ):
+        build = httpx.post(f"{a}api/v1/builds", json=body, timeout=30).json()
+        _until(f"{a}api/v1/builds/{build['id']}/events", "building")
+        joined = httpx.post(f"{b}api/v1/builds", json=body, timeout=30).json()
+        assert joined["id"] == build["id"]
+        proc_a.send_signal(signal.SIGKILL)  # a dies; nobody renews its lease (2 s)
+        proc_a.wait()
+        _end_orphan(tmp_path / "a", build["id"])  # its repo2docker would run on (nobody adopts it here)
+        events = sse_messages(f"{b}api/v1/builds/{build['id']}/events")
+        assert events[-1]["phase"] == "failed", events[-1]
+        assert events[-1]["code"] == "build_owner_gone"
+        assert "stopped answering" in events[-1]["message"]
+        assert [e["_id"] for e in events] == list(range(1, len(events) + 1))
+        record = httpx.get(f"{b}api/v1/builds/{build['id']}", timeout=10).json()
+        assert record["status"] == "failed"
+    assert runs.read_text().count("run") == 1
+
+
+def _end_orphan(state: Path, build_id: str) -> None:
+    """SIGKILL the process group of the build that the killed replica left running."""
+    exit_file = str(state / "builds" / build_id / "exit-status").encode()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit():
+                continue
+            try:
+                argv = (proc / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if exit_file in argv:
+                os.killpg(int(proc.name), signal.SIGKILL)
+                return
+        time.sleep(0.1)
