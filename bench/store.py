@@ -1,7 +1,8 @@
 """The build store's costs: per-event write cost, fan-out to 1,000 subscribers with the store on and off,
 start-up and list latency with 100,000 stored builds. SQLite (a file) and PostgreSQL (a cluster of its own).
+Replicas (`--replicas`: PostgreSQL only): join latency, live lag of a joined build, lease renewal, admission.
 
-    .venv/bin/python bench/store.py [--quick] [--no-postgres]
+    .venv/bin/python bench/store.py [--quick] [--no-postgres] [--replicas]
 
 Prints figures; asserts nothing about time.
 """
@@ -16,6 +17,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,8 +27,11 @@ from tests.store.test_scale import _fill  # noqa: E402
 from tests.support.postgres import postgres_cluster  # noqa: E402
 from tests.support.records import record  # noqa: E402
 
+from binder_service.admission import Admission  # noqa: E402
+from binder_service.auth import Identity  # noqa: E402
 from binder_service.builds.build import Build, BuildStatus  # noqa: E402
-from binder_service.builds.recording import Recorder  # noqa: E402
+from binder_service.builds.recording import Recorder, restore, stored_events  # noqa: E402
+from binder_service.builds.replicas import mirror  # noqa: E402
 from binder_service.events import BuildEvent, Phase  # noqa: E402
 from binder_service.providers import ResolvedRepo  # noqa: E402
 from binder_service.store import BuildStore  # noqa: E402
@@ -136,11 +141,113 @@ def databases(postgres: bool) -> Iterator[list[tuple[str, object]]]:
             yield made
 
 
+def _ms(values: list[float]) -> str:
+    return f"median {statistics.median(values) * 1e3:.1f} ms, max {max(values) * 1e3:.1f} ms"
+
+
+async def replicas(url: str, rounds: int) -> None:
+    """What replicas on one store pay: joining another's build, following it live, leases, admission."""
+    a, b = await BuildStore.open(url, op_timeout=30.0), await BuildStore.open(url, op_timeout=30.0)
+    now = datetime.now(UTC)
+    try:
+        # Join: b's request for an image a builds -> b holds a's build with its first event (the manager's
+        # _claim + _join: the claim finds a's lease, then its record and stored events).
+        joins, claims = [], []
+        for i in range(rounds):
+            image = f"reg/join-{i}:1"
+            started = time.perf_counter()
+            await a.claim(record(f"o{i}", owner="a", image=image, created_at=now), ttl=30)
+            claims.append(time.perf_counter() - started)
+            a.add_event(f"o{i}", BuildEvent(1, Phase.WAITING, "Waiting for build to start\n"))
+            await a.flush()
+            started = time.perf_counter()
+            other = await b.claim(record(f"j{i}", owner="b", image=image, created_at=now), ttl=30)
+            assert other == f"o{i}"
+            found = await b.get_build(other)
+            assert found is not None
+            copy = restore(found, await stored_events(b, other), max_events=1000)
+            assert copy.events()[0].id == 1
+            joins.append(time.perf_counter() - started)
+        print(f"  claim (a new build's lease and record): {_ms(claims)}")
+        print(f"  join (request on b -> first event of a's build): {_ms(joins)}")
+        # Live: a emits (queued to its writer), b's copy replays it from the store.
+        found = await b.get_build("o0")
+        assert found is not None
+        copy = restore(found, await stored_events(b, "o0"), max_events=1000)
+        follower = asyncio.create_task(mirror(copy, b, build_timeout=3600, on_ready=lambda: None))
+        lags: list[float] = []
+        for i in range(2, 2 + rounds):
+            sent = time.perf_counter()
+            a.add_event("o0", BuildEvent(i, Phase.BUILDING, f"Step {i}\n"))
+            async for event in copy.follow(i - 1):
+                if event.id == i:
+                    lags.append(time.perf_counter() - sent)
+                    break
+            await asyncio.sleep(0.05)
+        follower.cancel()
+        await asyncio.wait([follower])
+        print(f"  live lag of a joined build (event on a -> in b's copy; poll 0.2 s): {_ms(lags)}")
+        # Renewal: one statement for all of a replica's running builds.
+        for n in (1, 10, 100):
+            ids = [f"o{i}" for i in range(min(n, rounds))] + [f"x{i}" for i in range(max(0, n - rounds))]
+            times = []
+            for _ in range(20):
+                started = time.perf_counter()
+                await a.renew("a", ids, ttl=30)
+                times.append(time.perf_counter() - started)
+            print(f"  lease renewal, {n} builds: {_ms(times)} (every 10 s at the default 30 s lease)")
+        # Admission with locking: 4 replicas admitting at once, distinct users, then one user's last places.
+        stores = [await BuildStore.open(url, op_timeout=30.0) for _ in range(4)]
+        gates = [
+            Admission(requests_per_minute=0, builds_per_user=2, store=s, owner=f"r{k}", shared=True)
+            for k, s in enumerate(stores)
+        ]
+        try:
+            users = [Identity(name=f"u{i}", kind="user") for i in range(rounds * 4)]
+            started = time.perf_counter()
+            await asyncio.gather(
+                *(
+                    gates[i % 4].admit(u, spec_key=f"gh/x/{i}", image=f"reg/a{i}:1")
+                    for i, u in enumerate(users)
+                )
+            )
+            spread = time.perf_counter() - started
+            carol = Identity(name="carol", kind="user")  # no builds yet (the join records are alice's)
+            started = time.perf_counter()
+            results = await asyncio.gather(
+                *(
+                    gates[i % 4].admit(carol, spec_key=f"gh/y/{i}", image=f"reg/y{i}:1")
+                    for i in range(rounds)
+                ),
+                return_exceptions=True,
+            )
+            contended = time.perf_counter() - started
+            admitted = sum(not isinstance(r, BaseException) for r in results)
+            print(
+                f"  admission, 4 replicas: {len(users) / spread:,.0f} admits/s (distinct users); "
+                f"{rounds / contended:,.0f}/s on one user's key ({admitted} of {rounds} admitted, limit 2)"
+            )
+        finally:
+            for gate in gates:
+                await gate.aclose()
+            for s in stores:
+                await s.aclose()
+    finally:
+        await a.aclose()
+        await b.aclose()
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--replicas", action="store_true", help="only the replicas' figures (PostgreSQL)")
     args = parser.parse_args()
+    if args.replicas:
+        with postgres_cluster() as cluster:
+            print("PostgreSQL, two replicas:")
+            await replicas(cluster.create_database(), 20 if args.quick else 100)
+        return
     events = 5_000 if args.quick else 50_000
     fan_events = 200 if args.quick else 1_000
     with databases(not args.no_postgres) as dbs:
