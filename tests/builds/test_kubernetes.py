@@ -774,3 +774,72 @@ async def test_a_dropped_log_stream_is_read_again_without_repeats(
     kube.finish(POD, 0, ns=NS)
     await asyncio.wait_for(task, 15)
     assert [m for _, m in events.items if m in ("one\n", "two\n", "three\n")] == ["one\n", "two\n", "three\n"]
+
+
+def _native_until(url: str, done: Callable[[dict[str, Any]], bool]) -> list[dict[str, Any]]:
+    """A native stream's events (with "_id") up to the first for which `done` is true."""
+    out: list[dict[str, Any]] = []
+    with httpx.stream("GET", url, headers={"Accept": "text/event-stream"}, timeout=120) as r:
+        assert r.status_code == 200, r.read()
+        event_id = None
+        for line in r.iter_lines():
+            if line.startswith("id:"):
+                event_id = int(line[3:])
+            elif line.startswith("data:"):
+                out.append({**json.loads(line[5:]), "_id": event_id})
+                if done(out[-1]):
+                    break
+    return out
+
+
+@pytest.mark.docker
+def test_last_event_id_resumes_across_a_replica_restart(
+    make_settings: Callable[..., Any],
+    world_env: dict[str, str],
+    git_root: Path,
+    git_daemon_url: str,
+    tmp_path: Path,
+) -> None:
+    """Service A's build pod runs its first step when A stops; B (same build store) finds the pod by its
+    labels and keeps the build's id (the pod's annotation): a client that read A's stream reconnects to B
+    with Last-Event-ID and gets exactly the events it missed (no log line twice), then the rest, to ready."""
+    socket = world_env["DOCKER_HOST"].removeprefix("unix://")
+    settings = make_settings(
+        executor="kubernetes",
+        k8s_api_timeout=5.0,
+        k8s_namespace=NS,
+        k8s_docker_socket=socket,
+        state_dir=tmp_path / "state",  # one build store for both services
+    )
+    lets_go = kubelet()
+    with FakeKube(kubelet=lets_go) as kube:
+        environ = kube_environ(kube, tmp_path)
+        name, _ = buildable_repo(git_root, run="sleep 4")
+        with running_service(settings, environ=environ) as url:
+            r = httpx.post(
+                f"{url}api/v1/builds", json={"repo": git_daemon_url + name, "ref": "main"}, timeout=30
+            )
+            assert r.status_code == 201, r.text
+            build = r.json()
+            seen = _native_until(
+                str(httpx.URL(url).join(build["events_url"])), lambda e: e["phase"] == "building"
+            )
+        assert kube.pods(NS) == [build_pod_name(build["image_name"])]  # shutdown left it building
+        with running_service(settings, environ=environ) as url:
+            again = httpx.get(f"{url}api/v1/builds/{build['id']}", timeout=30)
+            assert again.status_code == 200, again.text
+            assert again.json()["status"] == "running"  # the same build, not a failed record and a new one
+            events_url = str(httpx.URL(url).join(build["events_url"]))
+            rest = sse_messages(events_url, headers={"Last-Event-ID": str(seen[-1]["_id"])})
+            whole = sse_messages(events_url)
+        assert [e["_id"] for e in rest] == list(range(seen[-1]["_id"] + 1, seen[-1]["_id"] + 1 + len(rest)))
+        assert rest[-1]["phase"] == "ready", rest[-3:]
+        assert rest[-1]["image_name"] == build["image_name"]
+        assert [e["_id"] for e in whole] == list(range(1, len(whole) + 1))
+        # The pod's log is read again from its start by B: the lines A had stored are not said twice.
+        messages = [e["message"] for e in whole]
+        for once in ("Picked Git content provider", "HEAD is now at", "load build definition"):
+            assert sum(once in m for m in messages) == 1, (once, messages)
+        assert any("following the build pod again" in e["message"] for e in rest)
+        assert len(kube.kinds("create")) == 2  # A's, and B's that met 409
+        assert kube.pods(NS) == []

@@ -26,6 +26,7 @@ class BuildJob:
     requester: str | None = None  # who asked first (recorded on the build pod)
     layer_cache: bool = False  # export inline cache metadata with the image
     cache_from: str | None = None  # the repository's latest image, whose layers the build may reuse
+    log_skip: int = 0  # log lines a restarted service already turned into stored events (a build pod's)
     # Told the pid and log file of a local build's process once it runs (the build store records them, so
     # a restarted service can adopt the build).
     on_process: Callable[[int, str], Awaitable[None]] | None = None

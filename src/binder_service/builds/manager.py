@@ -24,7 +24,7 @@ from .executor import SHUTDOWN, Adoptee, AdoptingExecutor, BuildJob, Executor
 from .layer_cache import LayerCache
 from .observe import BuildObserver
 from .queue import BuildQueue
-from .recording import Recorder, log_events_seen, remaining, restore, snapshot, stored_events
+from .recording import _ADDED, Recorder, log_events_seen, remaining, restore, snapshot, stored_events
 from .replicas import Leases, mirror
 
 log = logging.getLogger(__name__)
@@ -62,6 +62,11 @@ class BuildManager:
         )
         self._claims: dict[str, asyncio.Task[Build]] = {}  # by image: a lease being claimed
         self._mirrors: set[str] = set()  # ids of the builds joined here that another replica runs
+        # Build pods: left running at a shutdown (their records stay running), and a restarted service's
+        # records of them, waiting for their pods to be found again (`follow_running`) to keep their ids.
+        self._left: set[str] = set()
+        self._pod_records: dict[str, Build] = {}
+        self._log_skips: dict[str, int] = {}  # by build id: log lines already turned into stored events
         # Asked when a build is started or joined; None: no per-user or per-repository limits.
         self._admission = admission or Admission(requests_per_minute=0, builds_per_user=0)
         self._tickets: dict[str, Ticket] = {}  # by build id: the places each running build holds
@@ -135,14 +140,37 @@ class BuildManager:
             await self._admission.join(ticket, user)
         return self._requested(build, requester)
 
-    def follow_running(self, repo: ResolvedRepo, image: str, requester: str | None) -> Build:
+    def follow_running(
+        self, repo: ResolvedRepo, image: str, requester: str | None, build_id: str = ""
+    ) -> Build:
         """A build that runs already, outside this process (a restarted replica's build pod): followed
-        without admission (it was admitted when it started), holding its places again."""
+        without admission (it was admitted when it started), holding its places again. A build this
+        service recorded (`build_id`, from the pod) goes on with its id and stored events, so a client
+        resumes with `Last-Event-ID`; the pod's log lines already stored are not said again."""
         build = self._active.get(image)
-        if build is None:
+        known = self._pod_records.pop(build_id, None) if build_id else None
+        if build is None and known is not None and known.image_name == image:
+            self._active[image] = build = known
+            self._tickets[build.id] = self._admission.hold_for(build.spec_key, build.requesters)
+            self._log_skips[build.id] = sum(
+                e.phase in _LOG_PHASES and not e.message.startswith(_ADDED) for e in build.events()
+            )
+            build.emit(build.phase, "binder-service restarted; following the build pod again\n")
+            self._launch(build)
+            self._metrics.builds_started.inc()
+        elif build is None:
             ticket = self._admission.hold(users=[requester] if requester else [])
             build = self._start(repo, image, requester, None, ticket)
         return self._requested(build, requester)
+
+    def end_unfound(self) -> int:
+        """Records of build pods that were not found again (`follow_running`): marked failed. How many."""
+        for build in self._pod_records.values():
+            why = "binder-service restarted and its build pod is gone; ask again to build"
+            build.finish(BuildStatus.FAILED, _failed(build, BuildError(why)))
+        ended = len(self._pod_records)
+        self._pod_records.clear()
+        return ended
 
     def _requested(self, build: Build, requester: str | None) -> Build:
         build.requests += 1
@@ -230,7 +258,7 @@ class BuildManager:
 
     def _ended(self, build: Build) -> None:
         """A build's task is over: it is no longer active and its places are free (idempotent)."""
-        if not build.done:  # cancelled before it started
+        if not build.done and build.id not in self._left:  # cancelled before it started
             build.finish(BuildStatus.CANCELLED, _failed(build, BuildCancelled("build cancelled")))
         if self._active.get(build.image_name) is build:
             del self._active[build.image_name]
@@ -333,6 +361,7 @@ class BuildManager:
             requester=build.requester,
             layer_cache=self._layers is not None,
             cache_from=cache_from,
+            log_skip=self._log_skips.pop(build.id, 0),
             on_process=lambda pid, log_path: self._process_started(build, pid, log_path),
         )
 
@@ -401,9 +430,14 @@ class BuildManager:
             ready = build.emit(Phase.READY, "Done! Built image\n", image_name=build.image_name)
             status, outcome = BuildStatus.READY, "ready"
             build.finish(status, ready)
-        except asyncio.CancelledError:
-            status, outcome = BuildStatus.CANCELLED, "cancelled"
-            build.finish(status, _failed(build, BuildCancelled("build cancelled")))
+        except asyncio.CancelledError as e:
+            if SHUTDOWN in e.args and build.status is BuildStatus.RUNNING and self._outlived():
+                # Its pod goes on: the record stays running for the restarted service to take up.
+                self._left.add(build.id)
+                outcome = "shutdown"
+            else:
+                status, outcome = BuildStatus.CANCELLED, "cancelled"
+                build.finish(status, _failed(build, BuildCancelled("build cancelled")))
             # The task is ours and finishes here; the cancel was the request, not an error to propagate.
         except BinderError as e:
             outcome = "timeout" if isinstance(e, BuildTimeout) else "failed"
@@ -426,6 +460,11 @@ class BuildManager:
             log.info(
                 "build finished", extra={"build_id": build.id, "image": build.image_name, "phase": outcome}
             )
+
+    def _outlived(self) -> bool:
+        """This executor's builds outlive the service and are found again after a restart (build pods,
+        `running_builds`); a shutdown stops local processes."""
+        return callable(getattr(self._executor, "running_builds", None))
 
     async def _confirm(self, build: Build) -> None:
         # repo2docker can exit 0 without an image (e.g. a push that silently went elsewhere): check.
@@ -493,6 +532,9 @@ class BuildManager:
             where = {"build_id": build.id, "image": build.image_name}
             if build.image_name in self._active:  # two records of one image: keep the first
                 build.finish(BuildStatus.FAILED, _failed(build, BuildError("superseded by another build")))
+                continue
+            if record.status == BuildStatus.RUNNING and self._outlived():
+                self._pod_records[build.id] = build  # its pod is looked for next (`follow_running`)
                 continue
             can_follow = isinstance(self._executor, AdoptingExecutor) and record.pid and record.log_path
             if record.status == BuildStatus.RUNNING and not can_follow:
@@ -564,6 +606,9 @@ class BuildManager:
             await asyncio.wait(tasks)
         if self._leases is not None:
             await self._leases.aclose()  # the builds' leases go once their last events are stored
+
+
+_LOG_PHASES = (Phase.FETCHING, Phase.BUILDING, Phase.PUSHING)  # events a build's log produces
 
 
 def _claimed(claims: dict[str, asyncio.Task[Build]], image: str, task: asyncio.Task[Build]) -> None:

@@ -74,7 +74,7 @@ class KubernetesExecutor:
         self._following.add(name)
         try:
             await self._create_or_attach(job, name, emit)
-            await self._follow(name, emit)
+            await self._follow(name, emit, skip=job.log_skip)
         except _NotOurs:
             raise  # another image's pod: never delete it
         except asyncio.CancelledError as e:
@@ -119,7 +119,7 @@ class KubernetesExecutor:
             return
         raise BuildError(f"could not create build pod {name}: it keeps being replaced")
 
-    async def _follow(self, name: str, emit: Emit) -> None:
+    async def _follow(self, name: str, emit: Emit, *, skip: int = 0) -> None:
         progress = Progress(emit)
         reader: asyncio.Task[None] | None = None
         last: dict[str, Any] | None = None
@@ -138,7 +138,9 @@ class KubernetesExecutor:
                         emit(Phase.WAITING, f"{state.waiting}\n")
                     stuck_since = self._check_schedulable(state, stuck_since)
                     if state.started and reader is None:
-                        reader = asyncio.create_task(self._read_log(name, progress), name=f"log-{name}")
+                        reader = asyncio.create_task(
+                            self._read_log(name, progress, seen=skip), name=f"log-{name}"
+                        )
                     if state.finished:
                         break
             assert last is not None
@@ -163,9 +165,9 @@ class KubernetesExecutor:
             raise BuildError(state.waiting or "no node can run the build pod")
         return since
 
-    async def _read_log(self, name: str, progress: Progress) -> None:
-        """Feed the log to `progress`; after a dropped stream, read it again, skipping what was seen."""
-        seen = 0
+    async def _read_log(self, name: str, progress: Progress, *, seen: int = 0) -> None:
+        """Feed the log to `progress`; after a dropped stream, read it again, skipping what was seen
+        (`seen` at first: the lines a restarted service has stored already)."""
         for _attempt in range(LOG_RECONNECTS + 1):
             skip = seen
             try:
