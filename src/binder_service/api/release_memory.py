@@ -2,17 +2,21 @@
 
 A thousand subscribers on one build allocate and free many small objects at once; Python frees them all
 when the streams end, but glibc's allocator keeps the pages (fragmented between live objects) and the
-process stays large. `malloc_trim(0)` returns every free page. Called when the number of open streams
-drops to zero (rare, and cheap next to a burst), only where glibc is the allocator.
+process stays large. `malloc_trim(0)` returns every free page. Called shortly after the number of open
+streams drops to zero (rare, and cheap next to a burst), only where glibc is the allocator: not at once,
+because when the last stream's response ends, its connection and those of the streams that ended with
+it (a build's last event ends them all together) are still held by the server, and are freed after.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import ctypes.util
 import logging
+from collections.abc import Callable
 
-__all__ = ["StreamCount"]
+__all__ = ["TRIM_DELAY", "StreamCount"]
 
 log = logging.getLogger(__name__)
 
@@ -28,15 +32,19 @@ def _malloc_trim() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
 
 
 _TRIM = _malloc_trim()
+TRIM_DELAY = 1.0  # seconds after the last stream ended: its connection is gone by then
 
 
 class StreamCount:
     """Counts open streams; trims the heap when the count falls back to zero after `burst` or more."""
 
-    def __init__(self, burst: int = 100) -> None:
+    def __init__(self, burst: int = 100, trim: Callable[[int], object] | None = _TRIM) -> None:
         self.open = 0
+        self.trims = 0
         self._peak = 0
         self._burst = burst
+        self._trim = trim
+        self._pending: asyncio.TimerHandle | None = None
 
     def opened(self) -> None:
         self.open += 1
@@ -46,8 +54,14 @@ class StreamCount:
         self.open -= 1
         if self.open == 0 and self._peak >= self._burst:
             self._peak = 0
-            if _TRIM is not None:
-                _TRIM(0)
+            if self._trim is not None and self._pending is None:
+                self._pending = asyncio.get_running_loop().call_later(TRIM_DELAY, self._run_trim)
+
+    def _run_trim(self) -> None:
+        self._pending = None
+        if self._trim is not None:
+            self._trim(0)
+            self.trims += 1
 
 
 STREAMS = StreamCount()
