@@ -19,13 +19,18 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import quote
+
+import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))  # world: the engine and registry the join figure builds with
 
 from tests.store.test_scale import _fill  # noqa: E402
 from tests.support.postgres import postgres_cluster  # noqa: E402
 from tests.support.records import record  # noqa: E402
+from tests.support.repos import buildable_repo  # noqa: E402
 
 from binder_service.admission import Admission  # noqa: E402
 from binder_service.auth import Identity  # noqa: E402
@@ -237,6 +242,49 @@ async def replicas(url: str, rounds: int) -> None:
         await b.aclose()
 
 
+def join_over_http(rounds: int) -> None:
+    """Two real `serve` replicas on one PostgreSQL, the world's engine and registry: replica b's BinderHub
+    request for an image a is building -> b's first event of a's build (the whole path: HTTP, resolve,
+    admission, claim, join)."""
+    import world
+
+    world_env = world.up()
+    with tempfile.TemporaryDirectory() as tmp, postgres_cluster() as cluster:
+        base = Path(tmp)
+        (base / "git").mkdir()
+        join_rounds(world_env, base, cluster.create_database(), rounds)
+
+
+def join_rounds(world_env: dict[str, str], base: Path, db: str, rounds: int) -> None:
+    from tests.store.test_replica_join import _counting_repo2docker, _env, _until
+    from tests.support.gitserve import serve_git_daemon
+    from tests.support.serve_process import serve_process
+
+    with serve_git_daemon(base / "git") as git_url:
+        r2d, _ = _counting_repo2docker(base)
+        prefix = f"bench-join-{time.time_ns() % 10**6}/"
+        a_env = _env(world_env, db, base / "a", prefix, r2d)
+        b_env = _env(world_env, db, base / "b", prefix, r2d)
+        firsts: list[float] = []
+        with serve_process(a_env, base / "a.log") as (_, a), serve_process(b_env, base / "b.log") as (_, b):
+            for i in range(rounds):
+                name, _ = buildable_repo(base / "git", run="sleep 2", prefix=f"join{i}")
+                repo = git_url + name
+                made = httpx.post(f"{a}api/v1/builds", json={"repo": repo, "ref": "main"}, timeout=60).json()
+                _until(f"{a}api/v1/builds/{made['id']}/events", "building")
+                spec = quote(repo, safe="") + "/main"
+                started = time.perf_counter()
+                with httpx.stream(
+                    "GET", f"{b}build/git/{spec}?build_only=true", headers={"Accept": "text/event-stream"}
+                ) as r:
+                    for line in r.iter_lines():
+                        if line.startswith("data:"):
+                            firsts.append(time.perf_counter() - started)
+                            break
+                _until(f"{b}api/v1/builds/{made['id']}/events", "ready")
+        print(f"  join over HTTP (b's /build request -> its first event of a's build): {_ms(firsts)}")
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
@@ -247,6 +295,7 @@ async def main() -> None:
         with postgres_cluster() as cluster:
             print("PostgreSQL, two replicas:")
             await replicas(cluster.create_database(), 20 if args.quick else 100)
+        await asyncio.to_thread(join_over_http, 3 if args.quick else 10)
         return
     events = 5_000 if args.quick else 50_000
     fan_events = 200 if args.quick else 1_000
