@@ -3,7 +3,8 @@
 A real `binder-service serve` process builds a repository whose Dockerfile prints a line every 20 ms
 (`--lines`, default 600: each one an event); every subscriber reads its stream to the end. It prints the
 service's RSS before the subscribers connect (after a warm-up build), its peak while they are connected,
-and after they are gone, with the CPU time the service spent per delivered event.
+and after they are gone, with the CPU time the service spent per delivered event, and checks that
+every stream got every event the build emitted.
 
 Targets (issue 9): growth at the peak <= 50 MB for 1,000 subscribers; back within 20 MB of the baseline.
 
@@ -90,8 +91,11 @@ async def main() -> int:
         cpu = c.own_cpu(service.pid) - cpu0
         await asyncio.sleep(5)  # the streams' tasks and buffers are released
         after = c.rss_mib(service.pid)
+        with urllib.request.urlopen(f"{service.url}api/v1/builds/{build['id']}", timeout=30) as r:
+            emitted = int(json.loads(r.read())["last_event_id"])  # ids count up from 1, none trimmed here
     delivered = sum(n for n, _ in results)
     ready = sum(last == "ready" for _, last in results)
+    complete = sum(n == emitted for n, _ in results)  # every subscriber got every event
     counts = sorted({n for n, _ in results})
     subscribers = args.binderhub + args.native
     print(
@@ -101,6 +105,7 @@ async def main() -> int:
                 ["subscribers (BinderHub + native)", f"{subscribers} ({args.binderhub} + {args.native})"],
                 ["streams ending ready", f"{ready} of {subscribers}"],
                 ["events per stream (distinct counts)", ", ".join(map(str, counts[:5]))],
+                ["streams with every event of the build", f"{complete} of {subscribers} ({emitted} events)"],
                 ["events delivered", str(delivered)],
                 ["build + stream time (s)", f"{elapsed:.1f}"],
                 ["RSS baseline (MiB)", f"{baseline:.1f}"],
@@ -111,7 +116,7 @@ async def main() -> int:
             ],
         )
     )
-    return 0 if ready == subscribers else 1
+    return 0 if ready == complete == subscribers else 1
 
 
 if __name__ == "__main__":
