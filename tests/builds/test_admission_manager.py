@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from binder_service.admission import Admission
 from binder_service.auth import Identity
 from binder_service.builds import BuildManager
-from binder_service.builds.executor import BuildJob, Emit
 from binder_service.errors import QuotaExceeded, TooManyBuilds
-from binder_service.events import Phase
 from binder_service.metrics import Metrics
 from binder_service.policy import SpecPolicy
-from tests.support.memory_images import MemoryImages
+from tests.support.fake_builds import GatedExecutor, MemoryImages
 from tests.support.records import REPO
 from tests.support.waiting import await_until
 
@@ -23,28 +19,7 @@ BEN = Identity(name="ben", kind="user")
 ROOT = Identity(name="root", kind="user", admin=True)
 
 
-class Gated:
-    """Builds that run until the test opens their gate."""
-
-    def __init__(self, images: MemoryImages) -> None:
-        self._images = images
-        self.gate = asyncio.Event()
-        self.runs: list[str] = []
-
-    async def run(self, job: BuildJob, emit: Emit) -> None:
-        self.runs.append(job.image_name)
-        emit(Phase.BUILDING, "building\n")
-        await self.gate.wait()
-        self._images.present.add(job.image_name)
-
-    async def check(self) -> None:
-        pass
-
-    async def aclose(self) -> None:
-        pass
-
-
-def manager(images: MemoryImages, executor: Gated, admission: Admission) -> BuildManager:
+def manager(images: MemoryImages, executor: GatedExecutor, admission: Admission) -> BuildManager:
     return BuildManager(
         executor=executor,
         images=images,
@@ -61,7 +36,7 @@ def manager(images: MemoryImages, executor: Gated, admission: Admission) -> Buil
 
 async def test_a_users_limit_counts_started_and_joined_builds_until_they_end() -> None:
     images = MemoryImages()
-    executor = Gated(images)
+    executor = GatedExecutor(images)
     admission = Admission(requests_per_minute=0, builds_per_user=1)
     builds = manager(images, executor, admission)
     first = await builds.request(REPO, "img:a", user=ANN)
@@ -88,7 +63,7 @@ async def test_a_users_limit_counts_started_and_joined_builds_until_they_end() -
 
 async def test_a_rules_quota_holds_running_builds_and_never_refuses_an_existing_image() -> None:
     images = MemoryImages({"img:built"})
-    executor = Gated(images)
+    executor = GatedExecutor(images)
     policy = SpecPolicy(spec_config=[{"pattern": "^git/quota-", "quota": 1}])
     admission = Admission(requests_per_minute=0, builds_per_user=0, policy=policy)
     builds = manager(images, executor, admission)
@@ -118,7 +93,7 @@ async def test_a_rules_quota_holds_running_builds_and_never_refuses_an_existing_
 
 async def test_a_cancelled_build_gives_its_places_back() -> None:
     images = MemoryImages()
-    executor = Gated(images)
+    executor = GatedExecutor(images)
     policy = SpecPolicy(spec_config=[{"pattern": "^git/", "quota": 1}])
     admission = Admission(requests_per_minute=0, builds_per_user=1, policy=policy)
     builds = manager(images, executor, admission)

@@ -10,7 +10,7 @@ from binder_service.builds import BuildManager
 from binder_service.builds.executor import BuildJob, Emit
 from binder_service.events import Phase
 from binder_service.metrics import Metrics
-from tests.support.memory_images import MemoryImages
+from tests.support.fake_builds import MemoryImages
 from tests.support.records import REPO
 
 NOTE = "branch 'master' does not exist; using the default branch 'main'"

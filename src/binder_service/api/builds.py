@@ -10,10 +10,9 @@ from fastapi import APIRouter, Header, Query, Request, Response, status
 from fastapi.responses import PlainTextResponse, StreamingResponse
 from sse_starlette import EventSourceResponse
 
-from ..auth import Identity
 from ..builds import Build, BuildStatus
 from ..builds.recording import follow_stored
-from ..errors import BinderError, BuildShared, Forbidden, StoreUnavailable
+from ..errors import BinderError, BuildShared, StoreUnavailable
 from .deps import BuilderDep, MetricsDep, ServiceDep, SettingsDep, UserDep
 from .models import BuildCreate, BuildList, BuildPublic, ErrorBody
 from .sse import event_stream
@@ -26,13 +25,6 @@ _ERRORS: dict[int | str, dict[str, object]] = {
 
 def _public(request: Request, build: Build) -> BuildPublic:
     return BuildPublic.of(build, str(request.url_for("build_events", build_id=build.id).path))
-
-
-def _visible(user: Identity, build: Build) -> Build:
-    """A build the caller asked for (admins: any build)."""
-    if not user.may_see(build.requesters):
-        raise Forbidden("this build belongs to another user")
-    return build
 
 
 @router.post(
@@ -89,7 +81,7 @@ async def list_builds(
 
 @router.get("/{build_id}", responses=_ERRORS)
 async def get_build(build_id: str, request: Request, service: ServiceDep, user: UserDep) -> BuildPublic:
-    return _public(request, _visible(user, await service.builds.find(build_id)))
+    return _public(request, await service.builds.find_for(user, build_id))
 
 
 @router.post("/{build_id}/cancel", responses=_ERRORS)
@@ -98,7 +90,7 @@ async def cancel_build(build_id: str, request: Request, service: ServiceDep, use
 
     A build other users asked for too is only stopped by an admin (`build_shared` otherwise).
     """
-    build = _visible(user, await service.builds.find(build_id))
+    build = await service.builds.find_for(user, build_id)
     if not user.admin and not build.done and build.requesters - {user.name}:
         raise BuildShared("other users are waiting for this build too; it keeps running")
     if not service.builds.holds(build):  # finished (or another replica's): as it is
@@ -130,7 +122,7 @@ async def build_events(
 
     Reconnect with `Last-Event-ID` (or `?after=`) to get exactly the events you missed.
     """
-    build = _visible(user, await service.builds.find(build_id))
+    build = await service.builds.find_for(user, build_id)
     start = after if after is not None else _event_id(last_event_id)
     if build.done and start >= build.last_event_id:
         # An EventSource reconnects after every stream end; 204 is its signal to stop for good.
@@ -157,7 +149,7 @@ async def build_events(
 )
 async def build_log(build_id: str, service: ServiceDep, user: UserDep) -> Response:
     """The build's log as plain text: every event's message, in order (also of finished builds)."""
-    build = _visible(user, await service.builds.find(build_id))
+    build = await service.builds.find_for(user, build_id)
     recorder = service.builds.recorder
     if recorder is None:
         return PlainTextResponse("".join(e.message for e in build.events()))

@@ -14,7 +14,7 @@ from typing import Any
 from ..admission import Admission, Ticket
 from ..auth import Identity
 from ..caching import AsyncCache
-from ..errors import BinderError, BuildCancelled, BuildError, BuildNotFound, BuildTimeout
+from ..errors import BinderError, BuildCancelled, BuildError, BuildNotFound, BuildTimeout, Forbidden
 from ..events import BuildEvent, Phase
 from ..image_store import ImageStore
 from ..metrics import Metrics
@@ -493,6 +493,17 @@ class BuildManager:
         if record is None:
             raise BuildNotFound(f"no build with id {build_id[:64]!r}")
         return restore(record, [], max_events=self._max_events)
+
+    async def find_for(self, user: Identity, build_id: str) -> Build:
+        """`find`, for a caller who may see the build: one who asked for it, here or on another replica
+        (those who joined elsewhere are only in the store), or an admin. Forbidden otherwise."""
+        build = await self.find(build_id)
+        if user.may_see(build.requesters):
+            return build
+        if user.name is not None and self._recorder is not None:
+            if await self._recorder.store.is_requester(build.id, user.name):
+                return build
+        raise Forbidden("this build belongs to another user")
 
     async def history(
         self,

@@ -160,6 +160,16 @@ class BuildStore:
         result: BuildRecord | None = await self._read("a build", work)
         return result
 
+    async def is_requester(self, build_id: str, requester: str) -> bool:
+        """`requester` asked for the build, on any replica (who joined elsewhere is only written here)."""
+
+        async def work(conn: AsyncConnection) -> bool:
+            query = select(_R.c.build_id).where(_R.c.build_id == build_id, _R.c.requester == requester)
+            return (await conn.execute(query.limit(1))).first() is not None
+
+        found: bool = await self._read("a build's requesters", work)
+        return found
+
     def list_query(
         self,
         *,
