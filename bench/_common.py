@@ -31,7 +31,7 @@ for _p in (str(ROOT / "scripts"), str(ROOT)):
     if _p not in sys.path:
         sys.path.insert(0, _p)
 
-from tests.support import gitserve  # noqa: E402
+from tests.support.net import free_port  # noqa: E402
 
 import world  # noqa: E402
 
@@ -235,7 +235,7 @@ class Service:
     _own_log: bool = False
 
     def start(self, timeout: float = 60.0) -> Service:
-        self.port = gitserve.free_port()
+        self.port = free_port()
         env = {
             **os.environ,
             "BINDER_SERVICE_REGISTRY_URL": f"http://{REGISTRY}",
