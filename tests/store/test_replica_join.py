@@ -128,6 +128,38 @@ def test_a_replica_that_dies_mid_build_leaves_its_followers_a_last_event(
     assert runs.read_text().count("run") == 1
 
 
+def test_a_cancel_on_the_replica_that_follows_stops_the_build_where_it_runs(
+    pg: Cluster, world_env: dict[str, str], git_root: Path, git_daemon_url: str, tmp_path: Path
+) -> None:
+    db = pg.create_database()
+    r2d, runs = _counting_repo2docker(tmp_path)
+    prefix = f"test-join-{uuid.uuid4().hex[:6]}/"
+    name, _ = buildable_repo(git_root, run="sleep 120")
+    body = {"repo": git_daemon_url + name, "ref": "main"}
+    env_a = _env(world_env, db, tmp_path / "a", prefix, r2d)
+    env_b = _env(world_env, db, tmp_path / "b", prefix, r2d)
+    with (
+        serve_process(env_a, tmp_path / "a.log") as (_, a),
+        serve_process(env_b, tmp_path / "b.log") as (_, b),
+    ):
+        build = httpx.post(f"{a}api/v1/builds", json=body, timeout=30).json()
+        _until(f"{a}api/v1/builds/{build['id']}/events", "building")
+        joined = httpx.post(f"{b}api/v1/builds", json=body, timeout=30).json()
+        assert joined["id"] == build["id"]
+        cancelled = httpx.post(f"{b}api/v1/builds/{build['id']}/cancel", timeout=60)
+        assert cancelled.status_code == 200, cancelled.text
+        # a got the request through the store and stopped its build; both faces end with its word.
+        events = sse_messages(f"{a}api/v1/builds/{build['id']}/events", timeout=60)
+        assert events[-1]["phase"] == "failed", events[-1]
+        assert events[-1]["code"] == "build_cancelled"
+        followed = sse_messages(f"{b}api/v1/builds/{build['id']}/events", timeout=60)
+        assert followed[-1]["code"] == "build_cancelled"
+        for replica in (a, b):
+            record = httpx.get(f"{replica}api/v1/builds/{build['id']}", timeout=10).json()
+            assert record["status"] == "cancelled"
+    assert runs.read_text().count("run") == 1
+
+
 def _end_orphan(state: Path, build_id: str) -> None:
     """SIGKILL the process group of the build that the killed replica left running."""
     exit_file = str(state / "builds" / build_id / "exit-status").encode()

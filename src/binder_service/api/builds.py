@@ -93,7 +93,8 @@ async def cancel_build(build_id: str, request: Request, service: ServiceDep, use
     build = await service.builds.find_for(user, build_id)
     if not user.admin and not build.done and build.requesters - {user.name}:
         raise BuildShared("other users are waiting for this build too; it keeps running")
-    if not service.builds.holds(build):  # finished (or another replica's): as it is
+    if not service.builds.holds(build):  # finished, or another replica's: asked to stop it
+        await service.builds.cancel_elsewhere(build)
         return _public(request, build)
     return _public(request, await service.builds.cancel(build_id))
 

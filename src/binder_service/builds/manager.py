@@ -29,6 +29,8 @@ from .replicas import Leases, mirror
 
 log = logging.getLogger(__name__)
 
+CANCEL_WAIT = 10.0  # seconds a cancel of another replica's build waits for its end before answering
+
 
 class BuildManager:
     """Starts builds, deduplicates them by image name, and keeps the recent ones for reading and replay."""
@@ -56,7 +58,7 @@ class BuildManager:
         # the others join it (builds/replicas.py). A build pod is shared through the Kubernetes API instead.
         shared = recorder is not None and recorder.store.dialect == "postgresql"
         self._leases = (
-            Leases(recorder.store, owner=recorder.owner, ttl=lease_seconds)
+            Leases(recorder.store, owner=recorder.owner, ttl=lease_seconds, on_cancel=self._cancel_asked)
             if recorder is not None and shared and isinstance(executor, AdoptingExecutor)
             else None
         )
@@ -500,9 +502,9 @@ class BuildManager:
         build = await self.find(build_id)
         if user.may_see(build.requesters):
             return build
-        if user.name is not None and self._recorder is not None:
-            if await self._recorder.store.is_requester(build.id, user.name):
-                return build
+        recorder, name = self._recorder, user.name
+        if recorder is not None and name is not None and await recorder.store.is_requester(build.id, name):
+            return build
         raise Forbidden("this build belongs to another user")
 
     async def history(
@@ -602,11 +604,27 @@ class BuildManager:
         """Stop a queued or running build; a finished build is returned as it is."""
         build = self.get(build_id)
         if build.id in self._mirrors:
-            return build  # another replica runs it: stopping this copy would stop nothing
-        if build.task is not None and not build.done:
+            await self.cancel_elsewhere(build)  # stopping this copy would stop nothing
+        elif build.task is not None and not build.done:
             build.task.cancel()
             await asyncio.wait([build.task])
         return build
+
+    async def cancel_elsewhere(self, build: Build) -> None:
+        """Another replica runs `build`: ask it through the store to stop it; a copy followed here is
+        waited for a little (it ends with the owner's `build_cancelled` event)."""
+        if self._recorder is None or build.done:
+            return
+        await self._recorder.store.request_cancel(build.id)
+        if build.id in self._mirrors and build.task is not None:
+            await asyncio.wait([build.task], timeout=CANCEL_WAIT)
+
+    def _cancel_asked(self, build_id: str) -> None:
+        """A user asked another replica to cancel a build this one runs."""
+        build = self._builds.get(build_id)
+        if build is not None and build.task is not None and not build.done and build_id not in self._mirrors:
+            log.info("build cancelled from another replica", extra={"build_id": build_id})
+            build.task.cancel()
 
     async def aclose(self) -> None:
         """Stop every running build (service shutdown)."""

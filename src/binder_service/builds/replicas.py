@@ -1,7 +1,8 @@
 """Replicas on one build store: a build of an image runs in one of them; the others join it.
 
 `Leases` claims the image's lease before a build starts (store/leases.py: atomic across replicas), renews
-this replica's leases in the background and gives each back once the build's last event is stored.
+this replica's leases in the background, gives each back once the build's last event is stored, and
+passes on the cancel requests other replicas leave on its leases (a user cancelled where they follow).
 `mirror` keeps a joined build (another replica's) in memory as an ordinary `Build` fed from the store, so
 every requester here follows one copy, live, with the owner's event ids; when the owner stops renewing
 its lease, the first replica to notice ends the build with a `failed` event and everyone gets it.
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -23,15 +25,25 @@ from .build import Build, BuildStatus, now
 log = logging.getLogger(__name__)
 
 MIRROR_POLL = 0.2  # seconds between looks at a joined build's new events
+CANCEL_POLL = 1.0  # seconds between looks for cancel requests on this replica's running builds
 
 
 class Leases:
     """This replica's build leases: claim, renew (one UPDATE a third of a lease), release."""
 
-    def __init__(self, store: BuildStore, *, owner: str, ttl: float) -> None:
+    def __init__(
+        self,
+        store: BuildStore,
+        *,
+        owner: str,
+        ttl: float,
+        on_cancel: Callable[[str], None] = lambda build_id: None,
+    ) -> None:
         self.store = store
         self.owner = owner
         self.ttl = ttl
+        self._on_cancel = on_cancel
+        self._cancelled: set[str] = set()  # build ids whose cancel request was passed on
         self._held: dict[str, str] = {}  # image -> build id
         self._renewer: asyncio.Task[None] | None = None
         self._releasing: set[asyncio.Task[None]] = set()
@@ -54,6 +66,7 @@ class Leases:
         if self._held.get(image) != build_id:
             return
         del self._held[image]
+        self._cancelled.discard(build_id)
         task = asyncio.create_task(self._release(image, build_id), name=f"lease-release-{build_id}")
         self._releasing.add(task)
         task.add_done_callback(self._releasing.discard)
@@ -70,13 +83,24 @@ class Leases:
     async def renew(self) -> int:
         return await self.store.renew(self.owner, list(self._held.values()), ttl=self.ttl)
 
+    async def pass_on_cancels(self) -> None:
+        """Cancel (once each) the builds here that another replica was asked to cancel."""
+        for build_id in await self.store.cancel_requests(self.owner, list(self._held.values())):
+            if build_id not in self._cancelled:
+                self._cancelled.add(build_id)
+                self._on_cancel(build_id)
+
     async def _renew_forever(self) -> None:
+        renewed = time.monotonic()
         while True:
-            await asyncio.sleep(self.ttl / 3)
+            await asyncio.sleep(min(CANCEL_POLL, self.ttl / 3))
             if not self._held:
                 continue
             try:
-                await self.renew()
+                if time.monotonic() - renewed >= self.ttl / 3:
+                    await self.renew()
+                    renewed = time.monotonic()
+                await self.pass_on_cancels()
             except StoreUnavailable:
                 log.warning("build leases not renewed", extra={"leases": len(self._held)})
 

@@ -90,6 +90,22 @@ async def renew(
     return int(result.rowcount or 0)
 
 
+async def request_cancel(conn: AsyncConnection, build_id: str) -> bool:
+    """Ask the replica running `build_id` to cancel it; False when no replica holds its lease."""
+    result = await conn.execute(
+        update(LEASES).where(LEASES.c.build_id == build_id).values(cancel_requested=True)
+    )
+    return bool(result.rowcount)
+
+
+async def cancel_requests(conn: AsyncConnection, owner: str, build_ids: Sequence[str]) -> list[str]:
+    """Which of `owner`'s builds another replica asked to cancel."""
+    query = select(LEASES.c.build_id).where(
+        LEASES.c.owner == owner, LEASES.c.build_id.in_(list(build_ids)), LEASES.c.cancel_requested
+    )
+    return [row.build_id for row in await conn.execute(query)]
+
+
 async def release(conn: AsyncConnection, image: str, build_id: str) -> None:
     await conn.execute(delete(LEASES).where(LEASES.c.image == image, LEASES.c.build_id == build_id))
 

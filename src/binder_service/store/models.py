@@ -19,6 +19,7 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -163,6 +164,8 @@ class LeaseRow(Base):
     build_id: Mapped[str] = mapped_column(String(32))
     owner: Mapped[str] = mapped_column(String(64))
     lease_until: Mapped[datetime] = mapped_column(UtcDateTime)
+    # Set by another replica asked to cancel the build; the owner sees it when it renews (0005).
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     __table_args__ = (Index(None, "owner"), Index(None, "build_id"))
 

@@ -109,6 +109,17 @@ class BuildStore:
     async def release(self, image: str, build_id: str) -> None:
         await self._now("a build lease", lambda conn: leases.release(conn, image, build_id))
 
+    async def request_cancel(self, build_id: str) -> bool:
+        """Ask the replica running `build_id` to cancel it (it sees that when it renews its leases)."""
+        asked: bool = await self._now("a cancel request", lambda conn: leases.request_cancel(conn, build_id))
+        return asked
+
+    async def cancel_requests(self, owner: str, build_ids: Sequence[str]) -> list[str]:
+        found: list[str] = await self._read(
+            "cancel requests", lambda conn: leases.cancel_requests(conn, owner, build_ids)
+        )
+        return found
+
     async def lease_of(self, build_id: str) -> Lease | None:
         found: Lease | None = await self._read("a build lease", lambda conn: leases.lease_of(conn, build_id))
         return found
