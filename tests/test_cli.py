@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.support.net import free_port
 from tests.support.repos import buildable_repo
+from tests.support.serve_process import serve_process
 
 
 def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -59,3 +62,26 @@ def test_serve_refuses_to_listen_publicly_without_tokens() -> None:
     result = run_cli("serve", "--host", "0.0.0.0", timeout=30)
     assert result.returncode == 2
     assert "BINDER_SERVICE_API_TOKENS" in result.stderr
+
+
+def _environ(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return dict(e.decode().partition("=")[::2] for e in raw if e)
+
+
+@pytest.mark.parametrize(("given", "used"), [(None, "malloc"), ("pymalloc", "pymalloc")])
+def test_serve_runs_on_the_services_allocator_unless_the_operator_chose_one(
+    given: str | None, used: str, tmp_path: Path
+) -> None:
+    """The allocator is read when Python starts: `serve` starts itself again (same process) with it set."""
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": os.environ.get("HOME", "/root"),
+        "BINDER_SERVICE_STATE_DIR": str(tmp_path / "state"),
+        "BINDER_SERVICE_REGISTRY_URL": "",
+    }
+    if given is not None:
+        env["PYTHONMALLOC"] = given
+    with serve_process(env, tmp_path / "serve.log") as (proc, url):
+        assert _environ(proc.pid).get("PYTHONMALLOC") == used  # the pid we started, now serving
+        assert httpx.get(f"{url}versions", timeout=10).status_code == 200
