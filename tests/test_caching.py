@@ -6,6 +6,7 @@ from collections.abc import Iterator
 import pytest
 
 from binder_service.caching import MISSING, AsyncCache
+from tests.support.clock import FakeClock
 
 
 async def test_concurrent_misses_share_one_computation() -> None:
@@ -70,14 +71,6 @@ def test_bounded_lru() -> None:
     assert [cache.get(i) for i in range(5)] == [None, None, 2, 3, 4]
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 async def test_none_and_false_are_values_not_misses() -> None:
     cache: AsyncCache[str, int | None] = AsyncCache(ttl=60)
     calls = 0
@@ -95,7 +88,7 @@ async def test_none_and_false_are_values_not_misses() -> None:
 
 
 async def test_expiry_follows_the_injected_clock() -> None:
-    clock = Clock()
+    clock = FakeClock()
     cache: AsyncCache[str, str] = AsyncCache(ttl=10, clock=clock)
     cache.put("k", "v")
     clock.now += 9.9
@@ -106,7 +99,7 @@ async def test_expiry_follows_the_injected_clock() -> None:
 
 
 async def test_each_result_can_have_its_own_ttl() -> None:
-    clock = Clock()
+    clock = FakeClock()
     cache: AsyncCache[str, tuple[str, float]] = AsyncCache(ttl=1000, clock=clock)
 
     async def token(lifetime: float) -> tuple[str, float]:

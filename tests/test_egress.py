@@ -20,6 +20,7 @@ from binder_service.egress import EgressBackend, EgressPolicy, egress_transport
 from binder_service.errors import DestinationNotAllowed, RepoUnreachable
 from binder_service.providers.git.remote import GitRemote
 from binder_service.providers.github import github_api
+from tests.support.clock import FakeClock
 from tests.support.gitserve import make_repo, serve_threaded
 from tests.support.service import sse_messages
 
@@ -225,16 +226,8 @@ class CountingPolicy(EgressPolicy):
         await super().check_host(host)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 async def test_a_hosts_verdict_is_kept_for_a_while_and_lookup_failures_never() -> None:
-    policy, clock = CountingPolicy(), Clock()
+    policy, clock = CountingPolicy(), FakeClock(0.0)
     check = DestinationCheck(policy, timeout=5, ttl=30, clock=clock)
     for _ in range(3):  # the cached path: one lookup, the same refusal each time
         with pytest.raises(DestinationNotAllowed, match=r"refusing to connect to localhost \("):

@@ -8,9 +8,8 @@ from binder_service.admission import Admission
 from binder_service.auth import Identity
 from binder_service.builds import BuildManager
 from binder_service.errors import QuotaExceeded, TooManyBuilds
-from binder_service.metrics import Metrics
 from binder_service.policy import SpecPolicy
-from tests.support.fake_builds import GatedExecutor, MemoryImages
+from tests.support.fake_builds import GatedExecutor, MemoryImages, memory_manager
 from tests.support.records import REPO
 from tests.support.waiting import await_until
 
@@ -20,18 +19,7 @@ ROOT = Identity(name="root", kind="user", admin=True)
 
 
 def manager(images: MemoryImages, executor: GatedExecutor, admission: Admission) -> BuildManager:
-    return BuildManager(
-        executor=executor,
-        images=images,
-        metrics=Metrics(),
-        push=False,
-        max_concurrent=4,
-        build_timeout=30,
-        history=10,
-        max_events=1000,
-        image_cache_ttl=0,
-        admission=admission,
-    )
+    return memory_manager(executor, images, admission=admission)
 
 
 async def test_a_users_limit_counts_started_and_joined_builds_until_they_end() -> None:

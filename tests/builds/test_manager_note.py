@@ -6,11 +6,9 @@ import dataclasses
 
 import pytest
 
-from binder_service.builds import BuildManager
 from binder_service.builds.executor import BuildJob, Emit
 from binder_service.events import Phase
-from binder_service.metrics import Metrics
-from tests.support.fake_builds import MemoryImages
+from tests.support.fake_builds import MemoryImages, memory_manager
 from tests.support.records import REPO
 
 NOTE = "branch 'master' does not exist; using the default branch 'main'"
@@ -34,17 +32,7 @@ class Instant:
 @pytest.mark.parametrize("exists", [False, True])
 async def test_note_opens_the_stream(exists: bool) -> None:
     images = MemoryImages(everything=exists)
-    manager = BuildManager(
-        executor=Instant(images),
-        images=images,
-        metrics=Metrics(),
-        push=False,
-        max_concurrent=1,
-        build_timeout=10,
-        history=10,
-        max_events=1000,
-        image_cache_ttl=0,
-    )
+    manager = memory_manager(Instant(images), images, max_concurrent=1, build_timeout=10)
     try:
         build = await manager.request(dataclasses.replace(REPO, note=NOTE), "img:x")
         events = [e async for e in build.follow()]

@@ -24,19 +24,9 @@ import httpx
 import pytest
 
 from tests.support.net import free_port
-from tests.support.repos import buildable_repo
+from tests.support.repos import buildable_repo, counting_repo2docker
 
 pytestmark = pytest.mark.docker
-VENV_BIN = Path(sys.executable).parent
-
-
-def _counting_repo2docker(tmp_path: Path) -> tuple[Path, Path]:
-    """A repo2docker that notes each run in a file, then is the real one."""
-    runs = tmp_path / "repo2docker-runs"
-    wrapper = tmp_path / "repo2docker"
-    wrapper.write_text(f'#!/bin/sh\necho run >> {runs}\nexec {VENV_BIN / "repo2docker"} "$@"\n')
-    wrapper.chmod(0o755)
-    return wrapper, runs
 
 
 def _env(world_env: dict[str, str], tmp_path: Path, **extra: str) -> dict[str, str]:
@@ -109,7 +99,7 @@ def test_sigkill_mid_build_then_restart_adopts_the_build(
     world_env: dict[str, str], git_root: Path, git_daemon_url: str, tmp_path: Path
 ) -> None:
     name, _ = buildable_repo(git_root, run="sleep 10")
-    repo2docker, runs = _counting_repo2docker(tmp_path)
+    repo2docker, runs = counting_repo2docker(tmp_path)
     env = _env(world_env, tmp_path, BINDER_SERVICE_REPO2DOCKER_COMMAND=str(repo2docker))
     port = env["BINDER_SERVICE_PORT"]
     api = f"http://127.0.0.1:{port}/api/v1/builds"
@@ -177,7 +167,7 @@ def test_a_build_that_finished_while_the_service_was_down_ends_ready(
     # Killed at its first build step, the service is down longer than the rest of the build takes: the
     # process ends (exit status 0) before its last events are stored; the restarted service replays them.
     name, _ = buildable_repo(git_root)
-    repo2docker, runs = _counting_repo2docker(tmp_path)
+    repo2docker, runs = counting_repo2docker(tmp_path)
     env = _env(world_env, tmp_path, BINDER_SERVICE_REPO2DOCKER_COMMAND=str(repo2docker))
     api = f"http://127.0.0.1:{env['BINDER_SERVICE_PORT']}/api/v1/builds"
     log = tmp_path / "serve.log"
@@ -204,7 +194,7 @@ def test_sigkill_after_the_build_finished_before_its_last_event_was_stored(
     # The window made deterministic: the test holds SQLite's write lock from the build's first step on,
     # so the service streams the rest (to `ready`) from memory while its writer waits; then it is killed.
     name, _ = buildable_repo(git_root, run="sleep 2")
-    repo2docker, runs = _counting_repo2docker(tmp_path)
+    repo2docker, runs = counting_repo2docker(tmp_path)
     env = _env(world_env, tmp_path, BINDER_SERVICE_REPO2DOCKER_COMMAND=str(repo2docker))
     api = f"http://127.0.0.1:{env['BINDER_SERVICE_PORT']}/api/v1/builds"
     log = tmp_path / "serve.log"

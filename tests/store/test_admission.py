@@ -13,6 +13,7 @@ from binder_service.auth import Identity
 from binder_service.errors import QuotaExceeded, TooManyBuilds, TooManyRequests
 from binder_service.policy import SpecPolicy, SpecRule
 from binder_service.store import BuildStore
+from tests.support.clock import FakeClock
 from tests.support.postgres import Cluster
 from tests.support.records import record
 
@@ -20,18 +21,10 @@ ALICE = Identity(name="alice", kind="user")
 ADMIN = Identity(name="root", kind="user", admin=True)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 async def test_replicas_share_the_request_rate(pg: Cluster) -> None:
     url = pg.create_database()
     a, b = await BuildStore.open(url, op_timeout=5.0), await BuildStore.open(url, op_timeout=5.0)
-    clock = Clock()
+    clock = FakeClock(1_000_000.0)
     try:
         one = Admission(
             requests_per_minute=3, builds_per_user=0, store=a, owner="a", shared=True, clock=clock

@@ -6,11 +6,14 @@ repo2docker run between them); a replica that dies mid-build leaves its follower
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
-import sys
+import subprocess
 import time
 import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
@@ -18,12 +21,11 @@ import httpx
 import pytest
 
 from tests.support.postgres import Cluster
-from tests.support.repos import buildable_repo
+from tests.support.repos import buildable_repo, counting_repo2docker
 from tests.support.serve_process import serve_process
 from tests.support.service import sse_messages
 
 pytestmark = pytest.mark.docker
-VENV_BIN = Path(sys.executable).parent
 
 
 def _env(world_env: dict[str, str], db_url: str, state: Path, prefix: str, r2d: Path) -> dict[str, str]:
@@ -42,14 +44,6 @@ def _env(world_env: dict[str, str], db_url: str, state: Path, prefix: str, r2d: 
     return env
 
 
-def _counting_repo2docker(tmp_path: Path) -> tuple[Path, Path]:
-    runs = tmp_path / "repo2docker-runs"
-    wrapper = tmp_path / "repo2docker"
-    wrapper.write_text(f'#!/bin/sh\necho run >> {runs}\nexec {VENV_BIN / "repo2docker"} "$@"\n')
-    wrapper.chmod(0o755)
-    return wrapper, runs
-
-
 def _until(url: str, phase: str) -> list[dict[str, object]]:
     out: list[dict[str, object]] = []
     with httpx.stream("GET", url, headers={"Accept": "text/event-stream"}, timeout=120) as r:
@@ -61,21 +55,44 @@ def _until(url: str, phase: str) -> list[dict[str, object]]:
     return out
 
 
-def test_a_second_replica_joins_the_running_build_on_both_faces(
-    pg: Cluster, world_env: dict[str, str], git_root: Path, git_daemon_url: str, tmp_path: Path
-) -> None:
+@dataclass
+class Replicas:
+    """Two `serve` replicas on one fresh PostgreSQL database, with a repository whose build runs `run`."""
+
+    a: str
+    b: str
+    proc_a: subprocess.Popen[bytes]
+    repo: str
+    runs: Path
+
+    @property
+    def body(self) -> dict[str, str]:
+        return {"repo": self.repo, "ref": "main"}
+
+
+@contextlib.contextmanager
+def two_replicas(
+    pg: Cluster, world_env: dict[str, str], git_root: Path, git_url: str, tmp_path: Path, *, run: str
+) -> Iterator[Replicas]:
     db = pg.create_database()
-    r2d, runs = _counting_repo2docker(tmp_path)
+    r2d, runs = counting_repo2docker(tmp_path)
     prefix = f"test-join-{uuid.uuid4().hex[:6]}/"
-    name, _ = buildable_repo(git_root, run="sleep 3")
-    repo = git_daemon_url + name
-    body = {"repo": repo, "ref": "main"}
+    name, _ = buildable_repo(git_root, run=run)
     env_a = _env(world_env, db, tmp_path / "a", prefix, r2d)
     env_b = _env(world_env, db, tmp_path / "b", prefix, r2d)
     with (
-        serve_process(env_a, tmp_path / "a.log") as (_, a),
+        serve_process(env_a, tmp_path / "a.log") as (proc_a, a),
         serve_process(env_b, tmp_path / "b.log") as (_, b),
     ):
+        yield Replicas(a, b, proc_a, git_url + name, runs)
+
+
+def test_a_second_replica_joins_the_running_build_on_both_faces(
+    pg: Cluster, world_env: dict[str, str], git_root: Path, git_daemon_url: str, tmp_path: Path
+) -> None:
+    with two_replicas(pg, world_env, git_root, git_daemon_url, tmp_path, run="sleep 3") as replicas:
+        a, b, repo, body, runs = replicas.a, replicas.b, replicas.repo, replicas.body, replicas.runs
+        name = repo.removeprefix(git_daemon_url)
         made = httpx.post(f"{a}api/v1/builds", json=body, timeout=30)
         assert made.status_code == 201, made.text
         build = made.json()
@@ -100,17 +117,8 @@ def test_a_second_replica_joins_the_running_build_on_both_faces(
 def test_a_replica_that_dies_mid_build_leaves_its_followers_a_last_event(
     pg: Cluster, world_env: dict[str, str], git_root: Path, git_daemon_url: str, tmp_path: Path
 ) -> None:
-    db = pg.create_database()
-    r2d, runs = _counting_repo2docker(tmp_path)
-    prefix = f"test-join-{uuid.uuid4().hex[:6]}/"
-    name, _ = buildable_repo(git_root, run="sleep 60")
-    body = {"repo": git_daemon_url + name, "ref": "main"}
-    env_a = _env(world_env, db, tmp_path / "a", prefix, r2d)
-    env_b = _env(world_env, db, tmp_path / "b", prefix, r2d)
-    with (
-        serve_process(env_a, tmp_path / "a.log") as (proc_a, a),
-        serve_process(env_b, tmp_path / "b.log") as (_, b),
-    ):
+    with two_replicas(pg, world_env, git_root, git_daemon_url, tmp_path, run="sleep 60") as replicas:
+        a, b, body, runs, proc_a = replicas.a, replicas.b, replicas.body, replicas.runs, replicas.proc_a
         build = httpx.post(f"{a}api/v1/builds", json=body, timeout=30).json()
         _until(f"{a}api/v1/builds/{build['id']}/events", "building")
         joined = httpx.post(f"{b}api/v1/builds", json=body, timeout=30).json()
@@ -131,17 +139,8 @@ def test_a_replica_that_dies_mid_build_leaves_its_followers_a_last_event(
 def test_a_cancel_on_the_replica_that_follows_stops_the_build_where_it_runs(
     pg: Cluster, world_env: dict[str, str], git_root: Path, git_daemon_url: str, tmp_path: Path
 ) -> None:
-    db = pg.create_database()
-    r2d, runs = _counting_repo2docker(tmp_path)
-    prefix = f"test-join-{uuid.uuid4().hex[:6]}/"
-    name, _ = buildable_repo(git_root, run="sleep 120")
-    body = {"repo": git_daemon_url + name, "ref": "main"}
-    env_a = _env(world_env, db, tmp_path / "a", prefix, r2d)
-    env_b = _env(world_env, db, tmp_path / "b", prefix, r2d)
-    with (
-        serve_process(env_a, tmp_path / "a.log") as (_, a),
-        serve_process(env_b, tmp_path / "b.log") as (_, b),
-    ):
+    with two_replicas(pg, world_env, git_root, git_daemon_url, tmp_path, run="sleep 120") as replicas:
+        a, b, body, runs = replicas.a, replicas.b, replicas.body, replicas.runs
         build = httpx.post(f"{a}api/v1/builds", json=body, timeout=30).json()
         _until(f"{a}api/v1/builds/{build['id']}/events", "building")
         joined = httpx.post(f"{b}api/v1/builds", json=body, timeout=30).json()

@@ -5,12 +5,10 @@ from __future__ import annotations
 import pytest
 
 from binder_service.auth import Identity
-from binder_service.builds import BuildManager
 from binder_service.builds.recording import Recorder
 from binder_service.errors import Forbidden
-from binder_service.metrics import Metrics
 from binder_service.store import BuildStore
-from tests.support.fake_builds import GatedExecutor, MemoryImages
+from tests.support.fake_builds import GatedExecutor, MemoryImages, memory_manager
 from tests.support.records import REPO
 
 ANN = Identity(name="ann", kind="user")
@@ -21,18 +19,7 @@ EVE = Identity(name="eve", kind="user")
 async def test_a_user_who_joined_on_another_replica_may_read_the_build_here(store: BuildStore) -> None:
     images = MemoryImages()
     executor = GatedExecutor(images)
-    builds = BuildManager(
-        executor=executor,
-        images=images,
-        metrics=Metrics(),
-        push=False,
-        max_concurrent=2,
-        build_timeout=30,
-        history=10,
-        max_events=1000,
-        image_cache_ttl=0,
-        recorder=Recorder(store, owner="replica-a"),
-    )
+    builds = memory_manager(executor, images, recorder=Recorder(store, owner="replica-a"))
     build = await builds.request(REPO, "reg/img:1", user=ANN)
     assert await builds.find_for(ANN, build.id) is build
     # Ben asked on replica b, which follows this build: b writes only that he asked.

@@ -4,9 +4,12 @@ whose builds run until the test lets them finish."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
-from binder_service.builds.executor import BuildJob, Emit
+from binder_service.builds import BuildManager
+from binder_service.builds.executor import BuildJob, Emit, Executor
 from binder_service.events import Phase
+from binder_service.metrics import Metrics
 
 
 class MemoryImages:
@@ -45,3 +48,16 @@ class GatedExecutor:
 
     async def aclose(self) -> None:
         pass
+
+
+def memory_manager(executor: Executor, images: MemoryImages, **options: Any) -> BuildManager:
+    """A build manager on `executor` and `images` with small test limits; `options` override them."""
+    settings: dict[str, Any] = {
+        "push": False,
+        "max_concurrent": 4,
+        "build_timeout": 30,
+        "history": 10,
+        "max_events": 1000,
+        "image_cache_ttl": 0,
+    }
+    return BuildManager(executor=executor, images=images, metrics=Metrics(), **{**settings, **options})

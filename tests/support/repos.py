@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import uuid
 from pathlib import Path
 
@@ -23,3 +24,14 @@ def buildable_repo(
     # The name in the RUN step too: the engine's layer cache must not turn a "slow" step into a cache hit.
     commit = make_repo(root, name, {"Dockerfile": dockerfile(f"{run} && echo {name}"), "id.txt": name})
     return name, commit
+
+
+def counting_repo2docker(tmp_path: Path) -> tuple[Path, Path]:
+    """A repo2docker that notes each run in a file, then is the real one: (the wrapper, the runs file).
+    `runs.read_text().count("run")` is how many builds really ran."""
+    runs = tmp_path / "repo2docker-runs"
+    wrapper = tmp_path / "repo2docker"
+    real = Path(sys.executable).parent / "repo2docker"
+    wrapper.write_text(f'#!/bin/sh\necho run >> {runs}\nexec {real} "$@"\n')
+    wrapper.chmod(0o755)
+    return wrapper, runs
