@@ -12,7 +12,6 @@ import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -25,6 +24,7 @@ import pytest
 
 from tests.support.net import free_port
 from tests.support.repos import buildable_repo, counting_repo2docker
+from tests.support.serve_process import serve_process
 
 pytestmark = pytest.mark.docker
 
@@ -47,36 +47,9 @@ def _env(world_env: dict[str, str], tmp_path: Path, **extra: str) -> dict[str, s
 
 @contextmanager
 def _serve(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "binder_service.cli", "serve"],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{env['BINDER_SERVICE_PORT']}/"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"binder-service serve exited: {log.read_text()[-3000:]}")
-            try:
-                if httpx.get(url + "versions", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("binder-service serve did not answer")
-            time.sleep(0.1)
+    """The service on the port `env` names (a restart keeps the URL), stopped gracefully at the end."""
+    with serve_process(env, log, graceful=True) as (proc, _):
         yield proc
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
 
 
 def _events(url: str, *, last_event_id: int | None = None, until: str | None = None) -> list[dict[str, Any]]:

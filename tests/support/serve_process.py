@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -15,9 +16,13 @@ from tests.support.waiting import wait_until
 
 
 @contextlib.contextmanager
-def serve_process(env: dict[str, str], log: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    """The service with exactly `env` (plus a free port); yields the process and its base URL."""
-    port = free_port()
+def serve_process(
+    env: dict[str, str], log: Path, *, graceful: bool = False
+) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """The service with exactly `env` (plus a free port unless `env` names one: a restart keeps its
+    URL); yields the process and its base URL. At the end it is killed, or with `graceful` stopped with
+    SIGTERM (killed if it has not stopped in 30 s)."""
+    port = int(env.get("BINDER_SERVICE_PORT") or free_port())
     env = {**env, "BINDER_SERVICE_PORT": str(port)}
     with open(log, "ab") as out:
         proc = subprocess.Popen(
@@ -42,5 +47,9 @@ def serve_process(env: dict[str, str], log: Path) -> Iterator[tuple[subprocess.P
         yield proc, url
     finally:
         if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM if graceful else signal.SIGKILL)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
             proc.kill()
-        proc.wait(30)
+            proc.wait(30)
