@@ -24,11 +24,11 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, Request, Route, sync_playwright
+from playwright.sync_api import Browser, Page, Request, Route
 
 import world
 from binder_service.registry import MANIFEST_TYPES, split_image
-from tests.support.browser import launch_chromium
+from tests.support.browser import chromium
 from tests.support.fake_apis import FakeGitHub
 from tests.support.fancy_hub import IMAGE_FIELD, PROFILE, running_fancy_hub
 from tests.support.gitserve import make_repo
@@ -109,10 +109,8 @@ def fancy_hub(
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        b = launch_chromium(p)
+    with chromium() as b:
         yield b
-        b.close()
 
 
 @pytest.fixture
