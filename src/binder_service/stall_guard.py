@@ -17,6 +17,8 @@ import socket
 import struct
 from typing import Any, TypeVar
 
+from .deadline import LazyDeadline
+
 __all__ = ["StallGuard", "stall_guarded"]
 
 log = logging.getLogger(__name__)
@@ -33,8 +35,7 @@ class StallGuard(asyncio.Protocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._stall: asyncio.TimerHandle | None = None
-        self._paused_at: float | None = None
+        self._stall: LazyDeadline | None = None  # made at the first pause (the loop is set by then)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -44,40 +45,27 @@ class StallGuard(asyncio.Protocol):
             # buffer is the buffer; ours only needs to hold a message or two.
             transport.set_write_buffer_limits(high=WRITE_BUFFER_HIGH)
 
-    # A small write buffer pauses a busy connection many times a second. A timer per pause (armed,
-    # then cancelled) cost a timer handle, its libuv timer and a context copy each, freed only at the
-    # end of the loop's iteration: ~100,000 alive at once under a 1,000-stream fan-out (bench/fanout.py).
-    # So one timer per connection at most, armed at the first pause and re-armed when it fires.
+    # A small write buffer pauses a busy connection many times a second: one lazily armed timer per
+    # connection, not one per pause (deadline.py).
 
     def pause_writing(self) -> None:
         super().pause_writing()
-        self._paused_at = self.loop.time()
         if self._stall is None:
-            self._stall = self.loop.call_at(self._paused_at + self.stall_timeout, self._check_stall)
+            self._stall = LazyDeadline(self.loop, self.stall_timeout, self._abort_stalled)
+        self._stall.start()
 
     def resume_writing(self) -> None:
-        self._paused_at = None
+        if self._stall is not None:
+            self._stall.stop()
         super().resume_writing()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._paused_at = None
         if self._stall is not None:
-            self._stall.cancel()
+            self._stall.close()
             self._stall = None
         super().connection_lost(exc)
 
-    def _check_stall(self) -> None:
-        self._stall = None
-        if self._paused_at is None:
-            return  # writing again; the next pause arms a timer
-        deadline = self._paused_at + self.stall_timeout
-        if self.loop.time() < deadline:  # paused again since the first pause: wait for this one
-            self._stall = self.loop.call_at(deadline, self._check_stall)
-        else:
-            self._abort_stalled()
-
     def _abort_stalled(self) -> None:
-        self._stall = None
         peer = self.transport.get_extra_info("peername")
         log.info("client stopped reading; connection aborted", extra={"peer": str(peer)})
         sock = self.transport.get_extra_info("socket")

@@ -25,6 +25,7 @@ from typing import Any
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
+from ..deadline import LazyDeadline
 from .release_memory import STREAMS
 
 __all__ = ["KEEPALIVE", "EventStream", "Source"]
@@ -37,24 +38,20 @@ Source = Callable[[Callable[[], bool]], AsyncGenerator[bytes, None]]
 
 class _Ending:
     """Why the request task was cancelled by its own stream (the client left, or stopped reading), and
-    the bound on each send.
+    the bound on each send: `send_timeout`, on one lazily armed timer per stream (deadline.py), not a
+    timer per message. (An object, not closures: a closure that re-arms itself is a reference cycle,
+    and would keep the stream's task and response alive until a full collection.)"""
 
-    A send is bounded by `send_timeout`, but not with a timer per send: `asyncio.timeout` around every
-    message made a timer handle, its libuv timer and a context copy per message, freed only at the end
-    of the loop's iteration: ~100,000 alive at once under a 1,000-stream fan-out (bench/fanout.py). One
-    timer per stream instead, armed by the first send that finds none and re-armed for the current
-    send's deadline when it fires. (An object, not closures: a closure that re-arms itself is a
-    reference cycle, and would keep the stream's task and response alive until a full collection.)"""
-
-    __slots__ = ("_handle", "_loop", "_task", "_timeout", "reason", "sending_since")
+    __slots__ = ("_send", "_task", "reason")
 
     def __init__(self, task: asyncio.Task[Any], send_timeout: float) -> None:
-        self._loop = task.get_loop()
         self._task: asyncio.Task[Any] | None = task
-        self._timeout = send_timeout
-        self._handle: asyncio.TimerHandle | None = None
+        self._send = LazyDeadline(task.get_loop(), send_timeout, lambda: self.end("stalled"))
         self.reason: str | None = None
-        self.sending_since: float | None = None
+
+    @property
+    def sending_since(self) -> float | None:
+        return self._send.since
 
     def end(self, reason: str) -> None:
         """Stop the request task (once) for `reason`."""
@@ -63,27 +60,13 @@ class _Ending:
             self._task.cancel()
 
     def sending(self) -> None:
-        self.sending_since = self._loop.time()
-        if self._handle is None:
-            self._handle = self._loop.call_at(self.sending_since + self._timeout, self._check)
+        self._send.start()
 
     def sent(self) -> None:
-        self.sending_since = None
-
-    def _check(self) -> None:
-        self._handle = None
-        if self.sending_since is None or self.reason is not None:
-            return  # not sending: the next send arms a timer
-        due = self.sending_since + self._timeout
-        if self._loop.time() < due:
-            self._handle = self._loop.call_at(due, self._check)
-        else:
-            self.end("stalled")
+        self._send.stop()
 
     def close(self) -> None:
-        if self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
+        self._send.close()
         self._task = None
 
 
