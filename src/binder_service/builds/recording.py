@@ -197,7 +197,6 @@ async def follow_stored(
     """A stored build's events after `after`, to its end (or until `stopped()`): paged when it is over,
     polled while another process runs it."""
     while not stopped():
-        record = await store.get_build(build_id)
         batch = await store.events(build_id, after)
         for event in batch:
             yield event
@@ -205,8 +204,15 @@ async def follow_stored(
         if any(e.phase.final for e in batch):
             return
         if not batch:
-            if record is None or record.done or record.stale(now(), build_timeout):
+            # The record only when nothing came: is there more to wait for? (Read after the events,
+            # so a build that ended in between has its last events read on the next look.)
+            record = await store.get_build(build_id)
+            if record is None or record.stale(now(), build_timeout):
                 return  # a stale record (its replica died unadopted) has nothing more to say
+            if record.done:
+                if not await store.events(build_id, after, limit=1):
+                    return
+                continue
             await asyncio.sleep(poll)
 
 
