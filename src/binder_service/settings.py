@@ -140,6 +140,12 @@ class Settings(BaseSettings):
     )
 
     # --- builds ---
+    engine: Literal["docker", "buildah"] = Field(
+        "docker",
+        description="What builds images: `docker` (repo2docker drives a Docker engine through buildx) or "
+        "`buildah` (daemonless: repo2docker drives buildah in the build's own process, with our engine "
+        "plugin; needs `registry_url`). docs/security.md compares them.",
+    )
     max_concurrent_builds: int = Field(4, ge=1, description="Builds running at once; the rest queue.")
     build_timeout: float = Field(3600.0, gt=0, description="Seconds a build may run before it is stopped.")
     repo2docker_command: Annotated[list[str], NoDecode] = Field(
@@ -638,6 +644,9 @@ class Settings(BaseSettings):
     def _kubernetes_needs(self) -> Settings:
         if self.executor == "kubernetes" and not self.registry_url:
             raise ValueError("executor 'kubernetes' needs registry_url: build pods push there")
+        if self.engine == "buildah" and not self.registry_url:
+            # buildah keeps no image store that outlives a build (docs/security.md): the registry is it.
+            raise ValueError("engine 'buildah' needs registry_url: its builds push there")
         if self.k8s_sticky_builds and not self.k8s_docker_api_selector:
             raise ValueError("k8s_sticky_builds needs k8s_docker_api_selector (the docker-api pods' labels)")
         return self
