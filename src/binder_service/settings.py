@@ -25,6 +25,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from . import __version__
 from .policy import SpecRule, compile_patterns, parse_spec_config
 
 
@@ -103,6 +104,12 @@ def describe_invalid(error: ValidationError) -> str:
 _STRINGS = WithJsonSchema({"items": {"type": "string"}, "type": "array"})
 _OBJECTS = WithJsonSchema({"items": {"additionalProperties": True, "type": "object"}, "type": "array"})
 IPNetwork = IPv4Network | IPv6Network
+
+
+# A Localhost seccomp profile: a relative path under the kubelet's seccomp directory.
+_PROFILE_NAME = re.compile(r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*")
+# A Kubernetes quantity for a size (emptyDir sizeLimit): 20Gi, 500M, 1e9.
+_QUANTITY = re.compile(r"[0-9]+(\.[0-9]+)?([KMGTPE]i|[kMGTPE]|e[0-9]+)?")
 
 
 class Settings(BaseSettings):
@@ -390,6 +397,23 @@ class Settings(BaseSettings):
         default_factory=dict,
         description="Extra labels on build pods (JSON); the sweep only touches pods that carry them.",
     )
+    k8s_builder_image: str = Field(
+        f"binder-service-builder:{__version__}",
+        description="The image build pods run with engine `buildah`: repo2docker, buildah and this "
+        "package's engine, as uid 1000 (`scripts/release.sh` builds it: `<prefix>/binder-service-builder`).",
+    )
+    k8s_seccomp_profile: str = Field(
+        "binder-service-buildah.json",
+        description="Seccomp profile of buildah build pods: a file in the kubelet's seccomp directory "
+        "(`Localhost`, e.g. `/var/lib/kubelet/seccomp/binder-service-buildah.json`; docs: kubernetes), "
+        "or `RuntimeDefault` where the runtime's default profile lets buildah make user namespaces "
+        "(CRI-O's does; containerd's does not).",
+    )
+    k8s_build_storage_limit: str = Field(
+        "20Gi",
+        description="Size limit of the emptyDir buildah build pods keep image layers and the repository in "
+        "(a Kubernetes quantity); a pod that writes more is evicted.",
+    )
 
     # --- timeouts (seconds) for every network call ---
     resolve_timeout: float = Field(10.0, gt=0, description="Resolving a ref with the repository host.")
@@ -638,6 +662,27 @@ class Settings(BaseSettings):
     def _registry_retention(cls, value: str) -> str:
         if value.strip() and parse_duration(value) <= 0:
             raise ValueError("registry_retention must be a positive duration such as 30d (empty: off)")
+        return value.strip()
+
+    @field_validator("k8s_seccomp_profile")
+    @classmethod
+    def _seccomp_profile(cls, value: str) -> str:
+        if value == "RuntimeDefault":
+            return value
+        if value.lower() == "unconfined":
+            raise ValueError("k8s_seccomp_profile: Unconfined is not allowed (baseline forbids it)")
+        if not _PROFILE_NAME.fullmatch(value) or ".." in value.split("/"):
+            raise ValueError(
+                "k8s_seccomp_profile must be RuntimeDefault or a file name relative to the kubelet's seccomp "
+                f"directory, such as binder-service-buildah.json (got {value!r})"
+            )
+        return value
+
+    @field_validator("k8s_build_storage_limit")
+    @classmethod
+    def _storage_limit(cls, value: str) -> str:
+        if not _QUANTITY.fullmatch(value.strip()):
+            raise ValueError(f"k8s_build_storage_limit must be a quantity such as 20Gi (got {value!r})")
         return value.strip()
 
     @model_validator(mode="after")

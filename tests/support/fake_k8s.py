@@ -10,8 +10,10 @@ It serves, on loopback, with Kubernetes' JSON shapes and semantics:
 - DELETE /api/v1/namespaces/{ns}/pods/{name}        200 Pod, DELETED event; 404 Status NotFound
 - GET    /api/v1/namespaces/{ns}/pods/{name}/log    text; 400 while the container waits to start;
          follow=true streams new lines until the container ends
-Every request is recorded. Tests script the pod's life (schedule, start, log lines, succeed, fail with
-Kubernetes' reasons) from any thread; or `kubelet` runs each new pod's container as a local process
+Every object it is sent is checked against Kubernetes' OpenAPI schemas, strictly
+(tests/support/kube_schemas.py): a field the API server would reject or drop is a 422 Invalid here, recorded
+in `rejected`. Every request is recorded. Tests script the pod's life (schedule, start, log lines, succeed,
+fail with Kubernetes' reasons) from any thread; or `kubelet` runs each new pod's container as a local process
 (its args and env as sent; a hostPath socket volume becomes that path in DOCKER_HOST).
 
 The server runs its own event loop in a thread, so sync tests and a service on another loop can use it.
@@ -36,6 +38,7 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
+from tests.support.kube_schemas import schema_errors
 from tests.support.waiting import wait_until
 
 T = TypeVar("T")
@@ -137,6 +140,7 @@ class FakeKube:
 
     def __init__(self, *, kubelet: Kubelet | None = None) -> None:
         self.requests: list[Seen] = []
+        self.rejected: list[str] = []  # why each object that failed the schemas was refused
         self.kubelet = kubelet
         self.hang: set[str] = set()  # request kinds (create, get, list, watch, delete, log) that never answer
         self.watch_cap: int | None = None  # end watches after at most this many seconds
@@ -271,6 +275,10 @@ class FakeKube:
             return self._error(
                 422, "Invalid", "Pod is invalid: metadata.name: Required value: name is required"
             )
+        errors = schema_errors(body)
+        if errors:
+            self.rejected.extend(errors)
+            return self._error(422, "Invalid", f'Pod "{name}" is invalid: ' + "; ".join(errors))
         if (ns, name) in self._pods:
             return self._error(409, "AlreadyExists", f'pods "{name}" already exists')
         return web.json_response(await self._add(ns, body), status=201)

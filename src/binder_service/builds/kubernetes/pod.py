@@ -1,4 +1,10 @@
-"""The build pod the Kubernetes executor creates: one per image, repo2docker against the node's dockerd."""
+"""The build pod the Kubernetes executor creates: one per image, repo2docker with one of two engines.
+
+- `docker`: repo2docker drives the node's dockerd (the docker-api DaemonSet) through its socket, a hostPath.
+- `buildah`: repo2docker drives buildah inside the pod (this package's engine plugin), rootless in the builder
+  image: no socket, no hostPath, nothing privileged (Pod Security Standards baseline), and the pod's resources
+  bind the build's RUN steps because they run in it (`_buildah_container`: what it needs and why).
+"""
 
 from __future__ import annotations
 
@@ -28,6 +34,14 @@ ENTRY_SCRIPT = (
     'd="$(mktemp -d)" && printf "%s" "$BINDER_R2D_CONFIG" > "$d/binder_r2d_config.py" && cd "$d" '
     '&& exec repo2docker --config "$d/binder_r2d_config.py" "$@"'
 )
+# buildah keeps its storage, run directory and temporary files on the size-limited emptyDir (its HOME).
+BUILDER_UID = 1000  # the builder image's user, whose subordinate id ranges are in its /etc/subuid
+BUILD_HOME = "/home/builder"
+BUILDAH_ENTRY_SCRIPT = 'mkdir -p -m 0700 "$XDG_RUNTIME_DIR" "$TMPDIR" && ' + ENTRY_SCRIPT
+# Rootless buildah in a pod (measured under runc, issue 18): newuidmap/newgidmap carry file capabilities
+# (cap_setuid/cap_setgid+ep), which only take effect without no_new_privs, hence allowPrivilegeEscalation;
+# the bounding set keeps just those two and SYS_CHROOT (chroot isolation): baseline, not restricted.
+BUILDAH_CAPABILITIES = ["SETUID", "SETGID", "SYS_CHROOT"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +52,10 @@ class PodTemplate:
     docker_socket: str
     deadline: float  # seconds: the pod's activeDeadlineSeconds
     allowed_git_protocols: list[str]
+    engine: str = "docker"  # or "buildah": `builder_image`, no socket, the securityContext below
+    builder_image: str = ""
+    seccomp_profile: str = "RuntimeDefault"  # or a Localhost profile's path (buildah pods)
+    storage_limit: str = "20Gi"  # the buildah pod's emptyDir
     extra_args: list[str] = field(default_factory=list)
     push_secret: str = ""
     git_credentials_secret: str = ""
@@ -74,38 +92,44 @@ def build_pod(job: BuildJob, template: PodTemplate, *, node: str | None = None) 
         annotations[f"{ANNOTATION}requester"] = job.requester
     env: list[dict[str, Any]] = [
         {"name": "BINDER_R2D_CONFIG", "value": r2d_config(repo.content_provider, repo.repo_url)},
-        {"name": "DOCKER_HOST", "value": f"unix://{DOCKER_SOCKET}"},
+    ]
+    if template.engine == "buildah":
+        container, volumes = _buildah_container(template)
+    else:
+        container, volumes = _docker_container(template)
+    env += container.pop("env")
+    env += [
         {"name": "GIT_TERMINAL_PROMPT", "value": "0"},  # a private repository fails instead of waiting
         {"name": "GIT_ALLOW_PROTOCOL", "value": ":".join(template.allowed_git_protocols)},
         {"name": "PYTHONUNBUFFERED", "value": "1"},
     ]
-    mounts: list[dict[str, Any]] = [{"name": "docker-socket", "mountPath": DOCKER_SOCKET}]
-    volumes: list[dict[str, Any]] = [
-        {"name": "docker-socket", "hostPath": {"path": template.docker_socket, "type": "Socket"}}
-    ]
+    mounts: list[dict[str, Any]] = container.pop("volumeMounts")
     if template.push_secret:
         env.append({"name": "DOCKER_CONFIG", "value": DOCKER_CONFIG_DIR})
+        if template.engine == "buildah":
+            # buildah's own name for the file (containers-auth.json reads docker's config.json format).
+            env.append({"name": "REGISTRY_AUTH_FILE", "value": f"{DOCKER_CONFIG_DIR}/config.json"})
         mounts.append({"name": "docker-config", "mountPath": DOCKER_CONFIG_DIR, "readOnly": True})
-        volumes.append(
-            {
-                "name": "docker-config",
-                "secret": {
-                    "secretName": template.push_secret,
-                    "items": [{"key": "config.json", "path": "config.json"}],
-                },
-            }
-        )
+        secret: dict[str, Any] = {
+            "secretName": template.push_secret,
+            "items": [{"key": "config.json", "path": "config.json"}],
+        }
+        if template.engine == "buildah":
+            secret["defaultMode"] = 0o440  # the builder reads it through fsGroup; nobody else can
+        volumes.append({"name": "docker-config", "secret": secret})
     if template.git_credentials_secret:
         # repo2docker's image configures git's `env` credential helper, which reads this variable.
         secret_ref = {"name": template.git_credentials_secret, "key": "credentials"}
         env.append({"name": "GIT_CREDENTIAL_ENV", "valueFrom": {"secretKeyRef": secret_ref}})
-    container: dict[str, Any] = {
+    engine_args = ["--engine", "buildah"] if template.engine == "buildah" else []
+    script = BUILDAH_ENTRY_SCRIPT if template.engine == "buildah" else ENTRY_SCRIPT
+    container = {
         "name": CONTAINER,
-        "image": template.image,
         # No `command`: the image's entrypoint stays in charge and runs the arguments.
-        "args": ["/bin/sh", "-c", ENTRY_SCRIPT, "repo2docker", *r2d_args(job, template.extra_args)],
+        "args": ["/bin/sh", "-c", script, "repo2docker", *engine_args, *r2d_args(job, template.extra_args)],
         "env": env,
         "volumeMounts": mounts,
+        **container,  # image, and the buildah pod's securityContext
     }
     if template.resources:
         container["resources"] = copy.deepcopy(template.resources)
@@ -117,6 +141,9 @@ def build_pod(job: BuildJob, template: PodTemplate, *, node: str | None = None) 
         "containers": [container],
         "volumes": volumes,
     }
+    if template.engine == "buildah":
+        # The push Secret's files and the emptyDir belong to the builder's group.
+        spec["securityContext"] = {"fsGroup": BUILDER_UID}
     if template.node_selector:
         spec["nodeSelector"] = dict(template.node_selector)
     if template.tolerations:
@@ -134,6 +161,45 @@ def build_pod(job: BuildJob, template: PodTemplate, *, node: str | None = None) 
         },
         "spec": spec,
     }
+
+
+def _docker_container(template: PodTemplate) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """repo2docker's image against the node's dockerd: the docker-api socket from a hostPath."""
+    container: dict[str, Any] = {
+        "image": template.image,
+        "env": [{"name": "DOCKER_HOST", "value": f"unix://{DOCKER_SOCKET}"}],
+        "volumeMounts": [{"name": "docker-socket", "mountPath": DOCKER_SOCKET}],
+    }
+    volumes = [{"name": "docker-socket", "hostPath": {"path": template.docker_socket, "type": "Socket"}}]
+    return container, volumes
+
+
+def _buildah_container(template: PodTemplate) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The builder image, rootless: buildah's storage on a size-limited emptyDir, no socket, no hostPath."""
+    if template.seccomp_profile == "RuntimeDefault":
+        seccomp: dict[str, str] = {"type": "RuntimeDefault"}
+    else:
+        seccomp = {"type": "Localhost", "localhostProfile": template.seccomp_profile}
+    container: dict[str, Any] = {
+        "image": template.builder_image,
+        "env": [
+            {"name": "HOME", "value": BUILD_HOME},
+            {"name": "XDG_RUNTIME_DIR", "value": f"{BUILD_HOME}/run"},
+            {"name": "TMPDIR", "value": f"{BUILD_HOME}/tmp"},  # noqa: S108 (on the emptyDir) the clone, build contexts, layer blobs
+            {"name": "BUILDAH_ISOLATION", "value": "chroot"},  # no runtime in the pod: chroot, not OCI
+        ],
+        "volumeMounts": [{"name": "build-storage", "mountPath": BUILD_HOME}],
+        "securityContext": {
+            "runAsUser": BUILDER_UID,
+            "runAsGroup": BUILDER_UID,
+            "runAsNonRoot": True,
+            "allowPrivilegeEscalation": True,
+            "capabilities": {"drop": ["ALL"], "add": list(BUILDAH_CAPABILITIES)},
+            "seccompProfile": seccomp,
+        },
+    }
+    volumes = [{"name": "build-storage", "emptyDir": {"sizeLimit": template.storage_limit}}]
+    return container, volumes
 
 
 def prefer_node(affinity: dict[str, Any], node: str) -> dict[str, Any]:
