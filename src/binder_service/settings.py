@@ -172,9 +172,10 @@ class Settings(BaseSettings):
     )
     db_url: SecretStr | None = Field(
         None,
-        description="The build store's database (SQLAlchemy URL). Default: "
-        "`sqlite+aiosqlite:///<state_dir>/binder-service.sqlite`. Several replicas share one history "
-        "in PostgreSQL: `postgresql+asyncpg://user:password@host/db` (the `postgres` extra).",
+        description="The build store's database URL. Default: a SQLite file, "
+        "`sqlite:///<state_dir>/binder-service.sqlite`. Several replicas share one history in "
+        "PostgreSQL: `postgresql://user:password@host/db` or `postgres://…`, libpq options such as "
+        "`?sslmode=require` included (the `postgres` extra). Docs: state.",
     )
     db_timeout: float = Field(10.0, gt=0, description="Seconds for one database operation.")
     build_lease: float = Field(
@@ -684,6 +685,18 @@ class Settings(BaseSettings):
         if not _QUANTITY.fullmatch(value.strip()):
             raise ValueError(f"k8s_build_storage_limit must be a quantity such as 20Gi (got {value!r})")
         return value.strip()
+
+    @model_validator(mode="after")
+    def _usable_db_url(self) -> Settings:
+        # Here (a rule of the model, not of the field), so pydantic never prints the URL: it holds a password.
+        if self.db_url is not None and self.db_url.get_secret_value():
+            from .db_url import store_url
+
+            try:
+                store_url(self.db_url.get_secret_value())
+            except ValueError as e:
+                raise ValueError(f"BINDER_SERVICE_DB_URL: {e}") from None
+        return self
 
     @model_validator(mode="after")
     def _kubernetes_needs(self) -> Settings:

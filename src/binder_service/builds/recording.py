@@ -8,14 +8,12 @@ replica sharing the database.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import socket
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
-from pathlib import Path
 
 from ..events import BuildEvent, Phase
 from ..providers import ResolvedRepo
@@ -28,18 +26,9 @@ POLL = 0.5  # seconds between looks at a build another process runs
 
 
 def owner_id(settings: Settings) -> str:
-    """Who this service is in the store: its seat, the host (name and machine id) and state directory.
-    One process at a time holds a seat (the state directory's lock, store/ownership.py), so a restart
-    finds its own records again, and two machines that share a host name never take each other's."""
-    seat = f"{_machine_id()}:{settings.resolved_state_dir().resolve()}"
-    return f"{socket.gethostname()[:48]}-{hashlib.sha256(seat.encode()).hexdigest()[:8]}"
-
-
-def _machine_id() -> str:
-    for path in ("/etc/machine-id", "/var/lib/dbus/machine-id"):
-        with contextlib.suppress(OSError):
-            return Path(path).read_text().strip()
-    return ""  # e.g. a container without one: the host name (a pod's name) tells them apart
+    """Who this service is in the store: its host and state directory (what a restart finds again)."""
+    where = hashlib.sha256(str(settings.resolved_state_dir().resolve()).encode()).hexdigest()[:8]
+    return f"{socket.gethostname()[:48]}-{where}"
 
 
 async def remove_logs(purged: list[Purged]) -> None:

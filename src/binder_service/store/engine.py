@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from alembic import command
 from alembic.config import Config
@@ -15,6 +17,8 @@ from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from ..db_url import store_url
 
 log = logging.getLogger(__name__)
 
@@ -49,23 +53,25 @@ def head_revision() -> str:
 
 
 def create_engine(url: str, *, timeout: float) -> AsyncEngine:
-    """An async engine for `url`; SQLite files get WAL and a busy timeout, PostgreSQL a connect timeout."""
-    parsed = make_url(url)
+    """An async engine for `url` (any form db_url.py accepts; ValueError for others); SQLite files get WAL
+    and a busy timeout, PostgreSQL a connect timeout."""
+    target = store_url(url)
+    parsed = make_url(target.url)
     args: dict[str, Any] = {}
-    connect: dict[str, Any] = {}
-    if parsed.get_backend_name() == "sqlite":
+    connect: dict[str, Any] = dict(target.connect)
+    if target.backend == "sqlite":
         connect["timeout"] = timeout  # seconds to wait for a lock held by another connection
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    elif parsed.get_backend_name() == "postgresql":
+    else:
         connect["timeout"] = timeout  # asyncpg's connect timeout
         connect["command_timeout"] = timeout
         args["pool_pre_ping"] = True  # a restarted server leaves dead pooled connections behind
         args["pool_size"] = 5
         args["max_overflow"] = 5
         args["pool_timeout"] = timeout
-    engine = create_async_engine(url, connect_args=connect, **args)
-    if parsed.get_backend_name() == "sqlite":
+    engine = create_async_engine(target.url, connect_args=connect, **args)
+    if target.backend == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     return engine
 
@@ -83,7 +89,7 @@ async def open_engine(url: str, *, op_timeout: float) -> AsyncEngine:
     try:
         engine = create_engine(url, timeout=timeout)
     except (SQLAlchemyError, ImportError, ValueError, OSError) as e:
-        raise StoreOpenError(f"cannot use database {shown}: {_reason(e)}") from None
+        raise StoreOpenError(f"cannot use database {shown}: {_reason(e, url)}") from None
     try:
         async with asyncio.timeout(timeout * 3):
             async with engine.begin() as conn:
@@ -96,7 +102,7 @@ async def open_engine(url: str, *, op_timeout: float) -> AsyncEngine:
         raise StoreOpenError(f"database {shown} did not answer within {timeout * 3:g} seconds") from None
     except (SQLAlchemyError, OSError) as e:
         await engine.dispose()
-        raise StoreOpenError(f"cannot open database {shown}: {_reason(e)}") from None
+        raise StoreOpenError(f"cannot open database {shown}: {_reason(e, url)}") from None
     return engine
 
 
@@ -122,10 +128,14 @@ def _migrate(conn: Connection) -> None:
     command.upgrade(cfg, "head")
 
 
-def _reason(e: BaseException) -> str:
+def _reason(e: BaseException, url: str) -> str:
     """A short, secret-free reason: the driver's message, with SQLite's usual suspects explained."""
     orig = e.orig if isinstance(e, DBAPIError) else e
     message = str(orig).splitlines()[0] if str(orig) else type(orig).__name__
+    with contextlib.suppress(ValueError):
+        password = urlsplit(url.strip()).password
+        if password:  # asyncpg reads a libpq URL itself: its messages must not quote it
+            message = message.replace(password, "***")
     lowered = message.lower()
     if "file is not a database" in lowered or "malformed" in lowered:
         return f"{message} (the file is corrupt or not SQLite: restore it from a backup or move it away)"
