@@ -24,6 +24,7 @@ from .api import router
 from .api.cors import CrossOrigin
 from .auth import authenticator
 from .builds import BuildManager, Executor
+from .builds.engine_disk import EngineDisk
 from .builds.executors import adopt_running, engine_check_name, make_executor
 from .builds.recording import Recorder, owner_id
 from .credentials import GitCredentials
@@ -39,6 +40,7 @@ from .providers.registry import make_providers
 from .service import BinderService
 from .settings import Settings
 from .store import BuildStore
+from .store.ownership import claim, lock_files
 
 
 def create_app(
@@ -110,6 +112,13 @@ async def _lifespan(app: FastAPI, parts: _Parts) -> AsyncIterator[dict[str, Any]
         hub_http = await stack.enter_async_context(httpx.AsyncClient(timeout=settings.hub_timeout))
         images = image_store_for(settings, http)
         stack.push_async_callback(images.aclose)
+        # One owner per store (store/ownership.py): `serve` claimed it already; an app started otherwise
+        # claims it here. Refused (StoreHeld) when another running service owns it.
+        owner = claim(
+            lock_files(settings.resolved_state_dir(), settings.resolved_db_url()),
+            address=f"http://{settings.host}:{settings.port}{settings.base_url}",
+        )
+        stack.callback(owner.release)
         # The build store: opened (and migrated) first, closed last, after the builds' last events.
         store = await BuildStore.open(settings.resolved_db_url(), op_timeout=settings.db_timeout)
         stack.push_async_callback(store.aclose)
@@ -117,7 +126,7 @@ async def _lifespan(app: FastAPI, parts: _Parts) -> AsyncIterator[dict[str, Any]
             settings, environ=parts.environ, credentials=parts.credentials
         )
         stack.push_async_callback(runner.aclose)
-        builds, app.state.admission = await _builds(stack, parts, runner, images, store, http)
+        builds, app.state.admission, disk = await _builds(stack, parts, runner, images, store, http)
         app.state.image_admin = ImageAdmin(
             store.engine, registry_images(settings, http), forget=builds.forget_images
         )
@@ -146,6 +155,10 @@ async def _lifespan(app: FastAPI, parts: _Parts) -> AsyncIterator[dict[str, Any]
         # `scope["state"]`, so open streams say their last word before the connections close.
         stopping = asyncio.Event()
         await background(stack, "stop-notice", _wake_on_stop(stopping, builds))
+        # Last, once nothing else can fail: what the previous owner left running, and housekeeping. A
+        # service that cannot start never takes up (and then stops) a build it does not own.
+        await adopt_running(runner, builds)  # local builds from the store, build pods by their labels
+        await keep_house(stack, settings, metrics, builds, store, disk)
         yield {"stopping": stopping}
 
 
@@ -156,8 +169,8 @@ async def _builds(
     images: ImageStore,
     store: BuildStore,
     http: httpx.AsyncClient,
-) -> tuple[BuildManager, Admission]:
-    """The build manager, with what was running when the service stopped and its housekeeping started."""
+) -> tuple[BuildManager, Admission, EngineDisk | None]:
+    """The build manager, its admission and the engine's disk budget (None: no budget)."""
     settings, metrics = parts.settings, parts.metrics
     recorder = Recorder(store, owner=owner_id(settings))
     disk = engine_disk(
@@ -193,10 +206,8 @@ async def _builds(
         admission=admission,
     )
     stack.push_async_callback(builds.aclose)
-    await adopt_running(runner, builds)  # local builds from the store, build pods by their labels
-    await keep_house(stack, settings, metrics, builds, store, disk)
     metrics.track_queue(lambda: builds.queue.waiting)
-    return builds, admission
+    return builds, admission, disk
 
 
 async def _wake_on_stop(stopping: asyncio.Event, builds: BuildManager) -> None:

@@ -7,6 +7,7 @@ import asyncio
 import itertools
 import logging
 import os
+import socket
 import sys
 from typing import Any, TextIO
 
@@ -32,6 +33,9 @@ def _on_service_allocator(command: list[str]) -> None:
 
 
 def serve(args: argparse.Namespace) -> int:
+    """Run the service. Whatever can stop it is tried before anything changes (docs/state.md): the
+    settings, the port (bound here), the ownership of the state directory and SQLite store, then the
+    store itself; only then are running builds adopted and background work started (the app's lifespan)."""
     import uvicorn
     from pydantic import ValidationError
 
@@ -47,28 +51,59 @@ def serve(args: argparse.Namespace) -> int:
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     from .store import StoreOpenError, check_store
+    from .store.ownership import claim, lock_files
 
-    try:  # here, not in the lifespan: a corrupt or locked store is one clear line, not a traceback
-        asyncio.run(check_store(settings.resolved_db_url(), op_timeout=settings.db_timeout))
-    except StoreOpenError as e:
-        print(f"binder-service: cannot open the build store: {e}", file=sys.stderr)
-        return 2
     try:
-        # this process's environment: what repo2docker, git and the Kubernetes client are given
-        app = create_app(settings, environ=os.environ)
-    except ValueError as e:
-        print(f"binder-service: invalid configuration: {e}", file=sys.stderr)
+        sock = _listen(settings.host, settings.port)
+    except OSError as e:
+        print(
+            f"binder-service: cannot listen on {settings.host}:{settings.port}: {e.strerror}", file=sys.stderr
+        )
         return 2
-    config = server_config(
-        app,
-        host=settings.host,
-        port=settings.port,
-        send_timeout=settings.send_timeout,
-        shutdown_grace=settings.shutdown_grace,
-    )
-    server = uvicorn.Server(config)
-    server.run()
-    return 0 if server.started else 3  # as uvicorn.run: the lifespan or the bind failed
+    with sock:
+        address = f"http://{_shown_host(settings.host)}:{sock.getsockname()[1]}{settings.base_url}"
+        try:
+            # Held for the life of this process (the kernel drops it when the process dies).
+            claim(lock_files(settings.resolved_state_dir(), settings.resolved_db_url()), address=address)
+            # Here, not in the lifespan: a corrupt or locked store is one clear line, not a traceback.
+            asyncio.run(check_store(settings.resolved_db_url(), op_timeout=settings.db_timeout))
+        except StoreOpenError as e:
+            print(f"binder-service: cannot open the build store: {e}", file=sys.stderr)
+            return 2
+        try:
+            # this process's environment: what repo2docker, git and the Kubernetes client are given
+            app = create_app(settings, environ=os.environ)
+        except ValueError as e:
+            print(f"binder-service: invalid configuration: {e}", file=sys.stderr)
+            return 2
+        config = server_config(
+            app,
+            host=settings.host,
+            port=settings.port,
+            send_timeout=settings.send_timeout,
+            shutdown_grace=settings.shutdown_grace,
+        )
+        server = uvicorn.Server(config)
+        server.run(sockets=[sock])
+        return 0 if server.started else 3  # as uvicorn.run: the lifespan failed
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The service's listening socket, bound before anything else happens (a busy port changes nothing).
+    Connections made while the service starts wait in the backlog. Not inherited by build processes."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)  # uvicorn's default backlog
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _shown_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
 
 
 class Progress:

@@ -531,13 +531,19 @@ class BuildManager:
         return sorted(merged.values(), key=lambda b: b.created_at, reverse=True)[:limit]
 
     async def adopt(self) -> int:
-        """Builds this service had queued or running when it stopped (the store's record): each is followed
-        to its end (a local process still running), queued again (never started), or marked failed (its
-        process cannot be found). The number followed or queued again."""
+        """Builds a previous owner had queued or running when it stopped (the store's record): each is
+        followed to its end (a local process still running), queued again (never started), or marked
+        failed (its process cannot be found). The number followed or queued again.
+
+        Only what a dead owner left is taken (docs/state.md): this service owns the store's lock
+        (store/ownership.py), so on SQLite every active record's owner is gone; on PostgreSQL only the
+        records of this service's own seat (its host and state directory, whose lock it holds) are, and
+        the other replicas' builds are theirs (ended by their followers when their leases run out)."""
         if self._recorder is None:
             return 0
         store, adopted = self._recorder.store, 0
-        for record in await store.active_builds(owner=self._recorder.owner):
+        shared = store.dialect == "postgresql"
+        for record in await store.active_builds(owner=self._recorder.owner if shared else None):
             events = await stored_events(store, record.id)
             build = restore(record, events, max_events=self._max_events)
             build.recorder = self._recorder

@@ -8,12 +8,14 @@ replica sharing the database.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import socket
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
+from pathlib import Path
 
 from ..events import BuildEvent, Phase
 from ..providers import ResolvedRepo
@@ -26,9 +28,18 @@ POLL = 0.5  # seconds between looks at a build another process runs
 
 
 def owner_id(settings: Settings) -> str:
-    """Who this service is in the store: its host and state directory (what a restart finds again)."""
-    where = hashlib.sha256(str(settings.resolved_state_dir().resolve()).encode()).hexdigest()[:8]
-    return f"{socket.gethostname()[:48]}-{where}"
+    """Who this service is in the store: its seat, the host (name and machine id) and state directory.
+    One process at a time holds a seat (the state directory's lock, store/ownership.py), so a restart
+    finds its own records again, and two machines that share a host name never take each other's."""
+    seat = f"{_machine_id()}:{settings.resolved_state_dir().resolve()}"
+    return f"{socket.gethostname()[:48]}-{hashlib.sha256(seat.encode()).hexdigest()[:8]}"
+
+
+def _machine_id() -> str:
+    for path in ("/etc/machine-id", "/var/lib/dbus/machine-id"):
+        with contextlib.suppress(OSError):
+            return Path(path).read_text().strip()
+    return ""  # e.g. a container without one: the host name (a pod's name) tells them apart
 
 
 async def remove_logs(purged: list[Purged]) -> None:
@@ -195,7 +206,8 @@ async def follow_stored(
     build_timeout: float = 3600.0,
 ) -> AsyncIterator[BuildEvent]:
     """A stored build's events after `after`, to its end (or until `stopped()`): paged when it is over,
-    polled while another process runs it."""
+    polled while another process runs it. When that process stops renewing the build's lease, the
+    build is ended in the store (a `failed` event, code `build_owner_gone`) and that is the last event."""
     while not stopped():
         batch = await store.events(build_id, after)
         for event in batch:
@@ -204,8 +216,15 @@ async def follow_stored(
         if any(e.phase.final for e in batch):
             return
         if not batch:
-            # The record only when nothing came: is there more to wait for? (Read after the events,
-            # so a build that ended in between has its last events read on the next look.)
+            # Only when nothing came: is there more to wait for? (Read after the events, so a build
+            # that ended in between has its last events read on the next look.) A lease says it first.
+            lease = await store.lease_of(build_id)
+            if lease is not None and lease.lease_until >= now():
+                await asyncio.sleep(poll)  # its owner is alive
+                continue
+            if lease is not None:
+                await store.expire(build_id)  # here or by another replica: the last event is stored
+                continue
             record = await store.get_build(build_id)
             if record is None or record.stale(now(), build_timeout):
                 return  # a stale record (its replica died unadopted) has nothing more to say
