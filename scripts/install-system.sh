@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install the system packages binder-service's demo and tests need on a Debian bookworm machine:
-# a Docker engine (+ buildx, which repo2docker builds and pushes through), a registry, git's daemon,
+# a Docker engine (+ buildx, which repo2docker builds and pushes through), buildah (the daemonless
+# engine) with runc and uidmap, a registry, git's daemon,
 # busybox-static and debootstrap for base images nothing can pull. Idempotent: a second run is a no-op.
 # Usage: scripts/install-system.sh [--browser]   (--browser: also Chromium, for the JupyterHub browser tests)
 set -euo pipefail
@@ -18,6 +19,11 @@ command -v ip >/dev/null || need+=(iproute2)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
 # the metrics test scrapes a running service with a real Prometheus (tests/test_metrics_prometheus.py)
 command -v prometheus >/dev/null || need+=(prometheus)
+# engine buildah (BINDER_SERVICE_ENGINE=buildah): daemonless builds; runc runs RUN steps as root,
+# newuidmap/newgidmap (uidmap) map a rootless user's ids
+command -v buildah >/dev/null || need+=(buildah)
+command -v runc >/dev/null || need+=(runc)
+command -v newuidmap >/dev/null || need+=(uidmap)
 if $browser; then
   [ -x /usr/bin/chromium ] || need+=(chromium)
   command -v npm >/dev/null || need+=(npm)
