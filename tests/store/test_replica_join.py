@@ -175,3 +175,43 @@ def _end_orphan(state: Path, build_id: str) -> None:
                 os.killpg(int(proc.name), signal.SIGKILL)
                 return
         time.sleep(0.1)
+
+
+def test_a_replica_stopped_or_restarted_never_touches_another_replicas_builds(
+    pg: Cluster, world_env: dict[str, str], git_root: Path, git_daemon_url: str, tmp_path: Path
+) -> None:
+    """b follows a's running build and sees a's queued one; b's graceful stop and restart end, adopt
+    and run none of them (one owner per build: a's, whose lease is alive)."""
+    db = pg.create_database()
+    r2d, runs = counting_repo2docker(tmp_path)
+    prefix = f"test-owner-{uuid.uuid4().hex[:6]}/"
+    running, _ = buildable_repo(git_root, run="sleep 25")
+    queued, _ = buildable_repo(git_root)
+    env_a = {**_env(world_env, db, tmp_path / "a", prefix, r2d), "BINDER_SERVICE_MAX_CONCURRENT_BUILDS": "1"}
+    env_b = _env(world_env, db, tmp_path / "b", prefix, r2d)
+    with serve_process(env_a, tmp_path / "a.log") as (_, a):
+        first = httpx.post(
+            f"{a}api/v1/builds", json={"repo": git_daemon_url + running, "ref": "main"}, timeout=30
+        )
+        build = first.json()
+        _until(f"{a}api/v1/builds/{build['id']}/events", "building")
+        waiting = httpx.post(
+            f"{a}api/v1/builds", json={"repo": git_daemon_url + queued, "ref": "main"}, timeout=30
+        )
+        assert waiting.json()["status"] == "queued", waiting.text
+        with serve_process(env_b, tmp_path / "b.log", graceful=True) as (proc_b, b):
+            joined = httpx.post(
+                f"{b}api/v1/builds", json={"repo": git_daemon_url + running, "ref": "main"}, timeout=30
+            )
+            assert joined.json()["id"] == build["id"]
+            proc_b.send_signal(signal.SIGTERM)  # b stops while a's build runs
+            assert proc_b.wait(60) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal it handled
+        with serve_process(env_b, tmp_path / "b.log", graceful=True):  # and starts again
+            pass
+        for started in (build, waiting.json()):
+            events = sse_messages(f"{a}api/v1/builds/{started['id']}/events")
+            assert events[-1]["phase"] == "ready", events[-1]
+    b_log = (tmp_path / "b.log").read_text()
+    assert "adopted a running build" not in b_log
+    assert "queued a build again" not in b_log
+    assert runs.read_text().count("run") == 2  # each of a's builds once, both by a
