@@ -29,8 +29,6 @@ TARGET = ROOT / "chart" / "values.schema.json"
 CHART_MANAGED = frozenset(
     {
         "executor",
-        "engine",
-        "k8s_builder_image",
         "k8s_namespace",
         "k8s_docker_socket",
         "k8s_push_secret",
@@ -41,6 +39,7 @@ CHART_MANAGED = frozenset(
         "k8s_docker_api_selector",
         "host",
         "port",
+        "state_dir",
         "docker_host",
         "docker_config",
         "docker_config_dir",

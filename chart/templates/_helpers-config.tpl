@@ -1,32 +1,28 @@
 {{- /*
   The service's settings: the user's `config` (Settings field names) plus the ones the chart owns
-  (executor, namespace, docker-api socket, push secret, build pod placement and labels). The schema
+  (executor, namespace, docker-api socket, push secret, build pod placement and labels, the state
+  directory on the store's volume). The schema
   rejects chart-owned keys in `config`, so nothing here overrides a user's choice silently.
 */}}
 {{- define "binder-service.settings" -}}
 {{- $settings := deepCopy .Values.config }}
 {{- $_ := set $settings "executor" "kubernetes" }}
 {{- $_ := set $settings "k8s_namespace" .Release.Namespace }}
-{{- $_ := set $settings "engine" .Values.build.engine }}
-{{- $_ := set $settings "k8s_builder_image" (printf "%s:%s" .Values.build.builderImage.repository (.Values.build.builderImage.tag | default .Chart.AppVersion)) }}
-{{- if eq .Values.build.engine "docker" }}
 {{- $_ := set $settings "k8s_docker_socket" (include "binder-service.docker-api.socket" .) }}
-{{- end }}
 {{- $_ := set $settings "k8s_push_secret" (include "binder-service.push-secret.fullname" .) }}
 {{- $_ := set $settings "k8s_build_labels" (include "binder-service.build.labels" . | fromYaml) }}
 {{- $_ := set $settings "k8s_node_selector" .Values.build.nodeSelector }}
 {{- $_ := set $settings "k8s_tolerations" .Values.build.tolerations }}
 {{- $_ := set $settings "k8s_affinity" .Values.build.affinity }}
-{{- if eq .Values.build.engine "docker" }}
 {{- $selector := list }}
 {{- range $k, $v := include "binder-service.selectorLabels" (dict "root" . "component" "docker-api") | fromYaml }}
 {{- $selector = append $selector (printf "%s=%s" $k $v) }}
 {{- end }}
 {{- $_ := set $settings "k8s_docker_api_selector" (join "," $selector) }}
-{{- end }}
 {{- $_ := set $settings "base_url" (include "binder-service.baseUrl" .) }}
 {{- $_ := set $settings "host" "0.0.0.0" }}
 {{- $_ := set $settings "port" 8585 }}
+{{- $_ := set $settings "state_dir" (include "binder-service.stateDir" .) }}
 {{- if include "binder-service.push-secret.fullname" . }}
 {{- $_ := set $settings "docker_config" "/etc/binder-service/docker/config.json" }}
 {{- end }}

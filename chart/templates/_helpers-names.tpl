@@ -33,6 +33,11 @@
 {{- include "binder-service.fullname" . | trunc 58 | trimSuffix "-" }}-auth
 {{- end }}
 
+{{- /* The SQLite build store's PersistentVolumeClaim (persistence.existingClaim, else the chart's). */}}
+{{- define "binder-service.state.claimName" -}}
+{{- .Values.persistence.existingClaim | default (printf "%s-state" (include "binder-service.fullname" . | trunc 57 | trimSuffix "-")) }}
+{{- end }}
+
 {{- define "binder-service.docker-api.fullname" -}}
 {{- include "binder-service.fullname" . | trunc 52 | trimSuffix "-" }}-docker-api
 {{- end }}

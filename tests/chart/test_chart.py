@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import subprocess
 import time
 import urllib.request
@@ -34,6 +35,8 @@ from .support import (
 )
 
 REGISTRY = "https://registry.example.org"
+DB_URL = "postgresql+asyncpg://binder:db-pw@db.example.org/binder"
+STATE_DIR = "/var/lib/binder-service"
 VALUE_SETS: dict[str, dict[str, Any]] = {
     "defaults": {},
     "registry-credentials": {
@@ -54,6 +57,13 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         },
     },
     "no-network-policies": {"config": {"registry_url": REGISTRY}, "networkPolicy": {"enabled": False}},
+    "replicas-postgresql": {"replicas": 3, "config": {"registry_url": REGISTRY, "db_url": DB_URL}},
+    "replicas-database-secret": {
+        "replicas": 2,
+        "config": {"registry_url": REGISTRY},
+        "database": {"existingSecret": {"name": "binder-db", "key": "url"}},
+    },
+    "existing-claim": {"config": {"registry_url": REGISTRY}, "persistence": {"existingClaim": "my-claim"}},
     "jupyterhub": {
         "config": {"registry_url": REGISTRY},
         "jupyterhub": {
@@ -87,6 +97,12 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "extraEnv": [{"name": "TZ", "value": "UTC"}],
         "jupyterhub": {"enabled": True, "apiToken": "hub-t0ken"},
         "resources": {"limits": {"memory": "512Mi"}},
+        "persistence": {
+            "size": "20Gi",
+            "storageClass": "fast-ssd",
+            "accessModes": ["ReadWriteOncePod"],
+            "annotations": {"helm.sh/resource-policy": "keep"},
+        },
     },
 }
 
@@ -140,6 +156,11 @@ def test_settings_round_trip_through_the_environment(monkeypatch: pytest.MonkeyP
     assert settings.hub_api_url == "http://hub:8081/hub/api"
     assert settings.hub_service_name == "binder"
     assert settings.hub_client_id == "service-binder"
+    # The store is a SQLite file on the volume mounted at the state directory.
+    assert str(settings.state_dir) == STATE_DIR
+    assert settings.resolved_db_url().startswith(f"sqlite+aiosqlite:///{STATE_DIR}/")
+    mounts = {m["mountPath"]: m["name"] for m in container(docs)["volumeMounts"]}
+    assert mounts[STATE_DIR] == "state"
 
 
 # --- the service ------------------------------------------------------------------------------------
@@ -158,11 +179,12 @@ def test_deployment_is_locked_down_and_probed() -> None:
         "readOnlyRootFilesystem": True,
         "capabilities": {"drop": ["ALL"]},
     }
-    # The only writable place is the emptyDir at /tmp.
+    # The only writable places are the emptyDir at /tmp and the build store's volume.
     mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert "emptyDir" in volumes[mounts["/tmp"]["name"]]
-    assert all(m.get("readOnly") for path, m in mounts.items() if path != "/tmp")
+    assert "persistentVolumeClaim" in volumes[mounts[STATE_DIR]["name"]]
+    assert all(m.get("readOnly") for path, m in mounts.items() if path not in ("/tmp", STATE_DIR))
     assert c["readinessProbe"]["httpGet"] == {"path": "/health", "port": "http"}
     assert c["livenessProbe"]["httpGet"] == {"path": "/versions", "port": "http"}
     assert c["ports"] == [{"name": "http", "containerPort": 8585, "protocol": "TCP"}]
@@ -189,7 +211,7 @@ def test_config_checksum_changes_only_with_the_config() -> None:
     assert _checksum(base) == _checksum(base)  # deterministic
     assert _checksum(base) != _checksum({"config": {**base["config"], "max_concurrent_builds": 2}})
     assert _checksum(base) != _checksum({**base, "build": {"nodeSelector": {"pool": "builds"}}})
-    assert _checksum(base) == _checksum({**base, "replicas": 3})
+    assert _checksum(base) == _checksum({**base, "replicas": 0})
 
 
 def test_config_secret_holds_settings_as_env() -> None:
@@ -326,6 +348,118 @@ def test_notes_warn_about_what_is_missing() -> None:
     assert f"url: http://{RELEASE}-binder-service:8585" in notes
     assert "baseUrl: /jh/" in notes
     assert "curl http://127.0.0.1:8585/jh/services/builder/health" in notes
+
+
+# --- the build store ---------------------------------------------------------------------------------
+
+
+def _state_volume(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+    [mount] = [m for m in pod["containers"][0]["volumeMounts"] if m["mountPath"] == STATE_DIR]
+    [volume] = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+    return dict(volume)
+
+
+def _config_env(docs: list[dict[str, Any]]) -> dict[str, str]:
+    return secret_data(one(docs, "Secret", f"{RELEASE}-binder-service-config"))
+
+
+def test_one_replica_keeps_the_store_on_a_claim_of_its_own() -> None:
+    """The default: a SQLite store in the state directory, on a PersistentVolumeClaim the chart makes, and
+    pods replaced with Recreate so two never hold the store at once (before: an emptyDir under /tmp)."""
+    docs = objects(render({"config": {"registry_url": REGISTRY}}))
+    claim = one(docs, "PersistentVolumeClaim")
+    assert claim["metadata"]["name"] == f"{RELEASE}-binder-service-state"
+    assert claim["spec"] == {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "5Gi"}}}
+    assert _state_volume(docs) == {
+        "name": "state",
+        "persistentVolumeClaim": {"claimName": claim["metadata"]["name"]},
+    }
+    assert _config_env(docs)["BINDER_SERVICE_STATE_DIR"] == STATE_DIR
+    assert "BINDER_SERVICE_DB_URL" not in _config_env(docs)
+    deployment = one(docs, "Deployment")
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    assert "Build store: SQLite on the PersistentVolumeClaim demo-binder-service-state" in _notes({})
+
+
+def test_claim_size_class_and_annotations_are_values() -> None:
+    docs = objects(render(VALUE_SETS["everything"]))
+    claim = one(docs, "PersistentVolumeClaim")
+    assert claim["spec"]["resources"]["requests"]["storage"] == "20Gi"
+    assert claim["spec"]["storageClassName"] == "fast-ssd"
+    assert claim["spec"]["accessModes"] == ["ReadWriteOncePod"]
+    assert claim["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
+    # "-": no class at all (no dynamic provisioning), as other charts spell it.
+    claim = one(objects(render({"persistence": {"storageClass": "-"}})), "PersistentVolumeClaim")
+    assert claim["spec"]["storageClassName"] == ""
+
+
+def test_an_existing_claim_is_used_and_none_made() -> None:
+    docs = objects(render(VALUE_SETS["existing-claim"]))
+    assert not find(docs, "PersistentVolumeClaim")
+    assert _state_volume(docs)["persistentVolumeClaim"] == {"claimName": "my-claim"}
+    assert one(docs, "Deployment")["spec"]["strategy"] == {"type": "Recreate"}
+
+
+def test_without_persistence_the_notes_say_the_store_is_lost() -> None:
+    values: dict[str, Any] = {"persistence": {"enabled": False}}
+    docs = objects(render(values))
+    assert not find(docs, "PersistentVolumeClaim")
+    assert "emptyDir" in _state_volume(docs)
+    assert "persistence.enabled is false" in _notes(values)
+    assert "persistence.enabled is false" not in _notes({})
+
+
+def test_several_replicas_share_postgresql_from_config_db_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    docs = objects(render(VALUE_SETS["replicas-postgresql"]))
+    assert not find(docs, "PersistentVolumeClaim")
+    deployment = one(docs, "Deployment")
+    assert deployment["spec"]["replicas"] == 3
+    assert "strategy" not in deployment["spec"]  # rolling updates: the replicas share the database
+    assert "emptyDir" in _state_volume(docs)
+    env = _config_env(docs)  # the chart's config Secret holds the URL
+    assert env["BINDER_SERVICE_DB_URL"] == DB_URL
+    assert "db-pw" not in json.dumps(deployment)
+    for key in list(os.environ):
+        if key.startswith(("BINDER_SERVICE_", "JUPYTERHUB_", "DOCKER_")):
+            monkeypatch.delenv(key)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("BINDER_SERVICE_API_TOKENS", "generated")  # a secretKeyRef in the pod
+    assert Settings().resolved_db_url() == DB_URL
+    assert "Build store: the shared database of config.db_url; replicas: 3." in _notes(
+        VALUE_SETS["replicas-postgresql"]
+    )
+
+
+def test_several_replicas_share_postgresql_from_an_existing_secret() -> None:
+    docs = objects(render(VALUE_SETS["replicas-database-secret"]))
+    assert not find(docs, "PersistentVolumeClaim")
+    assert "strategy" not in one(docs, "Deployment")["spec"]
+    env = {e["name"]: e for e in container(docs)["env"]}
+    assert env["BINDER_SERVICE_DB_URL"]["valueFrom"]["secretKeyRef"] == {"name": "binder-db", "key": "url"}
+    assert "BINDER_SERVICE_DB_URL" not in _config_env(docs)
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"replicas": 2}, "replicas: 2 needs a build store the replicas share: set config.db_url"),
+        (  # a SQLite URL is no shared store either
+            {"replicas": 3, "config": {"db_url": "sqlite+aiosqlite:////data/b.sqlite"}},
+            "replicas: 3 needs a build store the replicas share",
+        ),
+        (
+            {"config": {"db_url": DB_URL}, "database": {"existingSecret": {"name": "s", "key": "url"}}},
+            "config.db_url and database.existingSecret.name both give the build store's URL",
+        ),
+    ],
+)
+def test_several_replicas_without_a_shared_store_fail_to_render(values: dict[str, Any], message: str) -> None:
+    """Before, replicas: 3 rendered and each replica kept a history of its own on its emptyDir."""
+    with pytest.raises(helm.HelmRenderError, match=re.escape(message)):
+        render(values)
 
 
 # --- RBAC and secrets -------------------------------------------------------------------------------
@@ -553,6 +687,10 @@ def test_schema_config_covers_every_operator_setting() -> None:
         ({"dockerApi": {"unknown": True}}, "additional properties 'unknown' not allowed"),
         ({"jupyterhub": {"enabled": True, "apiUrl": "hub:8081"}}, "/jupyterhub/apiUrl"),
         ({"registry": {"username": 5}}, "/registry/username"),
+        ({"persistence": {"size": "lots"}}, "/persistence/size"),
+        ({"persistence": {"accessModes": ["ReadOnlyMany"]}}, "/persistence/accessModes"),
+        ({"database": {"existingSecret": {"name": "s", "key": ""}}}, "/database/existingSecret/key"),
+        ({"config": {"state_dir": "/data"}}, "additional properties 'state_dir' not allowed"),
     ],
 )
 def test_schema_rejects_unknown_keys_and_wrong_types(values: dict[str, Any], message: str) -> None:

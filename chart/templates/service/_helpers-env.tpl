@@ -1,6 +1,18 @@
-{{- /* The container's env besides the config Secret: the generated token, JUPYTERHUB_*, extraEnv. */}}
+{{- /*
+  The container's env besides the config Secret: the generated token, the database URL from an existing
+  Secret, JUPYTERHUB_*, extraEnv.
+*/}}
 {{- define "binder-service.service.env" -}}
 {{- $baseUrl := include "binder-service.baseUrl" . }}
+{{- with .Values.database.existingSecret }}
+{{- if .name }}
+- name: BINDER_SERVICE_DB_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ .name | quote }}
+      key: {{ .key | quote }}
+{{- end }}
+{{- end }}
 {{- if include "binder-service.generatedToken" . }}
 - name: BINDER_SERVICE_API_TOKENS
   valueFrom:
