@@ -10,17 +10,17 @@ FROM ${BASE_IMAGE} AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PIP_ROOT_USER_ACTION=ignore
 WORKDIR /src
 COPY pyproject.toml README.md ./
+# src/ holds the service and, in src/client/, its event-stream client (binder-service-client, httpx only).
 COPY src ./src
-# binder-service depends on binder-service-hub (its event-stream client, httpx only): installed from here.
-COPY hub_extension ./hub_extension
 # A self-contained venv, copied whole into the final stage; no build tools or caches follow it.
 # Behind a TLS-intercepting proxy, give pip its CA bundle: --secret id=pip_cert,src=/path/to/ca-bundle.crt
 RUN --mount=type=secret,id=pip_cert,required=false \
     if [ -s /run/secrets/pip_cert ]; then export PIP_CERT=/run/secrets/pip_cert; fi \
  && python3 -m venv /opt/binder-service \
- && /opt/binder-service/bin/pip install /src/hub_extension '/src[kubernetes,postgres]' \
+ && /opt/binder-service/bin/pip install /src/src/client '/src[kubernetes,postgres]' \
  && /opt/binder-service/bin/binder-service --help >/dev/null \
- && /opt/binder-service/bin/python -c 'import kubernetes_asyncio, asyncpg'
+ && /opt/binder-service/bin/python -c 'import kubernetes_asyncio, asyncpg' \
+ && if /opt/binder-service/bin/python -c 'import binder_service_hub' 2>/dev/null; then exit 1; fi
 
 FROM ${BASE_IMAGE}
 RUN useradd --uid 65532 --user-group --no-create-home --home-dir /tmp --shell /usr/sbin/nologin binder

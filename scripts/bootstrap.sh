@@ -15,15 +15,16 @@ fi
 stamp=.venv/.installed-$extras
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   echo "installing binder-service[$extras] into .venv"
-  # With hub_extension: binder-service depends on binder-service-hub (the shared event-stream client).
-  .venv/bin/pip install -q --disable-pip-version-check -e ./hub_extension -e ".[$extras]" 2>&1 | grep -v "^WARNING: Location" || true
-  .venv/bin/python -c "import binder_service" && touch "$stamp"
+  # binder-service (and with dev, hub_extension's binder-service-hub) depend on binder-service-client in
+  # src/client/, which pip installs from that folder; it is then made editable too (pip refuses an
+  # editable install beside a folder reference to the same project in one command).
+  hub_pkg=()
+  $hub && hub_pkg=(-e ./hub_extension)
+  .venv/bin/pip install -q --disable-pip-version-check "${hub_pkg[@]}" -e ".[$extras]" 2>&1 | grep -v "^WARNING: Location" || true
+  .venv/bin/pip install -q --disable-pip-version-check --no-deps -e ./src/client 2>&1 | grep -v "^WARNING: Location" || true
+  .venv/bin/python -c "import binder_service, binder_service_client" && touch "$stamp"
 fi
 if $hub; then
-  if ! .venv/bin/python -c "import binder_service_hub" 2>/dev/null; then
-    echo "installing hub_extension (binder-service-hub) into .venv"
-    .venv/bin/pip install -q --disable-pip-version-check -e ./hub_extension 2>&1 | grep -v "^WARNING: Location" || true
-  fi
   # configurable-http-proxy (npm) in a project-local, git-ignored directory; JupyterHub is pointed at it.
   if [ ! -x .cache/node/node_modules/.bin/configurable-http-proxy ]; then
     echo "installing configurable-http-proxy into .cache/node"

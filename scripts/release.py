@@ -4,6 +4,7 @@
 
 What it makes, all stamped with one version (the tree itself is never modified: it is copied first):
     dist/python/   binder_service-V-py3-none-any.whl, binder_service-V.tar.gz,
+                   binder_service_client-V-py3-none-any.whl, binder_service_client-V.tar.gz,
                    binder_service_hub-V-py3-none-any.whl, binder_service_hub-V.tar.gz   (upload to PyPI)
     dist/chart/    binder-service-V.tgz + index.yaml                                   (a chart repository)
     dist/images.txt  the service image and the hub image, one reference a line       (pushed with --push)
@@ -39,11 +40,21 @@ SERVICE_BASE = "python:3.12-slim-bookworm"
 # z2jh's hub image: JupyterHub 5 and KubeSpawner 7, what binder-service-hub supports.
 HUB_BASE = "quay.io/jupyterhub/k8s-hub:4.4.0"
 SERVICE_IMAGE, HUB_IMAGE = "binder-service", "binder-service-hub"
+# The three Python projects (distribution name -> folder): the service and the hub side both depend on
+# the client, neither on the other.
+PROJECTS = {
+    "binder-service": ".",
+    "binder-service-client": "src/client",
+    "binder-service-hub": "hub_extension",
+}
 # The files that carry the version, and the one line in each that does.
 VERSION_FILES = {
     "src/binder_service/__init__.py": r'^__version__ = "[^"]*"$',
+    "src/client/binder_service_client/__init__.py": r'^__version__ = "[^"]*"$',
     "hub_extension/binder_service_hub/__init__.py": r'^__version__ = "[^"]*"$',
 }
+# Projects that depend on the client; from a clone they name its folder, a release pins its version.
+CLIENT_DEPENDENTS = ("pyproject.toml", "hub_extension/pyproject.toml")
 # A docker build or push can be slow (PyPI inside the build) but must not hang a release forever.
 DOCKER_TIMEOUT = 1800.0
 CHECK_TIMEOUT = 120.0
@@ -191,25 +202,27 @@ def stage(root: Path, dest: Path) -> dict[str, str]:
 
 
 def stamp(src: Path, version: Version) -> None:
-    """Write the version into the staged copy: both packages' `__version__`, the chart's version fields."""
+    """Write the version into the staged copy: every package's `__version__`, the chart's version fields,
+    and the client dependency of the service and the hub side pinned to this release."""
     for rel, pattern in VERSION_FILES.items():
         _replace_one(src / rel, pattern, f'__version__ = "{version.python}"')
     chart = src / "chart" / "Chart.yaml"
     _replace_one(chart, r"^version: .*$", f"version: {version.chart}")
     _replace_one(chart, r"^appVersion: .*$", f'appVersion: "{version.python}"')
-    # The service uses the hub package's event-stream client: a release needs its own, not any.
-    _replace_one(
-        src / "pyproject.toml",
-        r'^(\s*)"binder-service-hub[^"]*",',
-        rf'\g<1>"binder-service-hub=={version.python}",',
-        at_most=True,
-    )
+    # A folder reference cannot go to PyPI, and a release needs its own client, not any.
+    for rel in CLIENT_DEPENDENTS:
+        _replace_one(
+            src / rel,
+            r'"binder-service-client @ [^"]*"',
+            f'"binder-service-client=={version.python}"',
+            flags=0,
+        )
 
 
-def _replace_one(path: Path, pattern: str, line: str, *, at_most: bool = False) -> None:
+def _replace_one(path: Path, pattern: str, line: str, *, flags: int = re.MULTILINE) -> None:
     text = path.read_text()
-    new, count = re.subn(pattern, line, text, flags=re.MULTILINE)
-    if count > 1 or (count == 0 and not at_most):
+    new, count = re.subn(pattern, line, text, flags=flags)
+    if count != 1:
         raise ReleaseError(f"{path.name}: expected one line matching {pattern!r}, found {count}")
     path.write_text(new)
 
@@ -219,11 +232,11 @@ def _replace_one(path: Path, pattern: str, line: str, *, at_most: bool = False) 
 
 def build_python(src: Path, out: Path) -> list[Path]:
     """sdist, then the wheel from that sdist (so a file missing from the sdist breaks the build here)."""
-    # Each project into its own directory first, both at once (each waits mostly on its build env).
-    outs = [out.with_name(f"{out.name}.{i}") for i in range(2)]
+    # Each project into its own directory first, two at a time (each waits mostly on its build env).
+    outs = [out.with_name(f"{out.name}.{i}") for i in range(len(PROJECTS))]
     _parallel(
-        [sys.executable, "-m", "build", "--outdir", str(o), str(project)]
-        for o, project in zip(outs, (src, src / "hub_extension"), strict=True)
+        [sys.executable, "-m", "build", "--outdir", str(o), str(src / folder)]
+        for o, folder in zip(outs, PROJECTS.values(), strict=True)
     )
     out.mkdir(parents=True, exist_ok=True)
     made: list[Path] = []
@@ -267,16 +280,22 @@ def build_images(src: Path, opts: Options, source: dict[str, str]) -> dict[str, 
     # The CA bundle goes in as a secret: it is never part of a layer or the image's history.
     secret = ["--secret", f"id=pip_cert,src={opts.pip_cert}"] if opts.pip_cert else []
     commands = []
-    for kind, context, base, extra in (
-        ("service", src, opts.service_base, []),
-        ("hub", src / "hub_extension", opts.hub_base, ["--build-arg", f"HUB_USER={opts.hub_user}"]),
+    # Both from the tree's root: the hub image needs the client (src/client/) beside hub_extension/.
+    for kind, dockerfile, base, extra in (
+        ("service", src / "Dockerfile", opts.service_base, []),
+        (
+            "hub",
+            src / "hub_extension" / "Dockerfile",
+            opts.hub_base,
+            ["--build-arg", f"HUB_USER={opts.hub_user}"],
+        ),
     ):
-        argv = [docker, "build", "--no-cache", "--progress=plain", "-t", refs[kind]]
+        argv = [docker, "build", "--no-cache", "--progress=plain", "-f", str(dockerfile), "-t", refs[kind]]
         argv += ["--build-arg", f"BASE_IMAGE={base}", *extra, *secret]
         argv += [
             f"--label={k}={v}" for k, v in {**labels, "org.opencontainers.image.base.name": base}.items()
         ]
-        commands.append([*argv, str(context)])
+        commands.append([*argv, str(src)])
     _parallel(commands, timeout=DOCKER_TIMEOUT)
     return refs
 
@@ -320,11 +339,15 @@ def _python_metadata(path: Path) -> tuple[str, str]:
 
 
 IMAGE_PROBES = {
-    # The installed distribution and the module agree, in the image's own Python.
-    "service": "import binder_service, importlib.metadata as m; "
-    "print(binder_service.__version__, m.version('binder-service'), m.version('binder-service-hub'))",
-    "hub": "import binder_service_hub, importlib.metadata as m; "
-    "print(binder_service_hub.__version__, m.version('binder-service-hub'))",
+    # The installed distributions and the modules agree, in the image's own Python; the service image
+    # carries nothing of the hub side (a word other than the version fails the check).
+    "service": "import importlib.metadata as m, importlib.util as u, binder_service, binder_service_client\n"
+    "print(binder_service.__version__, m.version('binder-service'))\n"
+    "print(binder_service_client.__version__, m.version('binder-service-client'))\n"
+    "if u.find_spec('binder_service_hub'): print('binder_service_hub is installed')\n",
+    "hub": "import importlib.metadata as m, binder_service_hub, binder_service_client\n"
+    "print(binder_service_hub.__version__, m.version('binder-service-hub'))\n"
+    "print(binder_service_client.__version__, m.version('binder-service-client'))\n",
 }
 
 
@@ -332,7 +355,7 @@ def check(opts: Options, python: list[Path], chart: Path, refs: dict[str, str]) 
     """Every artifact says the same version, or the release fails here."""
     want = opts.version.python
     names = sorted(_python_metadata(p) for p in python)
-    expected = sorted([("binder-service", want)] * 2 + [("binder-service-hub", want)] * 2)
+    expected = sorted((project, want) for project in PROJECTS for _ in ("wheel", "sdist"))
     if names != expected:
         raise ReleaseError(f"python artifacts are {names}, expected {expected}")
     import helm_python as helm
@@ -372,7 +395,7 @@ def check(opts: Options, python: list[Path], chart: Path, refs: dict[str, str]) 
 
 
 def _clean(dist: Path) -> None:
-    for name in ("python", "chart", "python.0", "python.1"):
+    for name in ("python", "chart", *(f"python.{i}" for i in range(len(PROJECTS)))):
         shutil.rmtree(dist / name, ignore_errors=True)
     for name in ("images.txt", "SHA256SUMS"):
         (dist / name).unlink(missing_ok=True)

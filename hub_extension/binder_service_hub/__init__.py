@@ -1,8 +1,8 @@
 """The JupyterHub side of binder-service: register the service, and spawners that build from a repository.
 
-Names are imported on first use: dockerspawner and kubespawner stay optional, and the event-stream
-client (`binder_service_hub.client`, httpx only) loads without JupyterHub, so binder-service's CLI
-and tests share it.
+Names are imported on first use, so dockerspawner and kubespawner stay optional. The event-stream
+client the spawner uses is binder-service-client's (`binder_service_client`, httpx only), shared with
+binder-service's CLI; `BuildClient` and `BinderServiceError` are re-exported here.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 from .register import ADMIN_SCOPE, BUILD_SCOPE, register
 
 if TYPE_CHECKING:
-    from .client import BinderServiceError, BuildClient
+    from binder_service_client import BinderServiceError, BuildClient
+
     from .docker import BinderDockerSpawner
     from .form import BuildRequest, InvalidBuildRequest
     from .kubernetes import BinderKubeSpawner
@@ -38,8 +39,8 @@ __all__ = [
 _LAZY = {
     "BinderDockerSpawner": "binder_service_hub.docker",
     "BinderKubeSpawner": "binder_service_hub.kubernetes",
-    "BinderServiceError": "binder_service_hub.client",
-    "BuildClient": "binder_service_hub.client",
+    "BinderServiceError": "binder_service_client",
+    "BuildClient": "binder_service_client",
     "BuildFailed": "binder_service_hub.spawner",
     "BuildFromRepoMixin": "binder_service_hub.spawner",
     "BuildRequest": "binder_service_hub.form",

@@ -15,12 +15,12 @@ from contextlib import aclosing
 from inspect import isawaitable
 from typing import TYPE_CHECKING, Any
 
+from binder_service_client import BinderServiceError, BuildClient
 from jupyterhub import orm
 from jupyterhub.spawner import Spawner
 from tornado import web
 from traitlets import Bool, Float, Integer, List, Unicode
 
-from .client import BinderServiceError, BuildClient
 from .form import (
     OPTION_KEYS,
     BuildRequest,

@@ -11,7 +11,7 @@ import socket
 import sys
 from typing import Any, TextIO
 
-from binder_service_hub.client import BinderServiceError, BuildClient
+from binder_service_client import BinderServiceError, BuildClient
 
 from . import housekeeping_cli
 

@@ -41,16 +41,3 @@ def test_spawners_are_registered_as_jupyterhub_entry_points() -> None:
     found = {ep.name: ep.value for ep in entry_points(group="jupyterhub.spawners")}
     assert found["binder-docker"] == "binder_service_hub.docker:BinderDockerSpawner"
     assert found["binder-kubernetes"] == "binder_service_hub.kubernetes:BinderKubeSpawner"
-
-
-def test_the_client_loads_with_httpx_alone() -> None:
-    # binder-service's CLI and tests import it: JupyterHub, tornado and the service stay out.
-    check = (
-        "import json, sys; import binder_service_hub.client; "
-        "print(json.dumps(sorted(m for m in ('jupyterhub', 'tornado', 'fastapi', 'binder_service') "
-        "if m in sys.modules)))"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", check], capture_output=True, text=True, check=True, timeout=60
-    )
-    assert json.loads(out.stdout) == []

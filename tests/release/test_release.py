@@ -26,6 +26,7 @@ import httpx
 import pytest
 import yaml
 
+import release as release_script
 import world
 from tests.support.fake_k8s import FakeKube, write_kubeconfig
 from tests.support.net import free_port
@@ -114,11 +115,13 @@ def test_the_command_makes_every_artifact(release: Release) -> None:
         "images.txt",
         f"python/binder_service-{VERSION}-py3-none-any.whl",
         f"python/binder_service-{VERSION}.tar.gz",
+        f"python/binder_service_client-{VERSION}-py3-none-any.whl",
+        f"python/binder_service_client-{VERSION}.tar.gz",
         f"python/binder_service_hub-{VERSION}-py3-none-any.whl",
         f"python/binder_service_hub-{VERSION}.tar.gz",
     ]
     sums = (release.dist / "SHA256SUMS").read_text().splitlines()
-    assert len(sums) == 6
+    assert len(sums) == 8
     for line in sums:
         digest, name = line.split("  ")
         assert hashlib.sha256((release.dist / name).read_bytes()).hexdigest() == digest
@@ -144,7 +147,7 @@ def test_images_are_pushed_and_listed_with_their_digests(release: Release) -> No
 
 def test_the_tree_is_not_stamped(release: Release) -> None:
     """The script stamps a copy: a release never leaves the work tree modified."""
-    for rel in ("src/binder_service/__init__.py", "hub_extension/binder_service_hub/__init__.py"):
+    for rel in [*release_script.VERSION_FILES, *release_script.CLIENT_DEPENDENTS]:
         assert VERSION not in (ROOT / rel).read_text()
     assert CHART_VERSION not in (ROOT / "chart" / "Chart.yaml").read_text()
 
@@ -157,13 +160,19 @@ def _metadata(text: str) -> dict[str, str]:
 
 
 def test_versions_match_across_artifacts(release: Release) -> None:
-    for project, stem in (("binder-service", "binder_service"), ("binder-service-hub", "binder_service_hub")):
-        with zipfile.ZipFile(release.python(f"{stem}-*.whl")) as whl:
-            meta = _metadata(whl.read(f"{stem}-{VERSION}.dist-info/METADATA").decode())
+    for project in release_script.PROJECTS:
+        stem = project.replace("-", "_")
+        with zipfile.ZipFile(release.python(f"{stem}-{VERSION}-*.whl")) as whl:
+            text = whl.read(f"{stem}-{VERSION}.dist-info/METADATA").decode()
+            meta = _metadata(text)
             init = next(n for n in whl.namelist() if n.endswith(f"{stem}/__init__.py"))
             assert f'__version__ = "{VERSION}"' in whl.read(init).decode()
         assert (meta["Name"], meta["Version"]) == (project, VERSION)
-        with tarfile.open(release.python(f"{stem}-*.tar.gz")) as sdist:
+        # The client dependency is this release's, not a folder of the tree it was built from.
+        if project != "binder-service-client":
+            assert f"Requires-Dist: binder-service-client=={VERSION}\n" in text
+            assert "file:" not in text
+        with tarfile.open(release.python(f"{stem}-{VERSION}.tar.gz")) as sdist:
             f = sdist.extractfile(f"{stem}-{VERSION}/PKG-INFO")
             assert f is not None
             assert _metadata(f.read().decode())["Version"] == VERSION
@@ -205,19 +214,20 @@ def test_the_wheels_install_into_a_clean_venv_and_import(release: Release, tmp_p
         capture_output=True, text=True, check=True, timeout=60,
     ).stdout.strip()  # fmt: skip
     (Path(site) / "project-deps.pth").write_text(deps + "\n")
-    wheels = [str(release.python("binder_service-*.whl")), str(release.python("binder_service_hub-*.whl"))]
+    wheels = [str(release.python(f"{p.replace('-', '_')}-{VERSION}-*.whl")) for p in release_script.PROJECTS]
     pip = [sys.executable, "-m", "pip", "--python", str(py), "install", "--no-deps", "--no-index", *wheels]
     subprocess.run(pip, check=True, capture_output=True, timeout=300)
     probe = (
-        "import sys, importlib.metadata as m, binder_service, binder_service_hub\n"
-        "print(binder_service.__file__, binder_service_hub.__file__)\n"
-        "print(binder_service.__version__, m.version('binder-service'), binder_service_hub.__version__)\n"
+        "import sys, importlib.metadata as m, binder_service, binder_service_hub, binder_service_client\n"
+        "print(binder_service.__file__, binder_service_hub.__file__, binder_service_client.__file__)\n"
+        "print(binder_service.__version__, m.version('binder-service'), binder_service_hub.__version__,"
+        " binder_service_client.__version__)\n"
         "print(sorted(e.name for e in m.entry_points(group='jupyterhub.spawners')))\n"
     )
     out = subprocess.run([py, "-c", probe], capture_output=True, text=True, timeout=120, check=True).stdout
     files, versions, spawners = out.splitlines()
     assert all(f.startswith(site) for f in files.split()), files
-    assert versions.split() == [VERSION] * 3
+    assert versions.split() == [VERSION] * 4
     assert {"binder-docker", "binder-kubernetes"} <= set(json.loads(spawners.replace("'", '"')))
     cli = subprocess.run([venv / "bin" / "binder-service", "--help"], capture_output=True, timeout=120)
     assert cli.returncode == 0, cli.stderr
@@ -317,8 +327,8 @@ def _wait_for_health(url: str, container: str) -> httpx.Response:
 
 def test_the_hub_image_has_the_extension_at_the_release_version(release: Release) -> None:
     probe = (
-        "import os, sys, importlib.metadata as m, binder_service_hub, jupyterhub\n"
-        "print(binder_service_hub.__version__, m.version('binder-service-hub'), os.getuid())\n"
+        "import os, sys, importlib.metadata as m, binder_service_hub, binder_service_client, jupyterhub\n"
+        "print(binder_service_hub.__version__, m.version('binder-service-client'), os.getuid())\n"
         "print('fastapi' in sys.modules, binder_service_hub.__file__.startswith('/tmp'))\n"
         "print(' '.join(sorted(e.name for e in m.entry_points(group='jupyterhub.spawners'))))\n"
     )

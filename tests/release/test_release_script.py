@@ -42,7 +42,7 @@ def test_versions_the_artifacts_cannot_all_carry_are_refused(text: str) -> None:
 
 
 def test_stamp_writes_every_version_field(tmp_path: Path) -> None:
-    for rel in [*release.VERSION_FILES, "chart/Chart.yaml", "pyproject.toml"]:
+    for rel in [*release.VERSION_FILES, "chart/Chart.yaml", *release.CLIENT_DEPENDENTS]:
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / rel, tmp_path / rel)
     release.stamp(tmp_path, release.Version.parse("3.4.5rc2"))
@@ -50,10 +50,10 @@ def test_stamp_writes_every_version_field(tmp_path: Path) -> None:
         assert re.findall(r'^__version__ = "(.*)"$', (tmp_path / rel).read_text(), re.M) == ["3.4.5rc2"]
     chart = yaml.safe_load((tmp_path / "chart/Chart.yaml").read_text())
     assert (chart["version"], chart["appVersion"]) == ("3.4.5-rc2", "3.4.5rc2")
-    # The service's dependency on the hub package (its event-stream client) is pinned to the release.
-    deps = tomllib.loads((tmp_path / "pyproject.toml").read_text())["project"]["dependencies"]
-    hub = [d for d in deps if d.startswith("binder-service-hub")]
-    assert hub in ([], ["binder-service-hub==3.4.5rc2"])
+    # The service's and the hub side's dependency on the client (a folder in the tree) is pinned.
+    for rel in release.CLIENT_DEPENDENTS:
+        deps = tomllib.loads((tmp_path / rel).read_text())["project"]["dependencies"]
+        assert [d for d in deps if d.startswith("binder-service")] == ["binder-service-client==3.4.5rc2"]
     # Only those fields changed.
     before = yaml.safe_load((ROOT / "chart/Chart.yaml").read_text())
     assert {k: v for k, v in chart.items() if k not in ("version", "appVersion")} == {
@@ -62,7 +62,7 @@ def test_stamp_writes_every_version_field(tmp_path: Path) -> None:
 
 
 def test_stamp_refuses_a_file_without_its_version_line(tmp_path: Path) -> None:
-    for rel in [*release.VERSION_FILES, "chart/Chart.yaml", "pyproject.toml"]:
+    for rel in [*release.VERSION_FILES, "chart/Chart.yaml", *release.CLIENT_DEPENDENTS]:
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / rel, tmp_path / rel)
     (tmp_path / "hub_extension/binder_service_hub/__init__.py").write_text("VERSION = '1'\n")
@@ -160,6 +160,7 @@ def test_the_install_page_names_what_a_release_publishes() -> None:
         "https://<owner>.github.io/<repo>/",
         "pip install binder-service",
         "pip install binder-service-hub",
+        "pip install binder-service-client",
     ):
         assert name in page, name
     step = next(s for s in _workflow()["jobs"]["build"]["steps"] if "IMAGE_PREFIX=" in s.get("run", ""))

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from binder_service_hub.sse import messages
+from binder_service_client import messages
 
 import world
 from tests.support.jupyterhub import HubApi

@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 import uvicorn
-from binder_service_hub.sse import messages
+from binder_service_client import messages
 
 from binder_service.app import create_app
 from binder_service.builds import Executor
@@ -66,7 +66,7 @@ def sse_messages(
 ) -> list[dict[str, Any]]:
     """Every `data:` message of an event stream (with its `id:` as "_id" when present), until it ends.
 
-    Parsed by the clients' own parser (binder_service_hub.sse), so the tests read streams as they do."""
+    Parsed by the clients' own parser (binder_service_client.sse), so the tests read streams as they do."""
     out: list[dict[str, Any]] = []
     hdrs = {"Accept": "text/event-stream", **(headers or {})}
     with httpx.stream("GET", url, headers=hdrs, timeout=timeout) as r:

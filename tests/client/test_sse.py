@@ -1,11 +1,11 @@
-"""The one SSE parser (binder_service_hub.sse), line by line, as the HTML standard reads a stream."""
+"""The one SSE parser (binder_service_client.sse), line by line, as the HTML standard reads a stream."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
-from binder_service_hub.sse import Message, SSEParser, messages
+from binder_service_client.sse import Message, SSEParser, messages
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,6 @@
 """The one async client of binder-service's native API: create a build, follow its events.
 
-Used by the spawner, by `binder-service build` (the CLI) and by the tests, so it depends on httpx and
+Used by the hub's spawner, by `binder-service build` (the CLI) and by the tests, so it depends on httpx and
 the standard library alone (never FastAPI, never the service). Following survives a dropped
 connection: it reconnects with `Last-Event-ID` and carries on where it was, a bounded number of
 times; a finished build with nothing new (204) ends the stream; an unreadable event is a

@@ -1,4 +1,4 @@
-"""binder_service_hub's own client: against the real service, and through dropped and silent connections."""
+"""binder_service_client: against the real service, and through dropped and silent connections."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from binder_service_hub.client import BinderServiceError, BuildClient
+from binder_service_client import BinderServiceError, BuildClient
 
 from tests.support.gitserve import serve_threaded
 from tests.support.net import blackhole, free_port
