@@ -6,6 +6,7 @@ import asyncio
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 from binder_service.builds.build import Build, BuildStatus
@@ -24,6 +25,8 @@ from binder_service.builds.recording import (
 from binder_service.events import BuildEvent, Phase
 from binder_service.providers import ResolvedRepo
 from binder_service.store import BuildStore, Purged
+from binder_service.store.leases import OWNER_GONE
+from tests.support.records import record
 
 REPO = ResolvedRepo("git", "https://example.org/r.git", "main", "c" * 40, "example.org-r")
 
@@ -87,6 +90,48 @@ async def test_a_stream_from_the_store_follows_a_build_another_process_runs(stor
     assert [e.id for e in got] == [1, 2, 3]
     resumed = [e.id async for e in follow_stored(store, "b1", 2)]  # Last-Event-ID: 2
     assert resumed == [3]
+
+
+async def test_a_stream_from_the_store_ends_with_build_owner_gone_once_the_owners_lease_runs_out(
+    db_url: str,
+) -> None:
+    owner, here = (
+        await BuildStore.open(db_url, op_timeout=10.0),
+        await BuildStore.open(db_url, op_timeout=10.0),
+    )
+    try:
+        lease = 0.5  # seconds: BINDER_SERVICE_BUILD_LEASE, short
+        started = record("g1", owner="dead-soon", image="reg/g:1", created_at=datetime.now(UTC))
+        assert await owner.claim(started, ttl=lease) is None
+        owner.add_event("g1", BuildEvent(1, Phase.BUILDING, "Step 1\n"))
+        await owner.flush()
+        got: list[BuildEvent] = []
+
+        async def watch() -> None:  # no build_timeout of its own to fall back on: an hour
+            async for event in follow_stored(here, "g1", 0, poll=0.05, build_timeout=3600):
+                got.append(event)
+
+        watcher = asyncio.create_task(watch())
+        # While the owner renews, the stream waits, however many leases go by.
+        for _ in range(8):
+            await asyncio.sleep(lease / 4)
+            assert await owner.renew("dead-soon", ["g1"], ttl=lease) == 1
+        assert not watcher.done()
+        owner.add_event("g1", BuildEvent(2, Phase.BUILDING, "Step 2\n"))
+        await owner.flush()
+        # The owner stops renewing (it died): once the lease has run out the stream ends, with the event
+        # every follower gets, not when the record would be stale (hours later). The bound only
+        # guards against a hang.
+        await asyncio.wait_for(watcher, 60)
+        assert [(e.id, e.phase) for e in got] == [(1, Phase.BUILDING), (2, Phase.BUILDING), (3, Phase.FAILED)]
+        assert got[-1].code == OWNER_GONE
+        ended = await here.get_build("g1")
+        assert ended is not None
+        assert (ended.status, ended.error_code) == ("failed", OWNER_GONE)
+        assert await here.lease_of("g1") is None  # the image is free for the next request
+    finally:
+        await owner.aclose()
+        await here.aclose()
 
 
 def test_events_the_log_produced_leave_out_the_managers_own() -> None:
