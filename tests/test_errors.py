@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ast
 import re
+from pathlib import Path
 
 import pytest
 
@@ -39,6 +41,7 @@ STABLE = [
     ("BuildError", "build_failed", 500),
     ("BuildTimeout", "build_timeout", 504),
     ("BuildCancelled", "build_cancelled", 409),
+    ("BuildOwnerGone", "build_owner_gone", 503),
 ]
 
 # Server-side branches general enough to have children of other 5xx statuses (a 504 is a failed
@@ -85,3 +88,51 @@ def test_a_kubernetes_status_is_an_upstream_error() -> None:
     assert isinstance(e, UpstreamError)
     assert (e.api_status, e.reason, e.status, e.code) == (409, "AlreadyExists", 502, "kubernetes_error")
     assert str(e) == 'pods "x" already exists (HTTP 409)'
+
+
+SRC = Path(errors.__file__).resolve().parent
+# Codes the HTTP layer sends for Starlette's own errors (api/errors.py); docs/conf.py lists them too.
+HTTP_LAYER_CODES = {"method_not_allowed", "http_error"}
+
+
+def _emitted_codes(tree: ast.Module) -> set[str]:
+    """String codes a module hands out: `code=`/`error_code=` arguments and `"code": ...` entries, as
+    literals or as module constants."""
+    constants = {
+        target.id: node.value.value
+        for node in tree.body
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant)
+        for target in node.targets
+        if isinstance(target, ast.Name) and isinstance(node.value.value, str)
+    }
+    places: list[ast.AST] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.keyword) and node.arg in ("code", "error_code"):
+            places.append(node.value)
+        elif isinstance(node, ast.Dict):
+            places += [
+                v
+                for k, v in zip(node.keys, node.values, strict=True)
+                if isinstance(k, ast.Constant) and k.value == "code"
+            ]
+    found: set[str] = set()
+    for place in places:
+        for sub in ast.walk(place):
+            if isinstance(sub, ast.Constant) and isinstance(sub.value, str):
+                found.add(sub.value)
+            elif isinstance(sub, ast.Name) and sub.id in constants:
+                found.add(constants[sub.id])
+    return found
+
+
+def test_every_code_the_service_sends_has_a_class() -> None:
+    """A code written out in the code (a `failed` event of the replica code, a JSON body) is one of the error
+    tree's, so the docs' table, generated from the tree, names it (build_owner_gone was missing)."""
+    known = {c.code for c in error_tree()} | HTTP_LAYER_CODES
+    stray = sorted(
+        f"{path.relative_to(SRC)}: {code}"
+        for path in SRC.rglob("*.py")
+        for code in _emitted_codes(ast.parse(path.read_text(encoding="utf-8")))
+        if code not in known
+    )
+    assert stray == []

@@ -37,7 +37,8 @@ for plain HTTP, or to a ``failed`` event for a stream. Messages are for people a
     ├── NoRegistry                   409 no_registry
     ├── ServiceStopping              503 service_stopping
     └── BuildError                   500 build_failed
-        └── BuildTimeout             504 build_timeout
+        ├── BuildTimeout             504 build_timeout
+        └── BuildOwnerGone           503 build_owner_gone
 
 A branch's status holds for its children: each child refines its branch's answer (a 413 is a bad
 request, a 503 or 504 a failed upstream) and never changes its kind, so code that catches a branch
@@ -290,6 +291,14 @@ class BuildTimeout(BuildError):
 
     code = "build_timeout"
     status = 504
+
+
+class BuildOwnerGone(BuildError):
+    """The replica running the build stopped answering (its lease ran out): the build is abandoned, and
+    the next request builds the image again."""
+
+    code = "build_owner_gone"
+    status = 503
 
 
 def error_tree() -> list[type[BinderError]]:

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from datetime import timedelta
 
-from ..errors import StoreUnavailable
+from ..errors import BuildCancelled, BuildOwnerGone, StoreUnavailable
 from ..events import BuildEvent, Phase
 from ..store import BuildRecord, BuildStore
 from .build import Build, BuildStatus, now
@@ -131,7 +131,7 @@ def replay(build: Build, event: BuildEvent) -> None:
 def _status(event: BuildEvent) -> BuildStatus:
     if event.phase is Phase.READY:
         return BuildStatus.READY
-    return BuildStatus.CANCELLED if event.code == "build_cancelled" else BuildStatus.FAILED
+    return BuildStatus.CANCELLED if event.code == BuildCancelled.code else BuildStatus.FAILED
 
 
 async def mirror(
@@ -194,5 +194,5 @@ def _lost(build: Build, why: str) -> None:
     """End this copy with a `failed` event of its own (the store could not give the owner's last one)."""
     if build.done:
         return
-    event = build.emit(Phase.FAILED, why + "\n", code="build_owner_gone")
+    event = build.emit(Phase.FAILED, why + "\n", code=BuildOwnerGone.code)
     build.finish(BuildStatus.FAILED, event)

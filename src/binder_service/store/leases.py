@@ -18,11 +18,12 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from ..errors import BuildOwnerGone
 from .models import BUILDS, EVENTS, LEASES
 from .records import ACTIVE, BuildRecord
 from .writer import upsert
 
-OWNER_GONE = "build_owner_gone"
+OWNER_GONE = BuildOwnerGone.code
 _FINAL = ("ready", "failed")
 
 
