@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import subprocess
+import sys
 from datetime import UTC, datetime
 
 import pytest
@@ -11,8 +14,8 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
-from binder_service.store import BuildStore, StoreOpenError, head_revision
-from binder_service.store.engine import VERSION_TABLE, alembic_config, create_engine
+from binder_service.store import BuildStore, StoreOpenError, check_store, head_revision
+from binder_service.store.engine import HEAD, VERSION_TABLE, alembic_config, create_engine
 from binder_service.store.models import Base
 
 
@@ -87,3 +90,58 @@ async def test_opening_twice_is_a_no_op(db_url: str) -> None:
     for _ in range(2):
         store = await BuildStore.open(db_url, op_timeout=5.0)
         await store.aclose()
+
+
+def test_head_is_alembics_head() -> None:
+    # The store opens without Alembic when it is at HEAD: a new migration must move HEAD too.
+    assert head_revision() == HEAD
+
+
+_CHECK = """
+import asyncio, sys
+from binder_service.store import BuildStore, check_store
+url = sys.stdin.readline().strip()
+asyncio.run(check_store(url, op_timeout=5.0))
+async def reopen():
+    store = await BuildStore.open(url, op_timeout=5.0)
+    await store.aclose()
+asyncio.run(reopen())
+print(sorted({m.split(".")[0] for m in sys.modules} & {"alembic", "mako"}))
+"""
+
+
+def _check_in_a_process(url: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", _CHECK],
+        input=url + "\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+async def test_the_service_never_imports_alembic(db_url: str) -> None:
+    # A new store is migrated by a child process; opening a store at head needs no Alembic (issue 16:
+    # ~11 MB of the service's idle memory).
+    first = await asyncio.to_thread(_check_in_a_process, db_url)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.strip() == "[]"
+    assert "migrating the build store" in first.stderr  # the child's log reaches the service's
+    engine = create_engine(db_url, timeout=5.0)
+    async with engine.connect() as conn:
+        version = (await conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}"))).scalar_one()
+    await engine.dispose()
+    assert version == HEAD
+    again = await asyncio.to_thread(_check_in_a_process, db_url)
+    assert (again.returncode, again.stdout.strip()) == (0, "[]")
+    assert "migrating" not in again.stderr
+
+
+async def test_check_store_refuses_a_newer_database_through_the_child(db_url: str) -> None:
+    store = await BuildStore.open(db_url, op_timeout=5.0)
+    async with store.engine.begin() as conn:
+        await conn.execute(text(f"UPDATE {VERSION_TABLE} SET version_num = '9999'"))
+    await store.aclose()
+    with pytest.raises(StoreOpenError, match="newer binder-service"):
+        await check_store(db_url, op_timeout=5.0)
