@@ -15,9 +15,15 @@ from tests.support.repos import buildable_repo
 from tests.support.serve_process import serve_process
 
 
-def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, timeout: float = 120, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "binder_service.cli", *args], capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "binder_service.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
     )
 
 
@@ -62,6 +68,18 @@ def test_serve_refuses_to_listen_publicly_without_tokens() -> None:
     result = run_cli("serve", "--host", "0.0.0.0", timeout=30)
     assert result.returncode == 2
     assert "BINDER_SERVICE_API_TOKENS" in result.stderr
+
+
+def test_serve_names_a_misspelled_setting_before_refusing() -> None:
+    """The misspelled token variable is why serve refuses: it says so, with the real name."""
+    env = {**os.environ, "BINDER_SERVICE_API_TOKEN": "t0ken"}
+    result = run_cli("serve", "--host", "0.0.0.0", timeout=30, env=env)
+    assert result.returncode == 2
+    assert (
+        "binder-service: warning: BINDER_SERVICE_API_TOKEN is not a setting and is ignored; "
+        "did you mean BINDER_SERVICE_API_TOKENS?"
+    ) in result.stderr
+    assert "t0ken" not in result.stderr
 
 
 def _environ(pid: int) -> dict[str, str]:

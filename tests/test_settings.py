@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from binder_service.settings import Settings, describe_invalid
+from binder_service.settings import Settings, describe_invalid, setting_variables, unknown_variables
 
 
 def test_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -90,3 +90,35 @@ def test_a_refusal_is_one_line_and_a_rule_across_fields_shows_no_input(
         Settings(max_concurrent_builds=0)
     assert describe_invalid(field.value).startswith("invalid configuration:\n1 validation error")
     assert "max_concurrent_builds" in describe_invalid(field.value)
+
+
+@pytest.mark.parametrize(
+    ("variable", "hint"),
+    [
+        # jupyterhub.md's snippet read this one: the service would have ignored it silently.
+        ("BINDER_SERVICE_HUB_TOKEN", "did you mean BINDER_SERVICE_HUB_API_TOKEN?"),
+        ("BINDER_SERVICE_API_TOKEN", "did you mean BINDER_SERVICE_API_TOKENS?"),
+        ("BINDER_SERVICE_MAX_CONCURENT_BUILDS", "did you mean BINDER_SERVICE_MAX_CONCURRENT_BUILDS?"),
+        ("binder_service_statedir", "did you mean BINDER_SERVICE_STATE_DIR?"),
+        ("BINDER_SERVICE_XYZZY", "no setting has a name like it"),
+    ],
+)
+def test_unknown_variables_are_named_with_the_closest_setting(variable: str, hint: str) -> None:
+    assert unknown_variables({variable: "x"}) == [f"{variable} is not a setting and is ignored; {hint}"]
+
+
+def test_real_settings_and_other_variables_pass_quietly() -> None:
+    environ = {name: "x" for name in setting_variables()}
+    environ.update(
+        {
+            "binder_service_registry_url": "x",  # names are not case-sensitive
+            "BINDER_SERVICE_TOKEN": "t",  # `binder-service build`'s token, no setting
+            "DOCKER_HOST": "unix:///x",
+            "JUPYTERHUB_API_TOKEN": "t",
+            "PATH": "/usr/bin",
+        }
+    )
+    assert unknown_variables(environ) == []
+    # Every field is there, by its own name or its BINDER_SERVICE_ alias.
+    assert "BINDER_SERVICE_HUB_API_TOKEN" in environ
+    assert len(set(setting_variables())) >= len(Settings.model_fields)

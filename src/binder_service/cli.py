@@ -41,8 +41,10 @@ def serve(args: argparse.Namespace) -> int:
 
     from .app import create_app
     from .server import server_config
-    from .settings import Settings, describe_invalid
+    from .settings import Settings, describe_invalid, unknown_variables
 
+    for warning in unknown_variables(os.environ):  # first: a misspelling may be why Settings refuse
+        print(f"binder-service: warning: {warning}", file=sys.stderr)
     try:
         overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
         settings = Settings(**overrides)

@@ -776,3 +776,44 @@ class Settings(BaseSettings):
         base = self.docker_config_dir or Path.home() / ".docker"
         path = base / "config.json"
         return path if path.exists() else None
+
+
+# Variables with the prefix that are read, but are no setting: `binder-service build`'s token.
+NOT_SETTINGS = frozenset({"BINDER_SERVICE_TOKEN"})
+
+
+def setting_variables() -> list[str]:
+    """Every `BINDER_SERVICE_*` variable that sets a setting (upper case: names are not case-sensitive)."""
+    prefix = str(Settings.model_config.get("env_prefix", ""))
+    names: list[str] = []
+    for name, field in Settings.model_fields.items():
+        alias = field.validation_alias
+        choices = alias.choices if isinstance(alias, AliasChoices) else [f"{prefix}{name}"]
+        names += [c.upper() for c in choices if isinstance(c, str) and c.upper().startswith(prefix)]
+    return names
+
+
+def _words(name: str) -> set[str]:
+    return {word.removesuffix("S") for word in name.split("_")}
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """A warning for each `BINDER_SERVICE_*` variable in `environ` that names no setting (pydantic-settings
+    ignores those), with the closest setting's variable: a misspelling must not pass in silence."""
+    import difflib
+
+    prefix = "BINDER_SERVICE_"
+    known = {v.removeprefix(prefix): v for v in setting_variables()}
+    warnings = []
+    for variable in sorted(environ):
+        upper = variable.upper()
+        if not upper.startswith(prefix) or upper in NOT_SETTINGS or upper.removeprefix(prefix) in known:
+            continue
+        name = upper.removeprefix(prefix)
+        # Among names spelled alike, the one sharing the most words (plurals alike): HUB_TOKEN ->
+        # HUB_API_TOKEN, not GITHUB_TOKEN; ties keep difflib's order (API_TOKEN -> API_TOKENS).
+        close = difflib.get_close_matches(name, known, n=5, cutoff=0.6)
+        close.sort(key=lambda c: len(_words(name) & _words(c)), reverse=True)
+        hint = f"did you mean {known[close[0]]}?" if close else "no setting has a name like it"
+        warnings.append(f"{variable} is not a setting and is ignored; {hint}")
+    return warnings
