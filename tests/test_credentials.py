@@ -101,7 +101,7 @@ async def test_local_executor_gives_git_a_private_credential_file(tmp_path: Path
     build = BuildJob(build_id="b", image_name="img:tag", repo=repo, push=False)
     try:
         assert not any(TOKEN in p.read_text() for p in ex.workdir.rglob("*") if p.is_file())
-        async with ex._build_dir(build) as env:  # what one build's repo2docker runs with
+        async with ex._build_dir(build) as (env, _):  # what one build's repo2docker runs with
             assert env["GIT_CONFIG_COUNT"] == "1"
             assert env["GIT_CONFIG_KEY_0"] == "credential.helper"
             assert "GIT_CONFIG_KEY_3" not in env  # an inherited entry would shift into our range
@@ -121,7 +121,7 @@ async def test_local_executor_gives_git_a_private_credential_file(tmp_path: Path
     assert not ex.workdir.exists()
     # Without credentials nothing about git's configuration changes.
     plain = _executor(tmp_path, None)
-    async with plain._build_dir(build) as env:
+    async with plain._build_dir(build) as (env, _):
         assert "GIT_CONFIG_COUNT" not in env
     await plain.aclose()
 

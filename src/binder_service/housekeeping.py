@@ -61,8 +61,8 @@ def engine_disk(
 ) -> EngineDisk | None:
     """The local engine's disk budget; None when unset or when builds run elsewhere (on Kubernetes the
     chart's docker-api pods run `binder-service prune-engine` next to each engine)."""
-    if not settings.engine_disk_budget or settings.executor != "local":
-        return None
+    if not settings.engine_disk_budget or settings.executor != "local" or settings.engine != "docker":
+        return None  # buildah's storage: builds/buildah_local.py
     return EngineDisk(
         settings.docker_host,
         budget=parse_size(settings.engine_disk_budget),

@@ -82,6 +82,16 @@ def is_valid_image_name(name: str) -> bool:
     return all(_COMPONENT.fullmatch(part) for part in path.split("/"))
 
 
+def cache_repository(image: str) -> str:
+    """The registry repository that holds buildah's layer cache for `image`'s repository:
+    `<repository>-cache` (buildah's `--cache-to/--cache-from` take a repository, never a tag). Never one
+    of our image repositories: their last component ends in a hash."""
+    name = image.partition("@")[0]
+    last = name.rsplit("/", 1)[-1]
+    repo = name.rpartition(":")[0] if ":" in last else name
+    return f"{repo}-cache"
+
+
 POD_NAME_MAX = 63  # a DNS-1123 label: Kubernetes' limit on pod names that also serve as hostnames
 POD_HASH_LEN = 16
 

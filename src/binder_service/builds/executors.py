@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from .buildah_local import BuildahStorage
 from .executor import Executor
 from .local import LocalExecutor
 
 if TYPE_CHECKING:
     from ..credentials import GitCredentials
     from ..settings import Settings
-    from .manager import BuildManager
 
-__all__ = ["adopt_running", "engine_check_name", "make_executor"]
-
-_KUBERNETES = "binder_service.builds.kubernetes.executor"
+__all__ = ["engine_check_name", "make_executor"]
 
 
 async def make_executor(
@@ -40,20 +37,24 @@ async def make_executor(
         docker_timeout=settings.docker_timeout,
         git_credentials=credentials,
         state_dir=settings.resolved_state_dir(),
+        buildah=_buildah_storage(settings, environ) if settings.engine == "buildah" else None,
+    )
+
+
+def _buildah_storage(settings: Settings, environ: Mapping[str, str]) -> BuildahStorage:
+    from .engine_disk import parse_size
+
+    return BuildahStorage(
+        settings.resolved_state_dir() / "buildah",
+        environ=environ,
+        registry_url=settings.registry_url,
+        docker_config=settings.resolved_docker_config(),
+        disk_budget=parse_size(settings.engine_disk_budget) if settings.engine_disk_budget else None,
     )
 
 
 def engine_check_name(settings: Settings) -> str:
     """What `/health` calls the executor's check."""
-    return "Kubernetes API" if settings.executor == "kubernetes" else "Docker engine"
-
-
-async def adopt_running(executor: Executor, builds: BuildManager) -> None:
-    """Follow what was running when the service last stopped (docs/state.md): local builds from the
-    build store; on Kubernetes, also the build pods found by their labels (a restarted replica)."""
-    await builds.adopt()
-    kubernetes = sys.modules.get(_KUBERNETES)  # not imported: no executor can be a Kubernetes one
-    if kubernetes is not None and isinstance(executor, kubernetes.KubernetesExecutor):
-        from .kubernetes.setup import adopt_running_builds
-
-        await adopt_running_builds(executor, builds)
+    if settings.executor == "kubernetes":
+        return "Kubernetes API"
+    return "buildah" if settings.engine == "buildah" else "Docker engine"

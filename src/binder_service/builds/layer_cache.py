@@ -62,6 +62,8 @@ class LayerCache:
 _IMPORT = re.compile(r"^#(\d+) importing cache manifest from (\S+)")
 _ERROR = re.compile(r"^#(\d+) ERROR\b")
 _CACHED = re.compile(r"^#\d+ CACHED\b")
+# buildah (engines/buildah.py): a step taken from the registry cache repository (`--cache-from`).
+_PULLED = re.compile(r"^--> Cache pulled from remote (\S+):[0-9a-f]+$")
 
 
 @dataclass
@@ -85,6 +87,10 @@ class CacheWatch:
                 self._import_steps.add(found.group(1))
             elif (found := _ERROR.match(line)) and found.group(1) in self._import_steps:
                 self._import_failed = True
+            elif (found := _PULLED.match(line)) and not self.hit:
+                # Only the registry's cache counts (buildah's "Using cache" alone is its local storage).
+                self.hit = True
+                emit(phase, f"Reusing layers of {self.cache_from or found.group(1)}\n")
             elif _CACHED.match(line) and not self.hit and self._imported():
                 # A hit is a step taken from the imported image's cache: a step the engine happened to
                 # have cached itself (an earlier build on this node) is not the layer cache at work.

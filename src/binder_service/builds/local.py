@@ -22,6 +22,7 @@ from ..errors import BuildError, BuilderUnavailable, EngineUnavailable
 from ..events import Phase
 from ..image_store import EngineImageStore
 from . import durable
+from .buildah_local import BuildahStorage
 from .executor import Adoptee, BuildJob, Emit
 from .r2d_args import r2d_args, r2d_config
 from .r2d_logs import Progress, read_lines
@@ -49,10 +50,13 @@ class LocalExecutor:
         docker_timeout: float,
         git_credentials: GitCredentials | None = None,
         state_dir: Path | None = None,
+        buildah: BuildahStorage | None = None,
     ) -> None:
         # With a state directory, builds outlive the service: output to a per-build log file there,
         # followed (and adopted after a restart) instead of read from a pipe (docs/state.md).
         self._state_dir = state_dir
+        # settings.engine = "buildah": repo2docker runs our engine plugin over buildah, no Docker engine.
+        self._buildah = buildah
         self._docker_host = docker_host
         self._command = _locate(command, environ)
         self._extra_args = extra_args
@@ -67,6 +71,8 @@ class LocalExecutor:
         atexit.register(self._cleanup)
         self._env = self._build_env(environ, docker_config, allowed_git_protocols, allow_local)
         self._engine = EngineImageStore(docker_host, timeout=docker_timeout)
+        if buildah is not None:
+            buildah.sweep()  # containers and mounts of builds that died with an earlier service
         self._builder_ok = False
 
     @property
@@ -84,11 +90,15 @@ class LocalExecutor:
         if self._credentials:
             for key in [k for k in env if k.startswith(("GIT_CONFIG_KEY_", "GIT_CONFIG_VALUE_"))]:
                 del env[key]  # GIT_CONFIG_COUNT (per build) is ours: no inherited entry may fall in its range
-        env["DOCKER_HOST"] = self._docker_host
+        if self._buildah is None:
+            env["DOCKER_HOST"] = self._docker_host
+        else:  # no Docker engine, and registry credentials come per build (buildah_local.py)
+            for name in ("DOCKER_HOST", "DOCKER_CONFIG", "REGISTRY_AUTH_FILE"):
+                env.pop(name, None)
         env["GIT_TERMINAL_PROMPT"] = "0"  # a private repository fails instead of waiting for a password
         env["GIT_ALLOW_PROTOCOL"] = ":".join([*protocols, *(["file"] if allow_local else [])])
         env["PYTHONUNBUFFERED"] = "1"
-        if docker_config is not None:
+        if docker_config is not None and self._buildah is None:
             # The docker CLI reads `$DOCKER_CONFIG/config.json`; give it a directory holding just that file.
             conf_dir = self._workdir / "docker-config"
             conf_dir.mkdir(mode=0o700, exist_ok=True)
@@ -98,8 +108,9 @@ class LocalExecutor:
         return env
 
     @contextlib.asynccontextmanager
-    async def _build_dir(self, job: BuildJob) -> AsyncIterator[dict[str, str]]:
-        """A private directory for one build, and the environment that points the build at it.
+    async def _build_dir(self, job: BuildJob) -> AsyncIterator[tuple[dict[str, str], tuple[int, ...]]]:
+        """A private directory for one build, the environment that points the build at it, and the file
+        descriptors (locks) its process keeps.
 
         repo2docker clones into `TMPDIR`, and git reads the operator's credentials from a 0600 file here:
         both are removed when the build ends, however it ends (done, failed, cancelled, timed out), so no
@@ -120,7 +131,11 @@ class LocalExecutor:
                 env["GIT_CONFIG_COUNT"] = "1"
                 env["GIT_CONFIG_KEY_0"] = "credential.helper"
                 env["GIT_CONFIG_VALUE_0"] = f"store --file={shlex.quote(str(store))}"
-            yield env
+            if self._buildah is None:
+                yield env, (self._own.fd,)
+            else:
+                async with self._buildah.for_build(job.image_name, job.build_id, root) as buildah:
+                    yield {**env, **buildah.env}, (self._own.fd, buildah.lock_fd)
         finally:
             await asyncio.to_thread(shutil.rmtree, root, ignore_errors=True)
 
@@ -135,9 +150,12 @@ class LocalExecutor:
     def argv(self, job: BuildJob) -> list[str]:
         """The repo2docker command line. The repository URL comes after `--`: never an option."""
         config = str(self._config_file(job.repo.content_provider, job.repo.repo_url))
-        return [*self._command, "--config", config, *r2d_args(job, self._extra_args)]
+        engine = "docker" if self._buildah is None else "buildah"
+        return [*self._command, "--config", config, *r2d_args(job, self._extra_args, engine=engine)]
 
-    async def _spawn(self, job: BuildJob, env: dict[str, str]) -> asyncio.subprocess.Process:
+    async def _spawn(
+        self, job: BuildJob, env: dict[str, str], fds: tuple[int, ...]
+    ) -> asyncio.subprocess.Process:
         return await asyncio.create_subprocess_exec(
             *self.argv(job),
             stdin=asyncio.subprocess.DEVNULL,
@@ -146,28 +164,30 @@ class LocalExecutor:
             cwd=self._workdir,  # never a directory holding someone else's repo2docker_config.py
             env=env,
             start_new_session=True,  # its own process group, so a stop reaches docker/git children too
-            pass_fds=(self._own.fd,),  # the workdir's lock: held while the build lives (workdirs.py)
+            pass_fds=fds,  # the workdir's (and storage's) lock: held while the build lives (workdirs.py)
         )
 
     async def run(self, job: BuildJob, emit: Emit) -> None:
         self._check_installed()
         # repo2docker would only say "The docker commandline client must be installed": ask the engine.
-        await self._engine.check()
+        await self._engine_check()
         emit(Phase.FETCHING, f"Fetching {job.repo.build_slug} at {job.repo.commit[:12]}\n")
         progress = Progress(emit)
-        async with self._build_dir(job) as env:
+        async with self._build_dir(job) as (env, fds):
             if self._state_dir is not None:
-                code = await self._run_durable(job, env, progress, self._state_dir)
+                code = await self._run_durable(job, env, fds, progress, self._state_dir)
             else:
-                code = await self._run_piped(job, env, progress)
+                code = await self._run_piped(job, env, fds, progress)
         if code != 0:
             await self._engine_lost()
             raise BuildError(progress.failure(f"repo2docker exited with code {code}"))
         progress.flush()
 
-    async def _run_piped(self, job: BuildJob, env: dict[str, str], progress: Progress) -> int:
+    async def _run_piped(
+        self, job: BuildJob, env: dict[str, str], fds: tuple[int, ...], progress: Progress
+    ) -> int:
         try:
-            proc = await self._spawn(job, env)
+            proc = await self._spawn(job, env, fds)
         except FileNotFoundError as e:
             raise BuilderUnavailable(self._missing()) from e
         log.info("build started", extra={"build_id": job.build_id, "image": job.image_name, "pid": proc.pid})
@@ -182,13 +202,11 @@ class LocalExecutor:
             await stop_group(proc)
 
     async def _run_durable(
-        self, job: BuildJob, env: dict[str, str], progress: Progress, state_dir: Path
+        self, job: BuildJob, env: dict[str, str], fds: tuple[int, ...], progress: Progress, state_dir: Path
     ) -> int:
         files = durable.BuildFiles.for_build(state_dir, job.build_id)
         await asyncio.to_thread(files.create)
-        proc = await durable.spawn(
-            self.argv(job), files, env=env, cwd=self._workdir, pass_fds=(self._own.fd,)
-        )
+        proc = await durable.spawn(self.argv(job), files, env=env, cwd=self._workdir, pass_fds=fds)
         log.info("build started", extra={"build_id": job.build_id, "image": job.image_name, "pid": proc.pid})
         try:
             if job.on_process is not None:
@@ -226,6 +244,8 @@ class LocalExecutor:
         finally:
             if alive():  # cancelled or out of time: nothing of the build outlives it
                 await end_group(adoptee.pid, KILL_GRACE)
+            if self._buildah is not None:  # its storage is free now: what the build left goes
+                await asyncio.to_thread(self._buildah.sweep)
         if code is None:
             raise BuildError("the build's process was stopped before it finished")
         if code != 0:
@@ -233,8 +253,16 @@ class LocalExecutor:
             raise BuildError(progress.failure(f"repo2docker exited with code {code}"))
         progress.flush()
 
+    async def _engine_check(self) -> None:
+        if self._buildah is not None:
+            await self._buildah.check()
+        else:
+            await self._engine.check()
+
     async def _engine_lost(self) -> None:
         """EngineUnavailable if the engine went away during the build (the real reason it failed)."""
+        if self._buildah is not None:
+            return  # no daemon to lose: buildah ran in the build's own process
         try:
             await self._engine.check()
         except EngineUnavailable as e:
@@ -280,7 +308,7 @@ class LocalExecutor:
         """The builder is installed and runs, and the engine answers (the health check)."""
         self._check_installed()
         await self._check_runs()
-        await self._engine.check()
+        await self._engine_check()
 
     async def aclose(self) -> None:
         await self._engine.aclose()

@@ -28,9 +28,11 @@ def r2d_config(content_provider: str, repo_url: str = "") -> str:
     return config
 
 
-def r2d_args(job: BuildJob, extra_args: list[str]) -> list[str]:
-    """All after `repo2docker --config <file>`; the repository URL comes after `--`: never an option."""
+def r2d_args(job: BuildJob, extra_args: list[str], *, engine: str = "docker") -> list[str]:
+    """All after `repo2docker --config <file>`; the repository URL comes after `--`: never an option.
+    `engine`: settings.engine (`buildah`: our engine plugin, engines/buildah.py)."""
     return [
+        *(["--engine", engine] if engine != "docker" else []),
         "--json-logs",
         "--no-run",
         "--user-id", "1000",
@@ -38,7 +40,7 @@ def r2d_args(job: BuildJob, extra_args: list[str]) -> list[str]:
         "--image-name", job.image_name,
         "--ref", job.repo.commit,
         *(["--push"] if job.push else []),
-        *_cache_args(job),
+        *(_buildah_cache_args(job) if engine == "buildah" else _cache_args(job)),
         *extra_args,
         "--",
         job.repo.repo_url,
@@ -57,3 +59,12 @@ def _cache_args(job: BuildJob) -> list[str]:
     if job.cache_from:
         args += ["--cache-from", job.cache_from]
     return args
+
+
+def _buildah_cache_args(job: BuildJob) -> list[str]:
+    """buildah's layer cache is a registry repository per image repository (engines/buildah.py maps any
+    image of the repository to it): the image's own name names it even for the repository's first build,
+    which fills it (`--cache-to`) for the next."""
+    if not job.layer_cache or not job.push:
+        return []
+    return ["--cache-from", job.cache_from or job.image_name]

@@ -17,11 +17,15 @@ _PHASES = {
     "pushing": Phase.PUSHING,
     "running": Phase.BUILDING,
 }
-# buildx reports its push inside the build's output ("#7 pushing 127.0.0.1:5055/x:y with docker").
-_BUILDX_PUSH = re.compile(r"^#\d+ (pushing|exporting manifest|exporting config|pushing layers)\b")
-# The engine's own reason ("ERROR: failed to solve: process ... exit code: 3"): repo2docker's failure line
-# only says that `docker buildx build ...` failed, which tells a user nothing.
-_ENGINE_ERROR = re.compile(r"^(?:#\d+ )?(ERROR: .*\S)")
+# buildx reports its push inside the build's output ("#7 pushing 127.0.0.1:5055/x:y with docker"); our
+# buildah engine says "pushing 127.0.0.1:5055/x:y with buildah" before `buildah push` (engines/buildah.py).
+_BUILDX_PUSH = re.compile(
+    r"^(?:#\d+ (pushing|exporting manifest|exporting config|pushing layers)\b|pushing \S+ with buildah$)"
+)
+# The engine's own reason ("ERROR: failed to solve: process ... exit code: 3"; buildah: "Error: building
+# at STEP ...: exit status 3"): repo2docker's failure line only says that the engine's command failed,
+# which tells a user nothing.
+_ENGINE_ERROR = re.compile(r"^(?:#\d+ )?((?:ERROR|Error): .*\S)")
 MAX_REASON = 500
 
 

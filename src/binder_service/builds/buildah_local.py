@@ -1,0 +1,362 @@
+"""buildah on one machine (settings.engine = "buildah"): its storage, a build's credentials, its check.
+
+Storage lives under `<state_dir>/buildah/`, one storage per image repository (`r-<hash>/`, with its own
+`storage.conf`): a new commit of a repository reuses every unchanged step from it, as it would from the
+Docker engine's cache, and no repository's build sees another's layers. A build holds an exclusive `flock`
+on its storage, inherited by its process (as the workdir lock is, workdirs.py), so the lock lasts as long as
+the build, even past a restart of the service. A second build of the same repository at the same time gets
+a storage of its own for that build (`tmp-<build id>/`, removed after it); fresh storage still reuses the
+steps the registry cache holds.
+
+When a build ends, however it ends, the containers it left (a build stopped by a signal leaves its working
+container and its mounts) are removed once no process holds the storage; `sweep` does the same at start for
+storage whose build died with the service (SIGKILL).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import pwd
+import shutil
+import subprocess
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..docker_config import DockerConfig
+from ..errors import BuilderUnavailable
+from ..images import registry_host
+
+log = logging.getLogger(__name__)
+
+__all__ = ["BuildahBuild", "BuildahStorage", "storage_key"]
+
+_LOCK = ".lock"
+_TMP = "tmp-"
+CLEAN_TIMEOUT = 120.0  # seconds for `buildah rm --all` in one storage
+PROBE_TIMEOUT = 30.0
+INSTALL_HINT = "install it (Debian: apt-get install buildah uidmap runc; scripts/install-system.sh does)"
+
+
+def storage_key(image: str) -> str:
+    """The storage of `image`'s repository: the same for every tag (commit) of it."""
+    repository = image.rpartition(":")[0] if ":" in image.rsplit("/", 1)[-1] else image
+    return "r-" + hashlib.sha256(repository.encode()).hexdigest()[:20]
+
+
+@dataclass(frozen=True, slots=True)
+class BuildahBuild:
+    """What one build runs with: environment additions and the storage lock its process inherits."""
+
+    env: dict[str, str]
+    lock_fd: int
+    storage: Path
+
+
+class BuildahStorage:
+    """The buildah storages of one service, under `root` (`<state_dir>/buildah`)."""
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        command: str = "buildah",
+        environ: Mapping[str, str],
+        registry_url: str,
+        docker_config: Path | None,
+        disk_budget: int | None = None,
+    ) -> None:
+        self.root = root
+        self._budget = disk_budget
+        self._command = command
+        self._path = environ.get("PATH", os.defpath)
+        self._registry = registry_host(registry_url) if registry_url else ""
+        self._docker_config = docker_config
+        self._checked = False
+        # As root, RUN steps run under runc (namespaces, seccomp, masked /proc), never in a bare chroot:
+        # a root process in a chroot can leave it. Not root, buildah runs rootless (a user namespace).
+        self.isolation = "oci" if os.geteuid() == 0 else "chroot"
+
+    # --- one build ---
+
+    @contextlib.asynccontextmanager
+    async def for_build(self, image: str, build_id: str, build_dir: Path) -> AsyncIterator[BuildahBuild]:
+        """The storage, credentials and isolation of one build; afterwards, what it left is removed."""
+        storage, fd = await asyncio.to_thread(self._acquire, image, build_id)
+        try:
+            env = {
+                "CONTAINERS_STORAGE_CONF": str(storage / "storage.conf"),
+                "BUILDAH_ISOLATION": self.isolation,
+            }
+            auth = await asyncio.to_thread(self._auth_file, build_dir)
+            if auth is not None:
+                env["REGISTRY_AUTH_FILE"] = str(auth)
+            yield BuildahBuild(env=env, lock_fd=fd, storage=storage)
+        finally:
+            os.close(fd)  # the build's process may still hold the lock (left running for adoption)
+            await asyncio.to_thread(self._release, storage)
+            if self._budget is not None:
+                await asyncio.to_thread(self.prune, self._budget)
+
+    def _acquire(self, image: str, build_id: str) -> tuple[Path, int]:
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        shared = self._prepare(self.root / storage_key(image))
+        fd = _try_lock(shared)
+        if fd is not None:
+            os.utime(shared / _LOCK)  # last use: what a disk budget removes first
+            return shared, fd
+        if not build_id.isalnum():
+            raise ValueError(f"not a build id: {build_id[:64]!r}")
+        own = self._prepare(self.root / f"{_TMP}{build_id}")
+        fd = _try_lock(own)
+        if fd is None:
+            raise RuntimeError(f"buildah storage {own} is locked by another process")
+        return own, fd
+
+    def _prepare(self, storage: Path) -> Path:
+        storage.mkdir(mode=0o700, exist_ok=True)
+        conf = storage / "storage.conf"
+        if not conf.exists():
+            driver = "overlay"  # native overlay works as root and rootless here; fuse-overlayfs does not
+            conf.write_text(
+                f'[storage]\ndriver = "{driver}"\ngraphroot = "{storage / "root"}"\n'
+                f'runroot = "{storage / "run"}"\n'
+            )
+        (storage / _LOCK).touch(mode=0o600, exist_ok=True)
+        return storage
+
+    def _auth_file(self, build_dir: Path) -> Path | None:
+        """The push registry's credentials in a 0600 file of the build's own directory (removed with it):
+        buildah reads it from REGISTRY_AUTH_FILE; nothing secret on a command line or in the environment."""
+        if not self._registry or self._docker_config is None:
+            return None
+        creds = DockerConfig.load(self._docker_config).credentials_for(self._registry)
+        if creds is None:
+            return None
+        entry: dict[str, str] = {
+            "auth": base64.b64encode(f"{creds.username}:{creds.password}".encode()).decode()
+        }
+        if creds.identity_token:
+            entry["identitytoken"] = creds.identity_token
+        path = build_dir / "registry-auth.json"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump({"auths": {self._registry: entry}}, f)
+        return path
+
+    def _release(self, storage: Path) -> None:
+        """Remove what the build left in `storage` if nobody holds it any more (else its build still runs,
+        and whoever sees it end, or the next start, does)."""
+        fd = _try_lock(storage)
+        if fd is None:
+            return
+        try:
+            self._clean(storage)
+            if storage.name.startswith(_TMP):
+                shutil.rmtree(storage, ignore_errors=True)
+        finally:
+            os.close(fd)
+
+    def _clean(self, storage: Path) -> None:
+        conf = storage / "storage.conf"
+        if not conf.is_file():  # buildah would fall back to its default storage: never touch that
+            unmount_under(storage)
+            return
+        env = {"PATH": self._path, "CONTAINERS_STORAGE_CONF": str(conf)}
+        try:
+            proc = subprocess.run(
+                [self._command, "rm", "--all"],
+                env=env, capture_output=True, timeout=CLEAN_TIMEOUT, check=False, stdin=subprocess.DEVNULL,
+            )  # fmt: skip
+            if proc.returncode != 0:
+                log.warning(
+                    "buildah rm --all failed",
+                    extra={"storage": str(storage), "error": proc.stdout.decode(errors="replace")[-300:]},
+                )
+        except (OSError, subprocess.TimeoutExpired) as e:
+            log.warning("buildah rm --all failed", extra={"storage": str(storage), "error": str(e)})
+        unmount_under(storage)  # the storage driver's own mount, left by a process that was killed
+
+    # --- the whole service ---
+
+    def sweep(self) -> list[Path]:
+        """Clean every storage nobody holds (builds that died with an earlier service); returns them."""
+        cleaned: list[Path] = []
+        if not self.root.is_dir():
+            return cleaned
+        for storage in sorted(self.root.iterdir()):
+            if not (storage / _LOCK).exists() or not _left_something(storage):
+                continue
+            if _try_lock_probe(storage):
+                self._release(storage)
+                cleaned.append(storage)
+        return cleaned
+
+    def prune(self, budget: int) -> list[Path]:
+        """Remove whole repository storages, least recently used first, until all of them take at most
+        `budget` bytes; never one a build holds. Returns the removed ones."""
+        if not self.root.is_dir():
+            return []
+        storages = [p for p in self.root.iterdir() if (p / _LOCK).exists()]
+        sizes = {p: disk_usage(p) for p in storages}
+        total = sum(sizes.values())
+        removed: list[Path] = []
+        for storage in sorted(storages, key=lambda p: (p / _LOCK).stat().st_mtime):
+            if total <= budget:
+                break
+            fd = _try_lock(storage)
+            if fd is None:
+                continue  # a running build's
+            try:
+                self._clean(storage)
+                shutil.rmtree(storage, ignore_errors=True)
+            finally:
+                os.close(fd)
+            total -= sizes[storage]
+            removed.append(storage)
+        if removed:
+            log.info(
+                "buildah storage over its budget: removed", extra={"count": len(removed), "bytes": total}
+            )
+        return removed
+
+    def containers(self, storage: Path) -> list[str]:
+        """The ids of buildah's containers in `storage` (tests, diagnostics)."""
+        env = {"PATH": self._path, "CONTAINERS_STORAGE_CONF": str(storage / "storage.conf")}
+        proc = subprocess.run(
+            [self._command, "containers", "--quiet", "--notruncate"],
+            env=env, capture_output=True, timeout=PROBE_TIMEOUT, check=True, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        return proc.stdout.decode().split()
+
+    async def check(self) -> None:
+        """buildah runs here and can use its storage; BuilderUnavailable saying how to fix it otherwise."""
+        await asyncio.to_thread(self._check)
+
+    def _check(self) -> None:
+        found = shutil.which(self._command, path=self._path)
+        if not found:
+            raise BuilderUnavailable(
+                f"buildah is not installed here ({self._command} not found): {INSTALL_HINT}"
+            )
+        if self.isolation == "oci" and not shutil.which("runc", path=self._path):
+            raise BuilderUnavailable(
+                f"runc is not installed here (buildah runs RUN steps with it as root): {INSTALL_HINT}"
+            )
+        if os.geteuid() != 0:
+            _check_rootless()
+        try:
+            self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+            probe = self.root / ".write-probe"
+            probe.touch()
+            probe.unlink()
+        except OSError as e:
+            raise BuilderUnavailable(f"buildah's storage {self.root} is not writable: {e.strerror}") from e
+        if self._checked:
+            return
+        try:
+            proc = subprocess.run(
+                [found, "--version"],
+                capture_output=True, timeout=PROBE_TIMEOUT, check=False, stdin=subprocess.DEVNULL,
+            )  # fmt: skip
+        except subprocess.TimeoutExpired:
+            raise BuilderUnavailable(f"buildah does not answer ({found} --version)") from None
+        if proc.returncode != 0:
+            last = (proc.stdout + proc.stderr).decode(errors="replace").strip().splitlines() or ["no output"]
+            raise BuilderUnavailable(f"buildah does not run here ({found} --version: {last[-1][:300]})")
+        self._checked = True
+
+
+def _check_rootless() -> None:
+    """A user without subordinate id ranges cannot build rootless; neither can a kernel without user
+    namespaces."""
+    user = pwd.getpwuid(os.geteuid()).pw_name
+    for name in ("subuid", "subgid"):
+        try:
+            lines = Path(f"/etc/{name}").read_text().splitlines()
+        except OSError:
+            lines = []
+        if not any(line.split(":", 1)[0] in (user, str(os.geteuid())) for line in lines):
+            raise BuilderUnavailable(
+                f"user {user} has no range in /etc/{name}, which rootless buildah needs: add one, e.g. "
+                f"`usermod --add-subuids 300000-365535 --add-subgids 300000-365535 {user}`"
+            )
+    try:
+        limit = int(Path("/proc/sys/user/max_user_namespaces").read_text())
+    except (OSError, ValueError):
+        limit = 1
+    if limit == 0:
+        raise BuilderUnavailable(
+            "this kernel allows no user namespaces (user.max_user_namespaces = 0), which rootless buildah "
+            "needs: set the sysctl user.max_user_namespaces above 0"
+        )
+
+
+def _left_something(storage: Path) -> bool:
+    """Containers or mounts in `storage`, or a build's own storage (removed whole)."""
+    if storage.name.startswith(_TMP) or _mounts_under(storage):
+        return True
+    try:
+        listed = (storage / "root" / "overlay-containers" / "containers.json").read_text().strip()
+    except OSError:
+        return False
+    return listed not in ("", "[]")
+
+
+def disk_usage(path: Path) -> int:
+    """Bytes the files under `path` take on disk, each inode once (overlay layers share none)."""
+    seen: set[tuple[int, int]] = set()
+    total = 0
+    for top, dirs, files in os.walk(path):
+        for name in dirs + files:
+            with contextlib.suppress(OSError):
+                st = os.lstat(os.path.join(top, name))
+                if (st.st_dev, st.st_ino) not in seen:
+                    seen.add((st.st_dev, st.st_ino))
+                    total += st.st_blocks * 512
+    return total
+
+
+def _try_lock(storage: Path) -> int | None:
+    """An fd holding `storage`'s exclusive lock, or None when someone else holds it."""
+    fd = os.open(storage / _LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _try_lock_probe(storage: Path) -> bool:
+    fd = _try_lock(storage)
+    if fd is None:
+        return False
+    os.close(fd)
+    return True
+
+
+def _mounts_under(path: Path) -> list[str]:
+    prefix = str(path.resolve())
+    points: list[str] = []
+    with contextlib.suppress(OSError), open("/proc/self/mountinfo") as f:
+        for line in f:
+            point = line.split(" ")[4].encode().decode("unicode_escape")  # \040 and friends
+            if point == prefix or point.startswith(prefix + "/"):
+                points.append(point)
+    return points
+
+
+def unmount_under(path: Path) -> None:
+    """Detach every mount at or below `path` (deepest first)."""
+    for point in sorted(_mounts_under(path), key=len, reverse=True):
+        proc = subprocess.run(["umount", "-l", point], capture_output=True, check=False, timeout=30)
+        if proc.returncode != 0:
+            log.warning("could not unmount", extra={"mount": point})

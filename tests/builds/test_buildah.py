@@ -1,0 +1,278 @@
+"""engine = "buildah" on one machine, with real parts: buildah, runc, the world's registries, git servers.
+
+Base images come from the world's registry (buildah has no Docker engine to take them from).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from contextlib import AbstractContextManager, suppress
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import pytest
+from binder_service_client import messages
+
+from binder_service.builds.buildah_local import BuildahStorage
+from binder_service.registry import MANIFEST_TYPES, split_image
+from tests.support.gitserve import commit, make_repo
+from tests.support.registry_servers import RegistryServer
+from tests.support.service import sse_messages
+from tests.support.waiting import wait_until
+
+pytestmark = pytest.mark.docker
+
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+Start = Callable[..., AbstractContextManager[str]]
+
+
+def _storages(state: Path) -> list[Path]:
+    root = state / "buildah"
+    return sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+
+
+def _mounts_under(path: Path) -> list[str]:
+    prefix = str(path.resolve())
+    with open("/proc/self/mountinfo") as f:
+        return [line.split(" ")[4] for line in f if line.split(" ")[4].startswith(prefix)]
+
+
+def _left_behind(state: Path) -> dict[str, Any]:
+    """buildah containers and mounts under the service's state directory (nothing, after a build)."""
+    storage = BuildahStorage(state / "buildah", environ=os.environ, registry_url="", docker_config=None)
+    containers = {p.name: storage.containers(p) for p in _storages(state)}
+    return {
+        "containers": {k: v for k, v in containers.items() if v},
+        "mounts": _mounts_under(state),
+        "build_storages": [p.name for p in _storages(state) if p.name.startswith("tmp-")],
+    }
+
+
+def _manifest(registry: str, image: str, auth: tuple[str, str] | None = None) -> dict[str, Any]:
+    _, repo, tag = split_image(image)
+    r = httpx.get(
+        f"{registry}/v2/{repo}/manifests/{tag}", headers={"Accept": MANIFEST_TYPES}, auth=auth, timeout=10
+    )
+    assert r.status_code == 200, r.text
+    data: dict[str, Any] = r.json()
+    return data
+
+
+def _native_build(
+    service: str, repo: str, timeout: float = 300
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    r = httpx.post(f"{service}api/v1/builds", json={"repo": repo, "ref": "main"}, timeout=30)
+    assert r.status_code == 201, r.text
+    build: dict[str, Any] = r.json()
+    events = sse_messages(str(httpx.URL(service).join(build["events_url"])), timeout=timeout)
+    return build, events
+
+
+@pytest.fixture
+def base_image(registry_base_image: str) -> str:
+    return registry_base_image
+
+
+def test_build_and_push_through_both_faces(
+    start_service: Start, git_root: Path, git_daemon_url: str, base_image: str, tmp_path: Path
+) -> None:
+    registry = "http://" + base_image.split("/", 1)[0]
+    state = tmp_path / "state"
+    native, hub = f"bah-native-{uuid.uuid4().hex[:8]}", f"bah-hub-{uuid.uuid4().hex[:8]}"
+    for name in (native, hub):
+        make_repo(git_root, name, {"Dockerfile": f"FROM {base_image}\nARG NB_USER\nRUN echo {name} > /id\n"})
+    with start_service(engine="buildah", state_dir=state) as service:
+        health = httpx.get(f"{service}health", timeout=60).json()
+        assert {"service": "buildah", "ok": True} in health["checks"], health
+
+        build, events = _native_build(service, git_daemon_url + native)
+        assert events[-1]["phase"] == "ready", events[-5:]
+        phases = [e["phase"] for e in events]
+        assert phases.index("building") < phases.index("pushing") < phases.index("ready")
+        assert any("pushing" in e["message"] and "with buildah" in e["message"] for e in events)
+        assert _manifest(registry, build["image_name"])["mediaType"] == DOCKER_MANIFEST  # --format docker
+
+        spec = quote(git_daemon_url + hub, safe="")
+        got = sse_messages(f"{service}build/git/{spec}/main?build_only=true", timeout=300)
+        assert got[-1]["phase"] == "ready", got[-5:]
+        assert _manifest(registry, got[-1]["imageName"])["mediaType"] == DOCKER_MANIFEST
+    assert _left_behind(state) == {"containers": {}, "mounts": [], "build_storages": []}
+
+
+def test_push_with_credentials_from_a_private_auth_file(
+    start_service: Start,
+    git_root: Path,
+    git_daemon_url: str,
+    base_image: str,
+    basic_auth_registry: RegistryServer,
+    tmp_path: Path,
+) -> None:
+    reg = basic_auth_registry
+    assert reg.username
+    assert reg.password
+    token = f"{reg.username}:{reg.password}"
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"auths": {reg.host: {"auth": _b64(token)}}}))
+    name = f"bah-auth-{uuid.uuid4().hex[:8]}"
+    make_repo(git_root, name, {"Dockerfile": f"FROM {base_image}\nRUN echo {name} > /id\n"})
+    state = tmp_path / "state"
+    seen_argv: list[str] = []
+    stop = threading.Event()
+    watcher = threading.Thread(target=_watch_argv, args=(seen_argv, stop), daemon=True)
+    watcher.start()
+    try:
+        with start_service(
+            engine="buildah", registry_url=reg.url, docker_config=config, state_dir=state
+        ) as service:
+            build, events = _native_build(service, git_daemon_url + name)
+    finally:
+        stop.set()
+        watcher.join(10)
+    assert events[-1]["phase"] == "ready", events[-5:]
+    assert _manifest(reg.url, build["image_name"], auth=(reg.username, reg.password))
+    assert any("buildah" in a for a in seen_argv)  # the watcher did see the build's processes
+    assert not [a for a in seen_argv if reg.password in a]  # never on a command line
+    assert reg.password not in json.dumps(events)
+    logs = [p.read_text() for p in (state / "builds").rglob("build.log")]
+    assert logs
+    assert not any(reg.password in text for text in logs)
+    assert not list(state.rglob("registry-auth.json"))  # removed with the build's directory
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def _watch_argv(seen: list[str], stop: threading.Event) -> None:
+    """Every command line of every process while a build runs (what `ps` would show anyone)."""
+    while not stop.is_set():
+        for proc in Path("/proc").iterdir():
+            if proc.name.isdigit():
+                with suppress(OSError):
+                    seen.append((proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+        time.sleep(0.05)
+
+
+def test_registry_layer_cache_on_fresh_storage(
+    start_service: Start, git_root: Path, git_daemon_url: str, base_image: str, tmp_path: Path
+) -> None:
+    registry = "http://" + base_image.split("/", 1)[0]
+    name = f"bah-cache-{uuid.uuid4().hex[:8]}"
+    # The expensive step writes when it ran; a rebuild that re-ran it would make a different layer.
+    dockerfile = (
+        f"FROM {base_image}\nRUN sleep 2 && date +%s%N > /stamp && echo {name}\nCOPY step.txt /step.txt\n"
+    )
+    make_repo(git_root, name, {"Dockerfile": dockerfile, "step.txt": "1"})
+    prefix = f"test-bah-cache-{uuid.uuid4().hex[:6]}/"
+    with start_service(engine="buildah", image_prefix=prefix, state_dir=tmp_path / "a") as service:
+        first, _ = _native_build(service, git_daemon_url + name)
+    commit(git_root / name, {"step.txt": "2"})
+    # Another state directory: storage that never saw the repository (another machine, a new pod).
+    with start_service(engine="buildah", image_prefix=prefix, state_dir=tmp_path / "b") as service:
+        second, events = _native_build(service, git_daemon_url + name)
+        assert events[-1]["phase"] == "ready", events[-5:]
+        messages_ = [str(e["message"]) for e in events]
+        assert f"Reusing layers of {first['image_name']}\n" in messages_
+        metrics = httpx.get(f"{service}metrics", timeout=10).text
+        assert 'binder_layer_cache_builds_total{result="hit"} 1.0' in metrics
+    a = [layer["digest"] for layer in _manifest(registry, first["image_name"])["layers"]]
+    b = [layer["digest"] for layer in _manifest(registry, second["image_name"])["layers"]]
+    assert a[:-1] == b[:-1]  # the expensive step's layer is the very same blob
+    assert a[-1] != b[-1]  # the changed step was rebuilt
+
+
+def _stream_until(
+    url: str, seen: Callable[[dict[str, Any]], bool], then: Callable[[], None]
+) -> list[dict[str, Any]]:
+    """Read a build's events; call `then` once an event satisfies `seen`; every event to the end."""
+    events: list[dict[str, Any]] = []
+    done = False
+    with httpx.stream("GET", url, headers={"Accept": "text/event-stream"}, timeout=300) as r:
+        for message in messages(r.iter_lines()):
+            events.append(message.json())
+            if not done and seen(events[-1]):
+                done = True
+                then()
+    return events
+
+
+@pytest.mark.parametrize("how", ["cancel", "timeout"])
+def test_a_stopped_build_leaves_nothing_behind(
+    how: str, start_service: Start, git_root: Path, git_daemon_url: str, base_image: str, tmp_path: Path
+) -> None:
+    name = f"bah-stop-{uuid.uuid4().hex[:8]}"
+    make_repo(git_root, name, {"Dockerfile": f"FROM {base_image}\nRUN echo {name} && sleep 120\n"})
+    state = tmp_path / "state"
+    timeout = {"build_timeout": 15.0} if how == "timeout" else {}
+    with start_service(engine="buildah", state_dir=state, **timeout) as service:
+        r = httpx.post(
+            f"{service}api/v1/builds", json={"repo": git_daemon_url + name, "ref": "main"}, timeout=30
+        )
+        assert r.status_code == 201, r.text
+        build = r.json()
+
+        def cancel() -> None:
+            if how == "cancel":
+                c = httpx.post(f"{service}api/v1/builds/{build['id']}/cancel", timeout=30)
+                assert c.status_code in (200, 202), c.text
+
+        events = _stream_until(
+            str(httpx.URL(service).join(build["events_url"])),
+            lambda e: str(e.get("message", "")).strip() == name,  # the RUN step is running
+            cancel,
+        )
+        assert events[-1]["phase"] == "failed", events[-3:]
+        assert events[-1]["code"] == ("build_cancelled" if how == "cancel" else "build_timeout")
+        # the step's process is gone too (it ran under runc, in the build's process group)
+        wait_until(lambda: not _running(f"echo {name} && sleep 120"), what="the RUN step to end")
+    assert _left_behind(state) == {"containers": {}, "mounts": [], "build_storages": []}
+
+
+def _running(needle: str) -> bool:
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and needle.encode() in (proc / "cmdline").read_bytes():
+                return True
+        except OSError:
+            pass
+    return False
+
+
+def test_a_killed_build_is_cleaned_at_the_next_start(base_image: str, tmp_path: Path) -> None:
+    """What a SIGKILL leaves (the working container, its mounts) goes when a service starts again."""
+    storage = BuildahStorage(tmp_path / "buildah", environ=os.environ, registry_url="", docker_config=None)
+    (tmp_path / "buildah").mkdir()
+    path = storage._prepare(tmp_path / "buildah" / "r-killed")  # as a build would have it
+    (tmp_path / "ctx").mkdir()
+    (tmp_path / "ctx" / "Dockerfile").write_text(f"FROM {base_image}\nRUN echo started && sleep 120\n")
+    env = {**os.environ, "CONTAINERS_STORAGE_CONF": str(path / "storage.conf")}
+    conf = tmp_path / "registries.conf"
+    conf.write_text(f'[[registry]]\nlocation = "{base_image.split("/", 1)[0]}"\ninsecure = true\n')
+    env["CONTAINERS_REGISTRIES_CONF"] = str(conf)
+    log = tmp_path / "bud.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            ["buildah", "bud", "--isolation", "oci", "--network", "host", "-t", "x", str(tmp_path / "ctx")],
+            env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    try:
+        wait_until(lambda: "started" in log.read_text(), what="the RUN step")
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+    assert storage.containers(path)  # the killed build's working container
+    assert _mounts_under(path)
+
+    assert storage.sweep() == [path]
+    assert storage.containers(path) == []
+    assert _mounts_under(path) == []
