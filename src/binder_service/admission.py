@@ -5,10 +5,11 @@ builds (`max_builds_per_user`) and a repository rule's quota (`spec_config`). Th
 when a build is started (`admit`) or joined by one more user (`join`); each running build holds a
 `Ticket` for its places, given back when the build ends. An existing image is answered without asking:
 it takes no place. Alone, a service counts the tickets it holds. Replicas sharing one PostgreSQL build
-store also count what the others run (the store's active builds of other owners) and share one request
-log, so a limit holds across replicas. There, a build's places are also taken in the store, in one
-transaction locked on their keys (store/places.py): two replicas admitting the last place at the same
-instant never both succeed. A replica renews its places while its builds run; a dead one's run out.
+store share one request log, and every build's places live in the store (store/places.py), which is the
+one count across replicas: a new one is taken in one transaction locked on its keys, so two replicas
+admitting the last place at the same instant never both succeed; a build that runs already (adopted
+after a restart) writes its places there too. A replica renews its places while its builds run; a dead
+one's run out after a lease, whatever its build records still say.
 """
 
 from __future__ import annotations
@@ -22,13 +23,12 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 from .auth import Identity, RequestRate
 from .auth.limits import WINDOW
 from .errors import QuotaExceeded, StoreUnavailable, TooManyBuilds, TooManyRequests
 from .policy import SpecPolicy, SpecRule
-from .store import BuildRecord, BuildStore
+from .store import BuildStore
 
 
 @dataclass(eq=False)
@@ -54,16 +54,14 @@ class Admission:
         store: BuildStore | None = None,
         owner: str = "",
         shared: bool = False,
-        build_timeout: float = 3600.0,
         clock: Callable[[], float] = time.time,
         policy: SpecPolicy | None = None,
         lease_seconds: float = 30.0,
     ) -> None:
-        self._build_timeout = build_timeout
         self._lease = lease_seconds  # a shared place runs out this long after its replica's last renewal
         self._shared: dict[str, Ticket] = {}  # by id: tickets holding places in the shared store
         self._renewer: asyncio.Task[None] | None = None
-        self._giving_back: set[asyncio.Task[None]] = set()
+        self._giving_back: set[asyncio.Task[None]] = set()  # places being written or given back
         self._policy = policy or SpecPolicy()
         self._user_places: Counter[str] = Counter()  # running builds each user asked for, here
         self._rule_places: Counter[SpecRule] = Counter()  # running builds under each rule, here
@@ -104,17 +102,18 @@ class Admission:
         rule = self._policy.rule(spec_key) if spec_key is not None else None
         quota = rule.quota if rule is not None else None
         limit = self.builds_limit(user) if user is not None else 0
-        others = await self.elsewhere() if quota is not None or limit > 0 else []
+        # What this replica holds is refused here without asking the store; the other replicas' places
+        # are counted (with ours) where they are taken, in the store: once, under a lock.
         if user is not None:
-            self._check_user(user, others)
+            self._check_user(user)
         if rule is not None and quota is not None:
-            held = self._rule_places[rule] + self.rule_builds(rule, others, image=image)
+            held = self._rule_places[rule]
             if held >= quota:
                 raise QuotaExceeded(
                     f"{(spec_key or '')[:200]}: {held} builds of repositories like this one are running, "
                     f"the most allowed at once (quota {quota}); try again when one has finished"
                 )
-        ticket = self.hold(rule=rule)
+        ticket = self._ticket(rule)
         if user is not None and user.name is not None:
             self._take_user(ticket, user.name)
         wants = [(_user_key(user.name), limit)] if user is not None and user.name and limit > 0 else []
@@ -130,12 +129,9 @@ class Admission:
     async def join(self, ticket: Ticket, user: Identity | None) -> None:
         """`user` joins a running build (its ticket): one more of their places, TooManyBuilds when full.
         Joining takes no place under the rule: the build holds one already."""
-        if user is None or user.name is None or user.name in ticket.users:
+        if user is None or user.name is None or user.name in ticket.users or ticket.released:
             return
-        others = await self.elsewhere() if self.builds_limit(user) > 0 else []
-        if ticket.released or user.name in ticket.users:
-            return  # the build ended (or the user joined) while we looked
-        self._check_user(user, others)
+        self._check_user(user)
         limit = self.builds_limit(user)
         if limit > 0:
             await self._take_shared(ticket, [(_user_key(user.name), limit)])
@@ -149,9 +145,7 @@ class Admission:
             return
         full = await self._store.take_places(ticket.id, wants, owner=self._owner, ttl=self._lease)
         if full is None:
-            self._shared[ticket.id] = ticket
-            if self._renewer is None:
-                self._renewer = asyncio.create_task(self._renew_forever(), name="admission-renewal")
+            self._renewed(ticket)
             return
         if full.startswith("user:"):
             raise TooManyBuilds(
@@ -161,6 +155,24 @@ class Admission:
             f"{(spec_key or '')[:200]}: as many builds of repositories like this one are running as the "
             "quota allows; try again when one has finished"
         )
+
+    def _renewed(self, ticket: Ticket) -> None:
+        """`ticket` holds places in the store: renewed from now on, given back when released."""
+        self._shared[ticket.id] = ticket
+        if self._renewer is None:
+            self._renewer = asyncio.create_task(self._renew_forever(), name="admission-renewal")
+
+    async def _hold_shared(self, ticket: Ticket, keys: list[str]) -> None:
+        assert self._store is not None
+        try:
+            await self._store.hold_places(ticket.id, keys, owner=self._owner, ttl=self._lease)
+        except StoreUnavailable:
+            log.warning("admission places of a running build not written", extra={"ticket": ticket.id})
+            return
+        if ticket.released:  # the build ended while its places were written
+            await self._give_back(ticket)
+        else:
+            self._renewed(ticket)
 
     async def _renew_forever(self) -> None:
         assert self._store is not None
@@ -189,13 +201,25 @@ class Admission:
                 await self._renewer
             self._renewer = None
 
-    def hold(self, *, rule: SpecRule | None = None, users: Iterable[str] = ()) -> Ticket:
-        """A ticket without any check: for a build that runs already (adopted after a restart)."""
+    def _ticket(self, rule: SpecRule | None) -> Ticket:
         ticket = Ticket(rule=rule)
         if rule is not None:
             self._rule_places[rule] += 1
+        return ticket
+
+    def hold(self, *, rule: SpecRule | None = None, users: Iterable[str] = ()) -> Ticket:
+        """A ticket without any check: for a build that runs already (adopted after a restart). With a
+        shared store its places are written there too (in the background), so other replicas count it."""
+        ticket = self._ticket(rule)
         for name in users:
             self._take_user(ticket, name)
+        keys = [_user_key(name) for name in sorted(ticket.users)] if self.builds_per_user > 0 else []
+        if rule is not None and rule.quota is not None:
+            keys.append(_rule_key(rule))
+        if self._store is not None and keys:
+            task = asyncio.create_task(self._hold_shared(ticket, keys), name=f"admission-hold-{ticket.id}")
+            self._giving_back.add(task)
+            task.add_done_callback(self._giving_back.discard)
         return ticket
 
     def hold_for(self, spec_key: str | None, users: Iterable[str]) -> Ticket:
@@ -227,37 +251,14 @@ class Admission:
             ticket.users.add(name)
             self._user_places[name] += 1
 
-    def _check_user(self, user: Identity, others: list[BuildRecord]) -> None:
+    def _check_user(self, user: Identity) -> None:
         limit = self.builds_limit(user)
         if user.name is None or limit <= 0:
             return
-        if self._user_places[user.name] + self.user_builds(user.name, others) >= limit:
+        if self._user_places[user.name] >= limit:
             raise TooManyBuilds(
                 f"you already have {limit} build(s) queued or running; wait for one to finish"
             )
-
-    async def elsewhere(self) -> list[BuildRecord]:
-        """Queued or running builds other replicas hold (none without a shared store)."""
-        if self._store is None:
-            return []
-        now = datetime.fromtimestamp(self._clock(), UTC)
-        return [
-            r
-            for r in await self._store.active_builds()
-            if r.owner != self._owner and not r.stale(now, self._build_timeout)  # a dead replica's
-        ]
-
-    @staticmethod
-    def user_builds(requester: str, elsewhere: list[BuildRecord]) -> int:
-        return sum(requester in r.requesters for r in elsewhere)
-
-    @staticmethod
-    def rule_builds(rule: SpecRule, elsewhere: list[BuildRecord], *, image: str) -> int:
-        """Builds of repositories under `rule` other replicas run (not counting one of `image`: joining it
-        takes no new place)."""
-        return sum(
-            1 for r in elsewhere if r.spec_key and r.image != image and rule.pattern.search(r.spec_key)
-        )
 
 
 def _user_key(name: str) -> str:

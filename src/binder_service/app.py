@@ -184,7 +184,6 @@ async def _builds(
         store=store,
         owner=recorder.owner,
         shared=store.dialect == "postgresql",  # replicas share it: count what they all do
-        build_timeout=settings.build_timeout,
         policy=parts.policy,
         lease_seconds=settings.build_lease,
     )

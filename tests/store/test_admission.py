@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import re
 from datetime import UTC, datetime
 
 import pytest
@@ -11,7 +10,7 @@ import pytest
 from binder_service.admission import Admission, Ticket
 from binder_service.auth import Identity
 from binder_service.errors import QuotaExceeded, TooManyBuilds, TooManyRequests
-from binder_service.policy import SpecPolicy, SpecRule
+from binder_service.policy import SpecPolicy
 from binder_service.store import BuildStore
 from tests.support.clock import FakeClock
 from tests.support.postgres import Cluster
@@ -48,39 +47,75 @@ async def test_replicas_share_the_request_rate(pg: Cluster) -> None:
         await b.aclose()
 
 
-async def test_replicas_see_each_others_running_builds(pg: Cluster) -> None:
+async def test_a_dead_replicas_builds_stop_counting_when_its_places_run_out(pg: Cluster) -> None:
+    """The store's places are the one count across replicas: a dead replica's build records, which
+    say `running` until someone ends them, are not counted a second time beside them."""
     url = pg.create_database()
-    a, b = await BuildStore.open(url, op_timeout=5.0), await BuildStore.open(url, op_timeout=5.0)
+    stores, (dead, alive) = await _replicas(
+        url, 2, requests_per_minute=0, builds_per_user=2, lease_seconds=0.6
+    )
     try:
-        fresh = datetime.now(UTC)  # running now (an old record of a dead replica is stale: below)
-        a.save_build(record("x1", owner="a", spec_key="gh/org/big", image="reg/big:1", created_at=fresh))
-        a.save_build(record("x2", owner="a", spec_key="gh/org/small", requesters=("bob",), created_at=fresh))
-        a.save_build(record("x3", owner="a", status="ready", spec_key="gh/org/big", image="reg/big:0"))
-        await a.flush()
-        seen_by_b = await Admission(
-            requests_per_minute=0, builds_per_user=1, store=b, owner="b", shared=True
-        ).elsewhere()
-        assert sorted(r.id for r in seen_by_b) == ["x1", "x2"]  # running ones, of the other replica
-        assert Admission.user_builds("alice", seen_by_b) == 1
-        rule = SpecRule(re.compile("^gh/org/big$"), quota=1)
-        assert Admission.rule_builds(rule, seen_by_b, image="reg/big:2") == 1
-        assert Admission.rule_builds(rule, seen_by_b, image="reg/big:1") == 0  # joining it takes no place
-        # A dead replica's record that nobody adopted stops counting once its deadline is long past.
-        late = Admission(
-            requests_per_minute=0,
-            builds_per_user=1,
-            store=b,
-            owner="b",
-            shared=True,
-            build_timeout=60,
-            clock=lambda: fresh.timestamp() + 10 * 86400,
+        await dead.admit(ALICE, spec_key="gh/x/1", image="reg/x:1")
+        # Its record, as the replica's recorder writes it; nobody ends it (no one follows it).
+        stores[0].save_build(
+            record("d1", owner="replica0", spec_key="gh/x/1", image="reg/x:1", created_at=datetime.now(UTC))
         )
-        assert await late.elsewhere() == []
-        own = Admission(requests_per_minute=0, builds_per_user=1, store=a, owner="a", shared=True)
-        assert await own.elsewhere() == []  # its own builds it counts in memory
+        await stores[0].flush()
+        await dead.aclose()  # stops renewing, as a killed replica does
+        await asyncio.sleep(0.8)  # past its lease: its place ran out
+        # Alice runs nothing now: exactly her 2 places, on the live replica.
+        await alive.admit(ALICE, spec_key="gh/x/2", image="reg/x:2")
+        await alive.admit(ALICE, spec_key="gh/x/3", image="reg/x:3")
+        with pytest.raises(TooManyBuilds):
+            await alive.admit(ALICE, spec_key="gh/x/4", image="reg/x:4")
     finally:
+        await alive.aclose()
+        for s in stores:
+            await s.aclose()
+
+
+async def test_a_build_held_after_a_restart_counts_on_every_replica_once(pg: Cluster) -> None:
+    url = pg.create_database()
+    rule = {"pattern": "^gh/org/", "quota": 1}
+    stores, (a, b) = await _replicas(
+        url, 2, requests_per_minute=0, builds_per_user=2, policy=SpecPolicy(spec_config=[rule])
+    )
+    try:
+        # Replica a adopted Alice's running build of gh/org/big (no check: it runs already).
+        held = a.hold_for("gh/org/big", ["alice"])
+        stores[0].save_build(
+            record(
+                "h1", owner="replica0", spec_key="gh/org/big", image="reg/big:1", created_at=datetime.now(UTC)
+            )
+        )
+        await stores[0].flush()
+        await a.aclose()  # its places are written (the background write is awaited)
+        # Replica b counts it once: one more place for Alice, none under the full quota.
+        await b.admit(ALICE, spec_key="gh/other/1", image="reg/o:1")
+        with pytest.raises(TooManyBuilds):
+            await b.admit(ALICE, spec_key="gh/other/2", image="reg/o:2")
+        with pytest.raises(QuotaExceeded):
+            await b.admit(Identity(name="bob", kind="user"), spec_key="gh/org/small", image="reg/s:1")
+        a.release(held)  # the adopted build ends: its places are free on every replica
+        stores[0].save_build(
+            record(
+                "h1",
+                owner=None,
+                status="ready",
+                spec_key="gh/org/big",
+                image="reg/big:1",
+                created_at=datetime.now(UTC),
+            )
+        )
+        await stores[0].flush()
         await a.aclose()
-        await b.aclose()
+        await b.admit(Identity(name="bob", kind="user"), spec_key="gh/org/small", image="reg/s:1")
+        await b.admit(ALICE, spec_key="gh/other/2", image="reg/o:2")
+    finally:
+        for r in (a, b):
+            await r.aclose()
+        for s in stores:
+            await s.aclose()
 
 
 async def test_alone_admission_counts_in_memory(store: BuildStore) -> None:
@@ -89,7 +124,6 @@ async def test_alone_admission_counts_in_memory(store: BuildStore) -> None:
     await admission.check_rate(ALICE)
     with pytest.raises(TooManyRequests):
         await admission.check_rate(ALICE)
-    assert await admission.elsewhere() == []
     assert admission.builds_limit(ALICE) == 2
     assert admission.builds_limit(ADMIN) == 0
 

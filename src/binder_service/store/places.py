@@ -50,6 +50,19 @@ async def take(
     return None
 
 
+async def hold(
+    conn: AsyncConnection, ticket: str, keys: Sequence[str], *, owner: str, ttl: float, now: datetime
+) -> None:
+    """Places for a build that runs already (adopted after a restart), taken whatever the limits say:
+    the other replicas count it from now on."""
+    if keys:
+        until = now + timedelta(seconds=ttl)
+        await conn.execute(
+            insert(PLACES),
+            [{"ticket": ticket, "key": key, "owner": owner, "lease_until": until} for key in keys],
+        )
+
+
 async def give_back(conn: AsyncConnection, ticket: str) -> None:
     await conn.execute(delete(PLACES).where(PLACES.c.ticket == ticket))
 

@@ -142,6 +142,13 @@ class BuildStore:
         )
         return full
 
+    async def hold_places(self, ticket: str, keys: Sequence[str], *, owner: str, ttl: float) -> None:
+        """Places under `keys` for `ticket`, without a check (a build that runs already)."""
+        at = datetime.now(UTC)
+        await self._now(
+            "admission", lambda conn: places.hold(conn, ticket, keys, owner=owner, ttl=ttl, now=at)
+        )
+
     async def give_back_places(self, ticket: str) -> None:
         await self._now("admission", lambda conn: places.give_back(conn, ticket))
 
