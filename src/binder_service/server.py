@@ -15,6 +15,7 @@ from typing import Any, Final
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
+from .api.release_memory import CONNECTIONS
 from .stall_guard import stall_guarded
 from .stop_notice import StopNotice
 
@@ -110,6 +111,7 @@ class HttpProtocol(HttpToolsProtocol):
         if self._lingering is not None:
             self._lingering.cancel()
         super().connection_lost(exc)
+        CONNECTIONS.closed()  # a burst of them closed: their memory goes back to the system
 
 
 class _Protocol(StopNotice, HttpProtocol):
