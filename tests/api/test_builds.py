@@ -187,11 +187,12 @@ def test_engine_down(
     ("body", "status", "code"),
     [
         ({"repo": "--upload-pack=touch /tmp/binder-pwned", "ref": "main"}, 403, "repo_not_allowed"),
-        ({"repo": "https://example.org/x", "ref": "-x"}, 400, "invalid_spec"),
+        # Outside the schema's ref pattern or past its maxLength: the schema's own verdict, 422.
+        ({"repo": "https://example.org/x", "ref": "-x"}, 422, "invalid_request"),
         ({"repo": "https://example.org/x", "provider": "nope"}, 404, "unknown_provider"),
         ({"ref": "main"}, 422, "invalid_request"),
-        ({"repo": "x" * 5000}, 413, "input_too_large"),  # past max_input_length, as OpenAPI says
-        ({"repo": "https://example.org/" + "x" * 3000}, 413, "input_too_large"),
+        ({"repo": "x" * 5000}, 422, "invalid_request"),  # past max_input_length, as OpenAPI says
+        ({"repo": "https://example.org/" + "x" * 3000}, 422, "invalid_request"),
     ],
 )
 def test_bad_requests_are_json_errors(service_url: str, body: dict[str, str], status: int, code: str) -> None:

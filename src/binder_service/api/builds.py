@@ -14,10 +14,11 @@ from ..builds import Build, BuildStatus
 from ..builds.recording import follow_stored
 from ..errors import BinderError, BuildShared, StoreUnavailable
 from .deps import BuilderDep, MetricsDep, ServiceDep, SettingsDep, UserDep
-from .models import BuildCreate, BuildList, BuildPublic, ErrorBody
+from .models import BuildCreate, BuildList, BuildPublic, ErrorBody, check_create
 from .sse import event_stream
 
 router = APIRouter(prefix="/api/v1/builds", tags=["builds"])
+# Error bodies are JSON on every route (api/openapi.py documents them so, whatever the route's own type).
 _ERRORS: dict[int | str, dict[str, object]] = {
     code: {"model": ErrorBody} for code in (400, 401, 403, 404, 413, 422, 502, 503, 504)
 }
@@ -33,7 +34,26 @@ def _public(request: Request, build: Build) -> BuildPublic:
     responses={
         200: {"model": BuildPublic, "description": "The image exists or is already being built"},
         **_ERRORS,
+        400: {
+            "model": ErrorBody,
+            "description": "The provider refuses the repository or ref (`invalid_spec`), e.g. a URL that "
+            "does not parse, or a ref with whitespace or unprintable characters",
+        },
+        404: {
+            "model": ErrorBody,
+            "description": "No such provider, repository or ref (`unknown_provider`, `repo_not_found`, "
+            "`ref_not_found`)",
+        },
         429: {"model": ErrorBody, "description": "Per-user limits, or the repository host's rate limit"},
+        502: {
+            "model": ErrorBody,
+            "description": "The repository's host cannot be reached or answers wrongly (`repo_unreachable`, "
+            "`upstream_error`)",
+        },
+        504: {
+            "model": ErrorBody,
+            "description": "The repository's host did not answer in time (`upstream_timeout`)",
+        },
     },
 )
 async def create_build(
@@ -41,10 +61,12 @@ async def create_build(
     request: Request,
     response: Response,
     service: ServiceDep,
+    settings: SettingsDep,
     metrics: MetricsDep,
     user: BuilderDep,
 ) -> BuildPublic:
     """Resolve the ref and return the build of its image: new (201), or one that is running or done (200)."""
+    check_create(body, settings.max_input_length)
     try:
         spec = service.parse_native(body.repo, body.ref, body.provider)
         build = await service.request_build(spec, user=user)
@@ -69,7 +91,7 @@ async def list_builds(
     """Recent builds, newest first: your own (admins: everyone's)."""
     if not user.admin and user.name is None:
         return BuildList(builds=[])
-    builds = await service.builds.history(
+    builds = await service.builds.history.search(
         status=status,
         cached=cached,
         limit=limit,
@@ -84,7 +106,13 @@ async def get_build(build_id: str, request: Request, service: ServiceDep, user: 
     return _public(request, await service.builds.find_for(user, build_id))
 
 
-@router.post("/{build_id}/cancel", responses=_ERRORS)
+@router.post(
+    "/{build_id}/cancel",
+    responses={
+        **_ERRORS,
+        409: {"model": ErrorBody, "description": "Other users wait for this build too (`build_shared`)"},
+    },
+)
 async def cancel_build(build_id: str, request: Request, service: ServiceDep, user: UserDep) -> BuildPublic:
     """Stop a queued or running build (every watcher gets a `failed` event with code `build_cancelled`).
 

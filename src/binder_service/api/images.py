@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel
 
 from .deps import ImagesDep, UserDep
@@ -13,8 +13,18 @@ from .models import ErrorBody
 
 router = APIRouter(prefix="/api/v1/images", tags=["images"])
 _ERRORS: dict[int | str, dict[str, object]] = {
-    code: {"model": ErrorBody} for code in (401, 403, 404, 409, 502, 503, 504)
+    code: {"model": ErrorBody} for code in (400, 401, 403, 404, 409, 413, 422, 502, 503, 504)
 }
+# An image reference as images.image_name makes them, `<name>:<tag>` (the tag as docker's rule says).
+IMAGE_PATTERN = r"^[^\s@]+:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
+ImageRef = Annotated[
+    str,
+    Path(
+        pattern=IMAGE_PATTERN,
+        description="The image's full name with its tag, as `image` in the list shows it (`/` as is).",
+        examples=["127.0.0.1:5055/binder/git-https-github-com-org-repo-4fc4767166:1a2b3c4d5e6f"],
+    ),
+]
 
 
 class ImagePublic(BaseModel):
@@ -45,7 +55,7 @@ async def list_images(
 
 
 @router.delete("/{image:path}", responses=_ERRORS)
-async def delete_image(image: str, user: UserDep, images: ImagesDep) -> ImageDeleted:
+async def delete_image(image: ImageRef, user: UserDep, images: ImagesDep) -> ImageDeleted:
     """Delete an image you built from the registry (admins: any). `image_shared` (409) while other users
     asked for it too; `kept_shared` when another tag in the registry is the same manifest."""
     report = await images.delete(user, image)

@@ -8,6 +8,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from .. import __version__
 from ..errors import BinderError
@@ -15,6 +16,20 @@ from ..metrics import CONTENT_TYPE
 from .deps import MetricsDep, ServiceDep
 
 router = APIRouter(tags=["service"])
+
+
+class HealthCheck(BaseModel):
+    service: str
+    ok: bool
+    code: str | None = None
+    message: str | None = None
+
+
+class HealthReport(BaseModel):
+    """`/health`'s answer, with 200 and with 503 alike."""
+
+    ok: bool
+    checks: list[HealthCheck]
 
 
 def _repo2docker_version() -> str:
@@ -34,7 +49,13 @@ async def versions() -> dict[str, Any]:
     }
 
 
-@router.get("/health", responses={503: {"description": "A dependency is down"}})
+@router.get(
+    "/health",
+    responses={
+        200: {"model": HealthReport, "description": "Every dependency answers"},
+        503: {"model": HealthReport, "description": "A dependency is down (its check says which and why)"},
+    },
+)
 async def health(request: Request) -> JSONResponse:
     """Checks the Docker engine and the registry (or local image store); 503 when any is down."""
     checks: list[tuple[str, Any]] = request.app.state.health_checks

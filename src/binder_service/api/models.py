@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
+from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field
 
 from ..builds import Build, BuildStatus
 from ..events import Phase
+from ..providers.git.provider import REF_PATTERN
 
 
 class ErrorBody(BaseModel):
@@ -20,15 +23,41 @@ class ErrorBody(BaseModel):
 class BuildCreate(BaseModel):
     """Ask for the image of a repository at a ref."""
 
-    # Longer than `max_input_length`: 413 input_too_large from the provider (the schema says the limit).
+    # The schema also says `maxLength` (max_input_length) for both and the ref's `pattern` (api/openapi.py):
+    # both configured or git's, so checked by `check_create`, with the 422 of every other schema failure.
     repo: str = Field(min_length=1, examples=["https://github.com/binder-examples/requirements"])
-    ref: str = Field("HEAD", min_length=1, description="Branch, tag or commit.")
+    ref: str = Field(
+        "HEAD",
+        min_length=1,
+        description="Branch, tag or commit: a name git accepts (`git check-ref-format`'s rules) that does "
+        "not start with `-`.",
+    )
     provider: str | None = Field(
         None,
         max_length=64,
         description="Repository provider; default: detected from `repo` "
         "(a github.com URL: `gh`, gitlab.com: `gl`, gist.github.com: `gist`, anything else: `git`).",
     )
+
+
+def check_create(body: BuildCreate, max_length: int) -> None:
+    """What the schema says of `repo` and `ref` beyond the model's own checks: a request it rules out is
+    refused 422 `invalid_request`, as every schema failure is (not 413 or 400 from a provider later)."""
+    errors: list[dict[str, object]] = [
+        {"type": "string_too_long", "loc": ("body", name), "msg": f"longer than {max_length} characters"}
+        for name, value in (("repo", body.repo), ("ref", body.ref))
+        if len(value) > max_length
+    ]
+    if len(body.ref) <= max_length and re.fullmatch(REF_PATTERN, body.ref) is None:
+        errors.append(
+            {
+                "type": "string_pattern_mismatch",
+                "loc": ("body", "ref"),
+                "msg": f"{body.ref[:100]!r} is not a ref git accepts, or starts with '-'",
+            }
+        )
+    if errors:
+        raise RequestValidationError(errors)
 
 
 class EventPublic(BaseModel):

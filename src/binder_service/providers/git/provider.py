@@ -17,6 +17,9 @@ if TYPE_CHECKING:
 
 # git check-ref-format's rules, plus "no leading dash" so a ref can never read as an option.
 _BAD_REF = re.compile(r"(^[-/.])|(\.\.)|(@\{)|([\x00-\x20\x7f~^:?*\[\\])|(\.lock$)|(/$)|(\.$)|(//)")
+# The same rules as one pattern a ref must match, for the OpenAPI schema (ECMA-262 and Python's `re` read
+# it alike; in Python, use it with `fullmatch`): tests/providers/test_git_refs.py holds the two together.
+REF_PATTERN = r"^(?![-/.])(?!.*(?:\.\.|@\{|//))(?!.*(?:\.lock|[/.])$)[^\x00-\x20\x7f~^:?*\[\\]+$"
 
 
 def check_ref(ref: str) -> str:
