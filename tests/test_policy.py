@@ -209,6 +209,8 @@ def test_github_rate_limit_is_a_metric(start_service: Callable[..., AbstractCont
             )
             assert r.json()["code"] == "ref_not_found"
             text = httpx.get(f"{service}metrics", timeout=10).text
+            # A failed native request is counted by its error code (docs/api.md said it was not).
+            assert 'binder_build_requests_total{api="native",outcome="ref_not_found"} 1.0' in text
             assert _gauge(text, "binder_upstream_ratelimit_limit") == 60
             assert _gauge(text, "binder_upstream_ratelimit_remaining") == fake.remaining()
             assert _gauge(text, "binder_upstream_ratelimit_reset_timestamp") == fake.reset_at
