@@ -25,7 +25,7 @@ from .api.cors import CrossOrigin
 from .auth import authenticator
 from .builds import BuildManager, Executor
 from .builds.engine_disk import EngineDisk
-from .builds.executors import adopt_running, engine_check_name, make_executor
+from .builds.executors import engine_check_name, make_executor
 from .builds.recording import Recorder, owner_id
 from .credentials import GitCredentials
 from .destinations import DestinationCheck
@@ -157,7 +157,7 @@ async def _lifespan(app: FastAPI, parts: _Parts) -> AsyncIterator[dict[str, Any]
         await background(stack, "stop-notice", _wake_on_stop(stopping, builds))
         # Last, once nothing else can fail: what the previous owner left running, and housekeeping. A
         # service that cannot start never takes up (and then stops) a build it does not own.
-        await adopt_running(runner, builds)  # local builds from the store, build pods by their labels
+        await builds.adopt()  # local builds from the store, build pods by their labels
         await keep_house(stack, settings, metrics, builds, store, disk)
         yield {"stopping": stopping}
 

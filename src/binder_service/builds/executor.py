@@ -64,3 +64,13 @@ class AdoptingExecutor(Executor, Protocol):
     async def adopt(self, job: BuildJob, adoptee: Adoptee, emit: Emit) -> None:
         """Follow the build's process from its log to its end, as `run` would (and stop it when cancelled)."""
         ...
+
+
+@runtime_checkable
+class ReattachingExecutor(Executor, Protocol):
+    """An executor whose builds outlive the service (build pods): a shutdown leaves them running, and a
+    restarted service finds them again and follows them."""
+
+    async def running_builds(self) -> list[BuildJob]:
+        """The builds running now (found by their labels), as the jobs that started them."""
+        ...

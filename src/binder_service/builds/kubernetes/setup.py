@@ -4,20 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import Mapping
 from pathlib import Path
 
 from kubernetes_asyncio import config as kube_config
 from kubernetes_asyncio.client import ApiClient, Configuration
 
-from ...errors import BinderError
 from ...settings import Settings
-from ..manager import BuildManager
 from .executor import KubernetesExecutor
 from .pod import PodTemplate
-
-log = logging.getLogger(__name__)
 
 NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
@@ -74,27 +69,3 @@ async def kubernetes_executor(
         sticky_selector=settings.k8s_docker_api_selector if settings.k8s_sticky_builds else "",
         owns_client=owns,
     )
-
-
-async def adopt_running_builds(executor: KubernetesExecutor, builds: BuildManager) -> int:
-    """Ask again for every build whose pod is still running (a restarted replica): each request attaches
-    to its pod (409), so the build is followed, listed and cleaned up here. A build this service recorded
-    keeps its id (the pod's annotation) and its stored events; a recorded one whose pod is gone is marked
-    failed. The number adopted."""
-    try:
-        jobs = await executor.running_builds()
-    except BinderError as e:
-        log.warning("could not look for running build pods", extra={"error": str(e)})
-        builds.end_unfound()
-        return 0
-    adopted = 0
-    for job in jobs:
-        try:
-            builds.follow_running(job.repo, job.image_name, job.requester, job.build_id)
-        except BinderError as e:
-            log.warning("could not adopt a running build", extra={"image": job.image_name, "error": str(e)})
-            continue
-        adopted += 1
-        log.info("adopted a running build pod", extra={"image": job.image_name, "build_id": job.build_id})
-    builds.end_unfound()
-    return adopted
