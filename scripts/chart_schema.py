@@ -29,6 +29,8 @@ TARGET = ROOT / "chart" / "values.schema.json"
 CHART_MANAGED = frozenset(
     {
         "executor",
+        "engine",
+        "k8s_builder_image",
         "k8s_namespace",
         "k8s_docker_socket",
         "k8s_push_secret",

@@ -8,17 +8,23 @@
 {{- $settings := deepCopy .Values.config }}
 {{- $_ := set $settings "executor" "kubernetes" }}
 {{- $_ := set $settings "k8s_namespace" .Release.Namespace }}
+{{- $_ := set $settings "engine" .Values.build.engine }}
+{{- $_ := set $settings "k8s_builder_image" (printf "%s:%s" .Values.build.builderImage.repository (.Values.build.builderImage.tag | default .Chart.AppVersion)) }}
+{{- if eq .Values.build.engine "docker" }}
 {{- $_ := set $settings "k8s_docker_socket" (include "binder-service.docker-api.socket" .) }}
+{{- end }}
 {{- $_ := set $settings "k8s_push_secret" (include "binder-service.push-secret.fullname" .) }}
 {{- $_ := set $settings "k8s_build_labels" (include "binder-service.build.labels" . | fromYaml) }}
 {{- $_ := set $settings "k8s_node_selector" .Values.build.nodeSelector }}
 {{- $_ := set $settings "k8s_tolerations" .Values.build.tolerations }}
 {{- $_ := set $settings "k8s_affinity" .Values.build.affinity }}
+{{- if eq .Values.build.engine "docker" }}
 {{- $selector := list }}
 {{- range $k, $v := include "binder-service.selectorLabels" (dict "root" . "component" "docker-api") | fromYaml }}
 {{- $selector = append $selector (printf "%s=%s" $k $v) }}
 {{- end }}
 {{- $_ := set $settings "k8s_docker_api_selector" (join "," $selector) }}
+{{- end }}
 {{- $_ := set $settings "base_url" (include "binder-service.baseUrl" .) }}
 {{- $_ := set $settings "host" "0.0.0.0" }}
 {{- $_ := set $settings "port" 8585 }}

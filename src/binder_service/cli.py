@@ -11,9 +11,7 @@ import socket
 import sys
 from typing import Any, TextIO
 
-from binder_service_client import BinderServiceError, BuildClient
-
-from . import housekeeping_cli
+from . import housekeeping_cli, pod_manifest_cli
 
 SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
 # The service runs on glibc's allocator: after a burst of streams its memory goes back to the system
@@ -36,6 +34,10 @@ def serve(args: argparse.Namespace) -> int:
     """Run the service. Whatever can stop it is tried before anything changes (docs/state.md): the
     settings, the port (bound here), the ownership of the state directory and SQLite store, then the
     store itself; only then are running builds adopted and background work started (the app's lifespan)."""
+    # httpx imports its own command line (click, rich, pygments) where those happen to be installed
+    # (pytest and Sphinx bring pygments): ~5 MB the service never uses. A None entry fails that import,
+    # as it fails where they are not installed, and httpx keeps its stub (issue 16, idle memory).
+    sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]  # None: "cannot be imported"
     import uvicorn
     from pydantic import ValidationError
 
@@ -148,6 +150,8 @@ class Progress:
 
 
 async def _build(args: argparse.Namespace, out: TextIO) -> int:
+    from binder_service_client import BinderServiceError, BuildClient  # only this command needs it
+
     token = args.token or os.environ.get("BINDER_SERVICE_TOKEN")
     progress = Progress(out)
 
@@ -193,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     p_build.add_argument("--url", default="http://127.0.0.1:8585/", help="the service's URL")
     p_build.add_argument("--token", default=None, help="API token (or BINDER_SERVICE_TOKEN)")
     housekeeping_cli.add_parsers(sub)  # gc, prune-engine
+    pod_manifest_cli.add_parser(sub)
     args = parser.parse_args(argv)
     if args.command == "serve":
         if argv is None:  # the process is ours (the console script), not a caller's
@@ -200,6 +205,8 @@ def main(argv: list[str] | None = None) -> int:
         return serve(args)
     if args.command in ("gc", "prune-engine"):
         return housekeeping_cli.run(args)
+    if args.command == "pod-manifest":
+        return pod_manifest_cli.run(args)
     return asyncio.run(_build(args, sys.stdout))
 
 

@@ -108,6 +108,7 @@ IPNetwork = IPv4Network | IPv6Network
 
 # A Localhost seccomp profile: a relative path under the kubelet's seccomp directory.
 _PROFILE_NAME = re.compile(r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*")
+_APPARMOR_NAME = re.compile(r"[A-Za-z0-9._-]+")
 # A Kubernetes quantity for a size (emptyDir sizeLimit): 20Gi, 500M, 1e9.
 _QUANTITY = re.compile(r"[0-9]+(\.[0-9]+)?([KMGTPE]i|[kMGTPE]|e[0-9]+)?")
 
@@ -410,6 +411,12 @@ class Settings(BaseSettings):
         "or `RuntimeDefault` where the runtime's default profile lets buildah make user namespaces "
         "(CRI-O's does; containerd's does not).",
     )
+    k8s_apparmor_profile: str = Field(
+        "",
+        description="AppArmor profile of buildah build pods, on nodes with AppArmor: the name of a profile "
+        "loaded on them (set as `localhost/<name>`; docs: kubernetes). Empty: the runtime's default, "
+        "which denies the mounts buildah makes in its user namespace. `unconfined` is refused (baseline).",
+    )
     k8s_build_storage_limit: str = Field(
         "20Gi",
         description="Size limit of the emptyDir buildah build pods keep image layers and the repository in "
@@ -676,6 +683,17 @@ class Settings(BaseSettings):
             raise ValueError(
                 "k8s_seccomp_profile must be RuntimeDefault or a file name relative to the kubelet's seccomp "
                 f"directory, such as binder-service-buildah.json (got {value!r})"
+            )
+        return value
+
+    @field_validator("k8s_apparmor_profile")
+    @classmethod
+    def _apparmor_profile(cls, value: str) -> str:
+        if value.lower() == "unconfined":
+            raise ValueError("k8s_apparmor_profile: unconfined is not allowed (baseline forbids it)")
+        if value and not _APPARMOR_NAME.fullmatch(value):
+            raise ValueError(
+                f"k8s_apparmor_profile must be the name of a loaded AppArmor profile (got {value!r})"
             )
         return value
 

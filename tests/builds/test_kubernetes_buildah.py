@@ -10,13 +10,17 @@ from typing import Any
 
 import pytest
 from kubernetes_asyncio.client import ApiClient, Configuration
+from pydantic import ValidationError
 
 from binder_service.builds.executor import BuildJob
 from binder_service.builds.kubernetes.executor import KubernetesExecutor
 from binder_service.builds.kubernetes.pod import BUILDAH_ENTRY_SCRIPT, PodTemplate
+from binder_service.builds.kubernetes.setup import pod_template
+from binder_service.builds.r2d_args import r2d_args
 from binder_service.errors import BuildError
 from binder_service.images import build_pod_name
 from binder_service.providers import ResolvedRepo
+from binder_service.settings import Settings
 from tests.support.fake_k8s import FakeKube
 from tests.support.kube_schemas import assert_valid
 from tests.support.pss import baseline_violations
@@ -96,7 +100,10 @@ async def test_the_exact_buildah_pod(kube: FakeKube, sent: Callable[[PodTemplate
     (container,) = spec["containers"]
     args = container.pop("args")
     assert args[:4] == ["/bin/sh", "-c", BUILDAH_ENTRY_SCRIPT, "repo2docker"]
+    # The local executor's repo2docker arguments for buildah, from the same function: the engine once.
+    assert args[4:] == r2d_args(job(), [], engine="buildah")
     assert args[4:6] == ["--engine", "buildah"]
+    assert args.count("--engine") == 1
     assert args[-2:] == ["--", "https://git.example.org/hello.git"]
     env = container.pop("env")
     assert env[0]["name"] == "BINDER_R2D_CONFIG"
@@ -200,3 +207,49 @@ async def test_the_fake_refuses_what_the_api_server_would(kube: FakeKube) -> Non
     assert "resources" in str(raised.value)
     assert any("'limit' was unexpected" in r for r in kube.rejected)
     assert kube.pods(NS) == []
+
+
+async def test_an_apparmor_profile_is_named_on_the_pod(
+    kube: FakeKube, sent: Callable[[PodTemplate], Any]
+) -> None:
+    pod = await sent(template(apparmor_profile="binder-service-buildah"))
+    assert kube.rejected == []
+    annotations = pod["metadata"]["annotations"]
+    assert annotations["container.apparmor.security.beta.kubernetes.io/repo2docker"] == (
+        "localhost/binder-service-buildah"
+    )
+    assert baseline_violations(pod) == []
+
+
+def test_the_pod_template_follows_the_settings() -> None:
+    settings = Settings(
+        executor="kubernetes",
+        engine="buildah",
+        registry_url="http://127.0.0.1:5055",
+        k8s_builder_image="b:1",
+        k8s_seccomp_profile="profiles/buildah.json",
+        k8s_apparmor_profile="buildah",
+        k8s_build_storage_limit="1.5Gi",
+    )
+    tpl = pod_template(settings)
+    assert (tpl.engine, tpl.builder_image, tpl.seccomp_profile) == ("buildah", "b:1", "profiles/buildah.json")
+    assert (tpl.apparmor_profile, tpl.storage_limit) == ("buildah", "1.5Gi")
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ({"k8s_seccomp_profile": "Unconfined"}, "Unconfined is not allowed"),
+        ({"k8s_seccomp_profile": "unconfined"}, "Unconfined is not allowed"),
+        ({"k8s_seccomp_profile": "/var/lib/kubelet/seccomp/x.json"}, "relative to the kubelet's seccomp"),
+        ({"k8s_seccomp_profile": "../x.json"}, "relative to the kubelet's seccomp"),
+        ({"k8s_seccomp_profile": ""}, "relative to the kubelet's seccomp"),
+        ({"k8s_apparmor_profile": "unconfined"}, "unconfined is not allowed"),
+        ({"k8s_apparmor_profile": "localhost/x"}, "name of a loaded AppArmor profile"),
+        ({"k8s_build_storage_limit": "20 GB"}, "quantity such as 20Gi"),
+        ({"k8s_build_storage_limit": "lots"}, "quantity such as 20Gi"),
+    ],
+)
+def test_unsafe_or_malformed_pod_settings_are_refused(bad: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        Settings(**bad)

@@ -5,6 +5,7 @@ mounts a hostPath; with `docker` the docker-api DaemonSet is privileged by desig
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
@@ -157,3 +158,30 @@ def test_notes_mention_docker_api_only_with_docker() -> None:
 def test_schema_rejects_bad_engine_values(values: dict[str, Any], message: str) -> None:
     with helm.Chart.load(str(CHART)) as chart, pytest.raises(helm.HelmValuesError, match=message):
         chart.validate_schema(chart.merge_values(values))
+
+
+def test_the_shipped_seccomp_profile_lets_buildah_make_user_namespaces() -> None:
+    """chart/files/seccomp: errors by default (not Unconfined), but unshare, clone and mount are allowed
+    without CAP_SYS_ADMIN (containerd's default allows them only with it)."""
+    profile = json.loads((CHART / "files" / "seccomp" / "binder-service-buildah.json").read_text())
+    assert profile["defaultAction"] == "SCMP_ACT_ERRNO"
+    unconditional = {
+        name
+        for rule in profile["syscalls"]
+        if rule["action"] == "SCMP_ACT_ALLOW" and not rule.get("includes") and not rule.get("args")
+        for name in rule["names"]
+    }
+    assert {
+        "unshare",
+        "clone",
+        "clone3",
+        "mount",
+        "umount2",
+        "setuid",
+        "setgid",
+        "chroot",
+    } - unconditional <= {
+        "chroot"  # allowed with CAP_SYS_CHROOT, which the pod has
+    }
+    chroot = [r for r in profile["syscalls"] if "chroot" in r["names"] and r["action"] == "SCMP_ACT_ALLOW"]
+    assert [(r["names"], r["includes"]) for r in chroot] == [(["chroot"], {"caps": ["CAP_SYS_CHROOT"]})]

@@ -24,6 +24,7 @@ CONTAINER = "repo2docker"
 BASE_LABELS = {"app.kubernetes.io/name": "binder-service", "app.kubernetes.io/component": "build"}
 # Prefix of the annotations that describe the build (a restarted replica reads them).
 ANNOTATION = "binder-service/"
+APPARMOR_ANNOTATION = "container.apparmor.security.beta.kubernetes.io/"
 DOCKER_SOCKET = "/var/run/docker.sock"  # where the node's socket appears inside the container
 DOCKER_CONFIG_DIR = "/etc/binder-service/docker-config"
 # The image's entrypoint runs this with the repo2docker arguments as "$@": the config that limits repo2docker
@@ -56,6 +57,7 @@ class PodTemplate:
     builder_image: str = ""
     seccomp_profile: str = "RuntimeDefault"  # or a Localhost profile's path (buildah pods)
     storage_limit: str = "20Gi"  # the buildah pod's emptyDir
+    apparmor_profile: str = ""  # a profile loaded on the nodes (buildah pods); empty: the runtime's default
     extra_args: list[str] = field(default_factory=list)
     push_secret: str = ""
     git_credentials_secret: str = ""
@@ -90,6 +92,9 @@ def build_pod(job: BuildJob, template: PodTemplate, *, node: str | None = None) 
     }
     if job.requester is not None:
         annotations[f"{ANNOTATION}requester"] = job.requester
+    if template.engine == "buildah" and template.apparmor_profile:
+        # The annotation, not securityContext.appArmorProfile: that field needs Kubernetes 1.30.
+        annotations[f"{APPARMOR_ANNOTATION}{CONTAINER}"] = f"localhost/{template.apparmor_profile}"
     env: list[dict[str, Any]] = [
         {"name": "BINDER_R2D_CONFIG", "value": r2d_config(repo.content_provider, repo.repo_url)},
     ]
@@ -121,15 +126,21 @@ def build_pod(job: BuildJob, template: PodTemplate, *, node: str | None = None) 
         # repo2docker's image configures git's `env` credential helper, which reads this variable.
         secret_ref = {"name": template.git_credentials_secret, "key": "credentials"}
         env.append({"name": "GIT_CREDENTIAL_ENV", "valueFrom": {"secretKeyRef": secret_ref}})
-    engine_args = ["--engine", "buildah"] if template.engine == "buildah" else []
     script = BUILDAH_ENTRY_SCRIPT if template.engine == "buildah" else ENTRY_SCRIPT
     container = {
         "name": CONTAINER,
+        "image": container.pop("image"),
         # No `command`: the image's entrypoint stays in charge and runs the arguments.
-        "args": ["/bin/sh", "-c", script, "repo2docker", *engine_args, *r2d_args(job, template.extra_args)],
+        "args": [
+            "/bin/sh",
+            "-c",
+            script,
+            "repo2docker",
+            *r2d_args(job, template.extra_args, engine=template.engine),
+        ],
         "env": env,
         "volumeMounts": mounts,
-        **container,  # image, and the buildah pod's securityContext
+        **container,  # the buildah pod's securityContext
     }
     if template.resources:
         container["resources"] = copy.deepcopy(template.resources)

@@ -27,6 +27,7 @@ def pod_template(settings: Settings) -> PodTemplate:
         builder_image=settings.k8s_builder_image,
         seccomp_profile=settings.k8s_seccomp_profile,
         storage_limit=settings.k8s_build_storage_limit,
+        apparmor_profile=settings.k8s_apparmor_profile,
         extra_args=list(settings.repo2docker_extra_args),
         push_secret=settings.k8s_push_secret,
         git_credentials_secret=settings.k8s_git_credentials_secret,
