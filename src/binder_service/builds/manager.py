@@ -1,9 +1,6 @@
-"""The front door of builds: a request gets the one build of its image (running, found, or new), and a
-build can be cancelled; everything closes with the service.
-
-The rooms behind it: `active` (what runs now, with its places), `history` (what ran), `known_images`
-(does an image exist), `running` (a build's task), `joining` (replicas on one store), `reattach` (what a
-previous owner left).
+"""The front door of builds: a request gets the one build of its image (running, found, or new), a build
+can be cancelled, and all stop with the service. Behind it: `active` (what runs now), `history` (what
+ran), `known_images`, `running` (a build's task), `joining` (replicas), `reattach` (a dead owner's builds).
 """
 
 from __future__ import annotations
@@ -57,7 +54,7 @@ class BuildManager:
         lease_seconds: float = 30.0,
         admission: Admission | None = None,
     ) -> None:
-        self._recorder = recorder  # None: memory only (no build store)
+        self.recorder = recorder  # None: memory only (no build store)
         self._metrics = metrics
         self._max_events = max_events
         # Asked when a build is started or joined; None: no per-user or per-repository limits.
@@ -74,12 +71,12 @@ class BuildManager:
         self.known = KnownImages(images, ttl=image_cache_ttl)
         self.active = ActiveBuilds(self._admission, leases)
         self.history = BuildHistory(size=history, max_events=max_events, recorder=recorder)
-        self._queue = BuildQueue(max_concurrent)
+        self.queue = BuildQueue(max_concurrent)
         self._runner = BuildRunner(
             executor=executor,
             known=self.known,
             metrics=metrics,
-            queue=self._queue,
+            queue=self.queue,
             active=self.active,
             push=push,
             timeout=build_timeout,
@@ -116,21 +113,6 @@ class BuildManager:
             if recorder is not None
             else None
         )
-
-    @property
-    def queue(self) -> BuildQueue:
-        return self._queue
-
-    @property
-    def recorder(self) -> Recorder | None:
-        return self._recorder
-
-    def known_to_exist(self, image: str) -> bool:
-        """`image` was found (or built) recently: a request for it is answered at once."""
-        return self.known.known(image)
-
-    async def image_exists(self, image: str) -> bool:
-        return await self.known.exists(image)
 
     async def request(
         self,
@@ -173,11 +155,11 @@ class BuildManager:
         service recorded (`build_id`, from the pod) goes on with its id and stored events."""
         build = self.active.get(image)
         resumed = self._reattach.follow_pod(image, build_id) if self._reattach is not None else None
-        if build is None and resumed is not None:
-            build = resumed
-        elif build is None:
-            ticket = self._admission.hold(users=[requester] if requester else [])
-            build = self._start(repo, image, requester, None, ticket)
+        if build is None:
+            hold = self._admission.hold
+            build = resumed or self._start(
+                repo, image, requester, None, hold(users=[requester] if requester else [])
+            )
         return self._requested(build, requester)
 
     async def adopt(self) -> int:
@@ -196,13 +178,13 @@ class BuildManager:
         joined = requester is not None and requester not in build.requesters
         if requester is not None:
             build.requesters.add(requester)
-        if self._recorder is not None:
+        if self.recorder is not None:
             if joined and self._joining is not None and self._joining.follows(build):
-                self._recorder.joined(build, requester)  # the owner writes the build itself
+                self.recorder.joined(build, requester)  # the owner writes the build itself
             elif joined:
-                self._recorder.changed(build)
+                self.recorder.changed(build)
             if build.cached:
-                self._recorder.image(build, built=False)  # when it was last asked for (registry GC)
+                self.recorder.image(build, built=False)  # when it was last asked for (registry GC)
         return build
 
     def wake_all(self) -> None:
@@ -229,10 +211,10 @@ class BuildManager:
             max_events=self._max_events,
             cached=cached,
             spec_key=spec_key,
-            recorder=self._recorder,
+            recorder=self.recorder,
         )
-        if self._recorder is not None:
-            self._recorder.changed(build)
+        if self.recorder is not None:
+            self.recorder.changed(build)
         self.history.add(build)
         if repo.note:  # e.g. another branch was used than the one asked for: say so first
             build.emit(Phase.WAITING, f"{repo.note}\n")
@@ -273,15 +255,8 @@ class BuildManager:
         """Images running builds make or reuse layers of: never pruned from under them."""
         return self.active.in_use()
 
-    # Reading builds: this process's, else the store's (builds/history.py).
-    def get(self, build_id: str) -> Build:
-        return self.history.get(build_id)
-
     def holds(self, build: Build) -> bool:
         return self.history.holds(build)
-
-    async def find(self, build_id: str) -> Build:
-        return await self.history.find(build_id)
 
     async def find_for(self, user: Identity, build_id: str) -> Build:
         return await self.history.find_for(user, build_id)
@@ -300,8 +275,8 @@ class BuildManager:
         """Another replica runs `build`: ask it through the store to stop it."""
         if self._joining is not None:
             await self._joining.cancel_elsewhere(build)
-        elif self._recorder is not None and not build.done:
-            await self._recorder.store.request_cancel(build.id)
+        elif self.recorder is not None and not build.done:
+            await self.recorder.store.request_cancel(build.id)
 
     def _cancel_asked(self, build_id: str) -> None:
         """A user asked another replica to cancel a build this one runs."""
