@@ -138,6 +138,7 @@ def server_config(
         log_level=log_level,
         proxy_headers=False,
         http=stall_guarded(_Protocol, send_timeout),
+        ws="none",  # no WebSocket routes: the websockets package is never loaded (~1 MB, issue 16)
         lifespan="on",
         timeout_graceful_shutdown=max(1, math.ceil(shutdown_grace)),  # uvicorn takes whole seconds
     )

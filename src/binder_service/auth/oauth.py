@@ -13,8 +13,6 @@ import hmac
 import secrets
 from urllib.parse import urlsplit
 
-from oauthlib.common import add_params_to_uri
-from oauthlib.oauth2 import WebApplicationClient
 from starlette.requests import Request
 from starlette.responses import RedirectResponse
 
@@ -60,6 +58,10 @@ class OAuthFlow:
 
     def start(self, next_url: str) -> LoginRequired:
         """A login that comes back to `next_url` (only a path under this service; anything else: its root)."""
+        # Here, not at import: a service without OAuth (no hub, or tokens only) never loads oauthlib.
+        from oauthlib.common import add_params_to_uri
+        from oauthlib.oauth2 import WebApplicationClient
+
         client = WebApplicationClient(self.client_id)
         verifier = client.create_code_verifier(64)
         state = secrets.token_urlsafe(24)

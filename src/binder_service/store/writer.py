@@ -18,7 +18,7 @@ from dataclasses import asdict
 from typing import Any
 
 from sqlalchemy import Table, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -35,7 +35,12 @@ MAX_IMAGE_REQUESTERS = 1000  # an image's requesters list keeps the most recent 
 
 def upsert(conn: AsyncConnection, table: Table) -> Any:
     """The dialect's INSERT that can say ON CONFLICT (SQLite and PostgreSQL spell it alike)."""
-    return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(table)
+    if conn.dialect.name == "postgresql":
+        # Imported with the engine that needs it: a SQLite service never loads the PostgreSQL dialect.
+        from sqlalchemy.dialects import postgresql
+
+        return postgresql.insert(table)
+    return sqlite.insert(table)
 
 
 class BatchWriter:
