@@ -201,6 +201,8 @@ ERROR_DETAILS = {
     "exited with code <n>`), the image is not in the registry or engine after the build, or the build "
     "crashed unexpectedly. The engine's error line is said once, in the `failed` event.",
     "build_timeout": "The build ran longer than `BINDER_SERVICE_BUILD_TIMEOUT` and was stopped.",
+    "build_out_of_memory": "Engine `buildah`: a `RUN` step went over `BINDER_SERVICE_BUILD_MEMORY_LIMIT` and "
+    "was killed; the message names the limit and the step. The service and other builds carry on.",
     "build_cancelled": "The build was cancelled through the API, or the service was stopped.",
     "build_owner_gone": "Several replicas: the replica running the build stopped answering (its lease ran "
     "out, `BINDER_SERVICE_BUILD_LEASE`), so a replica following it ended it (see "

@@ -42,6 +42,7 @@ STABLE = [
     ("BuildTimeout", "build_timeout", 504),
     ("BuildCancelled", "build_cancelled", 409),
     ("BuildOwnerGone", "build_owner_gone", 503),
+    ("BuildOutOfMemory", "build_out_of_memory", 500),
 ]
 
 # Server-side branches general enough to have children of other 5xx statuses (a 504 is a failed

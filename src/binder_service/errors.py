@@ -38,6 +38,7 @@ for plain HTTP, or to a ``failed`` event for a stream. Messages are for people a
     ├── ServiceStopping              503 service_stopping
     └── BuildError                   500 build_failed
         ├── BuildTimeout             504 build_timeout
+        ├── BuildOutOfMemory         500 build_out_of_memory
         └── BuildOwnerGone           503 build_owner_gone
 
 A branch's status holds for its children: each child refines its branch's answer (a 413 is a bad
@@ -291,6 +292,12 @@ class BuildTimeout(BuildError):
 
     code = "build_timeout"
     status = 504
+
+
+class BuildOutOfMemory(BuildError):
+    """A RUN step went over the build's memory limit (`BINDER_SERVICE_BUILD_MEMORY_LIMIT`) and was killed."""
+
+    code = "build_out_of_memory"
 
 
 class BuildOwnerGone(BuildError):

@@ -154,6 +154,19 @@ class Settings(BaseSettings):
         "`buildah` (daemonless: repo2docker drives buildah in the build's own process, with our engine "
         "plugin; needs `registry_url`). docs/security.md compares them.",
     )
+    build_memory_limit: str = Field(
+        "",
+        description="Memory (swap included) each `RUN` step of a build may use, a size such as `2GB` or "
+        "`512MiB`; a step over it fails the build with `build_out_of_memory`. Engine `buildah` as root "
+        "(runc's cgroup per step); with engine `docker` the steps run in the daemon and escape it (a "
+        "warning at start). Empty: no limit.",
+    )
+    build_cpu_limit: float = Field(
+        0.0,
+        ge=0,
+        description="CPUs each `RUN` step of a build may use (`1.5`: one and a half). Engine `buildah` as "
+        "root, as `build_memory_limit`. 0: no limit.",
+    )
     max_concurrent_builds: int = Field(4, ge=1, description="Builds running at once; the rest queue.")
     build_timeout: float = Field(3600.0, gt=0, description="Seconds a build may run before it is stopped.")
     repo2docker_command: Annotated[list[str], NoDecode] = Field(
@@ -665,6 +678,15 @@ class Settings(BaseSettings):
             parse_size(value)  # ValueError with the accepted forms
         return value.strip()
 
+    @field_validator("build_memory_limit")
+    @classmethod
+    def _memory_limit(cls, value: str) -> str:
+        from .builds.engine_disk import parse_size
+
+        if value.strip() and parse_size(value) < 6 * 2**20:
+            raise ValueError("build_memory_limit must be at least 6MiB (runc's minimum), or empty")
+        return value.strip()
+
     @field_validator("registry_retention")
     @classmethod
     def _registry_retention(cls, value: str) -> str:
@@ -723,6 +745,14 @@ class Settings(BaseSettings):
         if self.engine == "buildah" and not self.registry_url:
             # buildah keeps no image store that outlives a build (docs/security.md): the registry is it.
             raise ValueError("engine 'buildah' needs registry_url: its builds push there")
+        limited = self.build_memory_limit or self.build_cpu_limit
+        if limited and self.engine == "buildah" and self.executor == "local" and os.geteuid() != 0:
+            # Rootless buildah runs RUN steps in a chroot (no cgroup of their own), and cgroup v1 delegates
+            # no controller to an unprivileged user: nothing could hold the limit.
+            raise ValueError(
+                "build_memory_limit and build_cpu_limit need the service to run as root with engine "
+                "'buildah' (rootless builds cannot be limited on this machine); unset them or run as root"
+            )
         if self.k8s_sticky_builds and not self.k8s_docker_api_selector:
             raise ValueError("k8s_sticky_builds needs k8s_docker_api_selector (the docker-api pods' labels)")
         return self

@@ -276,3 +276,25 @@ def test_a_killed_build_is_cleaned_at_the_next_start(base_image: str, tmp_path: 
     assert storage.sweep() == [path]
     assert storage.containers(path) == []
     assert _mounts_under(path) == []
+
+
+def test_a_step_over_the_memory_limit_fails_the_build_and_nothing_else(
+    start_service: Start, git_root: Path, git_daemon_url: str, base_image: str, tmp_path: Path
+) -> None:
+    hungry, modest = f"bah-oom-{uuid.uuid4().hex[:8]}", f"bah-fits-{uuid.uuid4().hex[:8]}"
+    # `tail -c` keeps what it reads in memory: 200 MiB, against a limit of 64 MiB.
+    step = "RUN head -c {}m /dev/zero | tail -c {}m >/dev/null && echo {}\n"
+    make_repo(git_root, hungry, {"Dockerfile": f"FROM {base_image}\n" + step.format(200, 199, hungry)})
+    make_repo(git_root, modest, {"Dockerfile": f"FROM {base_image}\n" + step.format(8, 7, modest)})
+    state = tmp_path / "state"
+    with start_service(engine="buildah", state_dir=state, build_memory_limit="64MiB") as service:
+        _, events = _native_build(service, git_daemon_url + hungry)
+        assert events[-1]["phase"] == "failed", events[-3:]
+        assert events[-1]["code"] == "build_out_of_memory"
+        assert "memory limit of 64 MiB" in events[-1]["message"]
+        assert "head -c 200m" in events[-1]["message"]  # which step
+        # the service and other builds carry on
+        _, fits = _native_build(service, git_daemon_url + modest)
+        assert fits[-1]["phase"] == "ready", fits[-3:]
+        assert httpx.get(f"{service}health", timeout=60).json()["ok"]
+    assert _left_behind(state) == {"containers": {}, "mounts": [], "build_storages": []}

@@ -142,3 +142,24 @@ def test_the_disk_budget_removes_the_least_recently_used_storage_nobody_holds(tm
         os.close(held)
     assert [p.name for p in removed] == ["r-oldest", "r-newer"]  # never the held one, oldest use first
     assert sorted(p.name for p in root.iterdir()) == ["r-held", "r-newest"]
+
+
+def test_limits_need_root_with_buildah_and_warn_with_docker(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from binder_service.builds.executors import _engine_config
+
+    limited = Settings(engine="buildah", registry_url=REGISTRY, build_memory_limit="1GiB", build_cpu_limit=2)
+    assert (
+        _engine_config(limited)
+        == "c.BuildahEngine.memory_limit = 1073741824\nc.BuildahEngine.cpu_limit = 2.0\n"
+    )
+    with pytest.raises(ValidationError, match="at least 6MiB"):
+        Settings(engine="buildah", registry_url=REGISTRY, build_memory_limit="1MB")
+    docker = Settings(build_memory_limit="1GiB")
+    with caplog.at_level("WARNING"):
+        assert _engine_config(docker) == ""
+    assert "do not bind builds with engine 'docker'" in caplog.text
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    with pytest.raises(ValidationError, match="need the service to run as root"):
+        Settings(engine="buildah", registry_url=REGISTRY, build_memory_limit="1GiB")

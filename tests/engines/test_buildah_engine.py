@@ -265,3 +265,34 @@ def test_cache_watch_counts_the_registry_cache_only() -> None:
     )
     assert watch.hit
     assert said == ["Reusing layers of 127.0.0.1:5055/p/r-1:old\n"]
+
+
+def test_the_operators_limits_bind_each_run_step() -> None:
+    args = engine(memory_limit=64 * 2**20, cpu_limit=1.5)._bud_args(None, [], {}, IMAGE, None, None, True)
+    assert {"--memory=67108864", "--memory-swap=67108864"} <= set(args)  # no swap beyond the limit
+    assert {"--cpu-period=100000", "--cpu-quota=150000"} <= set(args)
+
+
+def test_a_step_killed_at_the_memory_limit_is_said_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from repo2docker.engine import BuildError
+
+    script = tmp_path / "buildah"
+    script.write_text("#!/bin/sh\necho 'Error: building at STEP \"RUN make\": exit status 137'\nexit 1\n")
+    script.chmod(0o755)
+    (tmp_path / "ctx").mkdir()
+    (tmp_path / "ctx" / "Dockerfile").write_text("FROM x\n")
+    limited = engine(command=str(script), memory_limit=64 * 2**20)
+    said: list[str] = []
+    with pytest.raises(BuildError) as raised:
+        said.extend(limited.build(path=str(tmp_path / "ctx"), tag=IMAGE))
+    reason = str(raised.value)
+    assert reason.startswith(
+        "Error: out of memory: a RUN step was killed at the build's memory limit of 64 MiB"
+    )
+    assert 'STEP "RUN make"' in reason
+    assert said[-1] == reason + "\n"  # the last error line: what the service reports
+    # Without a limit, a killed step is an ordinary failure.
+    with pytest.raises(BuildError, match=r"^Error: building at STEP"):
+        list(engine(command=str(script)).build(path=str(tmp_path / "ctx"), tag=IMAGE))

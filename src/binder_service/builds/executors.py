@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
@@ -14,6 +15,8 @@ if TYPE_CHECKING:
     from ..settings import Settings
 
 __all__ = ["engine_check_name", "make_executor"]
+
+log = logging.getLogger(__name__)
 
 
 async def make_executor(
@@ -38,7 +41,28 @@ async def make_executor(
         git_credentials=credentials,
         state_dir=settings.resolved_state_dir(),
         buildah=_buildah_storage(settings, environ) if settings.engine == "buildah" else None,
+        engine_config=_engine_config(settings),
     )
+
+
+def _engine_config(settings: Settings) -> str:
+    """repo2docker config lines for the build engine: the per-build limits (buildah's RUN steps)."""
+    from .engine_disk import parse_size
+
+    if not (settings.build_memory_limit or settings.build_cpu_limit):
+        return ""
+    if settings.engine == "docker":
+        log.warning(
+            "build_memory_limit and build_cpu_limit do not bind builds with engine 'docker': RUN steps run "
+            "in the Docker daemon, outside the build's process (use engine 'buildah')"
+        )
+        return ""
+    lines = []
+    if settings.build_memory_limit:
+        lines.append(f"c.BuildahEngine.memory_limit = {parse_size(settings.build_memory_limit)}\n")
+    if settings.build_cpu_limit:
+        lines.append(f"c.BuildahEngine.cpu_limit = {settings.build_cpu_limit!r}\n")
+    return "".join(lines)
 
 
 def _buildah_storage(settings: Settings, environ: Mapping[str, str]) -> BuildahStorage:

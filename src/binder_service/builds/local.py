@@ -18,7 +18,8 @@ from pathlib import Path
 
 from ..child_env import child_environ
 from ..credentials import GitCredentials
-from ..errors import BuildError, BuilderUnavailable, EngineUnavailable
+from ..engines import OUT_OF_MEMORY
+from ..errors import BuildError, BuilderUnavailable, BuildOutOfMemory, EngineUnavailable
 from ..events import Phase
 from ..image_store import EngineImageStore
 from . import durable
@@ -51,12 +52,14 @@ class LocalExecutor:
         git_credentials: GitCredentials | None = None,
         state_dir: Path | None = None,
         buildah: BuildahStorage | None = None,
+        engine_config: str = "",
     ) -> None:
         # With a state directory, builds outlive the service: output to a per-build log file there,
         # followed (and adopted after a restart) instead of read from a pipe (docs/state.md).
         self._state_dir = state_dir
         # settings.engine = "buildah": repo2docker runs our engine plugin over buildah, no Docker engine.
         self._buildah = buildah
+        self._engine_config = engine_config  # repo2docker config lines for the engine (its limits)
         self._docker_host = docker_host
         self._command = _locate(command, environ)
         self._extra_args = extra_args
@@ -140,7 +143,7 @@ class LocalExecutor:
             await asyncio.to_thread(shutil.rmtree, root, ignore_errors=True)
 
     def _config_file(self, content_provider: str, repo_url: str = "") -> Path:
-        config = r2d_config(content_provider, repo_url)  # checks the name before it becomes a file name
+        config = r2d_config(content_provider, repo_url) + self._engine_config  # the name checked first
         digest = hashlib.sha256(config.encode()).hexdigest()[:12]  # Dataverse's differs per installation
         path = self._workdir / f"r2d-{content_provider}-{digest}.py"
         if not path.exists():
@@ -180,7 +183,7 @@ class LocalExecutor:
                 code = await self._run_piped(job, env, fds, progress)
         if code != 0:
             await self._engine_lost()
-            raise BuildError(progress.failure(f"repo2docker exited with code {code}"))
+            raise _failed(progress.failure(f"repo2docker exited with code {code}"))
         progress.flush()
 
     async def _run_piped(
@@ -250,7 +253,7 @@ class LocalExecutor:
             raise BuildError("the build's process was stopped before it finished")
         if code != 0:
             await self._engine_lost()
-            raise BuildError(progress.failure(f"repo2docker exited with code {code}"))
+            raise _failed(progress.failure(f"repo2docker exited with code {code}"))
         progress.flush()
 
     async def _engine_check(self) -> None:
@@ -314,6 +317,12 @@ class LocalExecutor:
         await self._engine.aclose()
         self._cleanup()  # the workdir: config files, and nothing secret (credentials live per build)
         atexit.unregister(self._cleanup)
+
+
+def _failed(reason: str) -> BuildError:
+    if reason.startswith(OUT_OF_MEMORY):  # the buildah engine's word for a step killed at the limit
+        return BuildOutOfMemory(reason.removeprefix("Error: "))
+    return BuildError(reason)
 
 
 def _locate(command: list[str], environ: Mapping[str, str]) -> list[str]:

@@ -33,9 +33,10 @@ from pathlib import Path
 from typing import Any
 
 from repo2docker.engine import BuildError, ContainerEngine, Image, ImageLoadError
-from traitlets import Unicode, default
+from traitlets import Float, Int, Unicode, default
 
 from ..images import cache_repository
+from . import OUT_OF_MEMORY
 
 __all__ = ["PUSH_MARK", "BuildahEngine", "registries_conf"]
 
@@ -45,6 +46,8 @@ SYSTEM_REGISTRIES_CONF = Path("/etc/containers/registries.conf")
 _FROM = re.compile(r"^\s*FROM\s+(?:--\S+\s+)*(\S+)", re.IGNORECASE | re.MULTILINE)
 _ERROR = re.compile(r"^(?:Error|error): ")
 _V1_TABLE = re.compile(r"^\s*\[registries\.", re.MULTILINE)
+_KILLED = re.compile(r"exit status 137$")  # SIGKILL: what the kernel's OOM killer sends
+CPU_PERIOD = 100_000  # microseconds: the CFS period CPU limits are a quota of
 
 
 def registry_host(reference: str) -> str | None:
@@ -106,6 +109,14 @@ class BuildahEngine(ContainerEngine):  # type: ignore[misc]  # repo2docker ships
         config=True,
     )
     network = Unicode("host", help="Network of RUN steps: `host` or `none`.", config=True)
+    memory_limit = Int(
+        0,
+        help="Bytes of memory (swap included) each RUN step may use; 0: no limit. Needs `oci` isolation.",
+        config=True,
+    )
+    cpu_limit = Float(
+        0.0, help="CPUs each RUN step may use; 0: no limit. Needs `oci` isolation.", config=True
+    )
 
     @default("isolation")
     def _isolation_default(self) -> str:
@@ -145,7 +156,18 @@ class BuildahEngine(ContainerEngine):  # type: ignore[misc]  # repo2docker ships
                 *self._bud_args(buildargs, cache_from or [], container_limits, tag, labels, platform, push)
             ]
             argv += ["--file", str(recipe), str(context)]
-            yield from _run(argv, env, BuildError)
+            try:
+                yield from _run(argv, env, BuildError)
+            except BuildError as e:
+                if self.memory_limit and _KILLED.search(str(e)):
+                    # The last error line, so the build's reason (binder-service: build_out_of_memory).
+                    reason = (
+                        f"{OUT_OF_MEMORY}a RUN step was killed at the build's memory limit of "
+                        f"{_size(self.memory_limit)} ({e})"
+                    )
+                    yield reason + "\n"
+                    raise BuildError(reason) from None
+                raise
             if push and tag:
                 yield PUSH_MARK.format(tag=tag)
                 yield from _run([self.command, "push", tag, f"docker://{tag}"], env, ImageLoadError)
@@ -175,6 +197,10 @@ class BuildahEngine(ContainerEngine):  # type: ignore[misc]  # repo2docker ships
         for key, value in (labels or {}).items():
             args += ["--label", f"{key}={value}"]
         args += _limit_args(limits or {})
+        if self.memory_limit:  # the operator's, over repo2docker's (which it no longer sets)
+            args += [f"--memory={self.memory_limit}", f"--memory-swap={self.memory_limit}"]
+        if self.cpu_limit:
+            args += [f"--cpu-period={CPU_PERIOD}", f"--cpu-quota={round(self.cpu_limit * CPU_PERIOD)}"]
         if platform:
             args += ["--platform", platform]
         # repo2docker passes tagged images; buildah's cache is a repository of its own per image
@@ -228,6 +254,13 @@ class BuildahEngine(ContainerEngine):  # type: ignore[misc]  # repo2docker ships
         config = dict((data.get("OCIv1") or {}).get("config") or {})
         config.setdefault("WorkingDir", "")  # repo2docker reads it; docker always sets it
         return Image(tags=[image], config=config)
+
+
+def _size(n: int) -> str:
+    for unit, factor in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= factor:
+            return f"{n / factor:.4g} {unit}"
+    return f"{n} bytes"
 
 
 def _run(argv: list[str], env: dict[str, str], error: type[Exception]) -> Iterator[str]:
