@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from .deps import ImagesDep, UserDep
 from .models import ErrorBody
@@ -28,6 +28,10 @@ ImageRef = Annotated[
 
 
 class ImagePublic(BaseModel):
+    # `image_admin.ImageInfo`, field for field (tests/api/test_models.py holds them equal); no docstring,
+    # which would change the OpenAPI document.
+    model_config = ConfigDict(from_attributes=True)
+
     image: str
     provider: str
     repository: str
@@ -51,7 +55,7 @@ async def list_images(
 ) -> ImageList:
     """Images the service built that you asked for (admins: all), most recently requested first."""
     found = await images.list(user, limit=limit)
-    return ImageList(images=[ImagePublic(**vars_of(i)) for i in found])
+    return ImageList(images=[ImagePublic.model_validate(i) for i in found])
 
 
 @router.delete("/{image:path}", responses=_ERRORS)
@@ -63,7 +67,3 @@ async def delete_image(image: ImageRef, user: UserDep, images: ImagesDep) -> Ima
         "deleted" if report.deleted else "already_gone" if report.already_gone else "kept_shared"
     )
     return ImageDeleted(image=image, outcome=outcome)
-
-
-def vars_of(info: object) -> dict[str, object]:
-    return {name: getattr(info, name) for name in ImagePublic.model_fields}

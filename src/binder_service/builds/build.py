@@ -76,6 +76,32 @@ class Build:
     _next_id: int = field(default=1, repr=False)
     _changed: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
 
+    @classmethod
+    def asked(
+        cls,
+        build_id: str,
+        image_name: str,
+        repo: ResolvedRepo,
+        requester: str | None,
+        *,
+        spec_key: str | None = None,
+        cached: bool = False,
+        max_events: int = 20000,
+        recorder: Recorder | None = None,
+    ) -> Build:
+        """A new build, as a request makes it: `requester` (None: anonymous) is the first who asked."""
+        return cls(
+            id=build_id,
+            image_name=image_name,
+            repo=repo,
+            requester=requester,
+            requesters=set() if requester is None else {requester},
+            spec_key=spec_key,
+            cached=cached,
+            max_events=max_events,
+            recorder=recorder,
+        )
+
     @property
     def done(self) -> bool:
         return self.status.done

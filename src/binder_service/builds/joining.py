@@ -80,14 +80,7 @@ class Joining:
         self, repo: ResolvedRepo, image: str, requester: str | None, spec_key: str | None, ticket: Ticket
     ) -> Build:
         build_id = secrets.token_hex(8)
-        proposal = Build(
-            id=build_id,
-            image_name=image,
-            repo=repo,
-            requester=requester,
-            requesters={requester} if requester is not None else set(),
-            spec_key=spec_key,
-        )
+        proposal = Build.asked(build_id, image, repo, requester, spec_key=spec_key)
         try:
             other = await self._leases.claim(snapshot(proposal, owner=self._leases.owner))
         except BaseException:

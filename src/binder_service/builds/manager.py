@@ -202,15 +202,14 @@ class BuildManager:
         spec_key: str | None = None,
         build_id: str | None = None,
     ) -> Build:
-        build = Build(
-            id=build_id or secrets.token_hex(8),
-            image_name=image,
-            repo=repo,
-            requester=requester,
-            requesters={requester} if requester is not None else set(),
-            max_events=self._max_events,
-            cached=cached,
+        build = Build.asked(
+            build_id or secrets.token_hex(8),
+            image,
+            repo,
+            requester,
             spec_key=spec_key,
+            cached=cached,
+            max_events=self._max_events,
             recorder=self.recorder,
         )
         if self.recorder is not None:

@@ -14,6 +14,7 @@ import socket
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
+from dataclasses import fields
 from datetime import datetime
 from pathlib import Path
 
@@ -98,46 +99,35 @@ class Recorder:
         )
 
 
+# Build <-> BuildRecord, one mapping for both ways: the fields they share by name are copied as they are
+# (a field added to both travels without a word here); the repository's are renamed; three change type.
+_CONVERTED = frozenset({"requesters", "status", "phase_times"})
+_SAME = tuple(f.name for f in fields(BuildRecord) if f.name in {g.name for g in fields(Build)} - _CONVERTED)
+_REPO = {  # record field: ResolvedRepo field
+    "provider": "provider",
+    "repository": "repo_url",
+    "build_slug": "build_slug",
+    "ref": "ref",
+    "commit": "commit",
+    "content_provider": "content_provider",
+}
+
+
 def snapshot(build: Build, *, owner: str | None) -> BuildRecord:
-    repo = build.repo
     return BuildRecord(
-        id=build.id,
+        **{name: getattr(build, name) for name in _SAME},
+        **{name: getattr(build.repo, attr) for name, attr in _REPO.items()},
         image=build.image_name,
-        provider=repo.provider,
-        repository=repo.repo_url,
-        build_slug=repo.build_slug,
-        ref=repo.ref,
-        commit=repo.commit,
-        content_provider=repo.content_provider,
-        spec_key=build.spec_key,
         status=build.status.value,
-        created_at=build.created_at,
-        requester=build.requester,
         requesters=tuple(sorted(build.requesters)),
-        cached=build.cached,
-        error_code=build.error_code,
-        error_message=build.error_message,
-        started_at=build.started_at,
-        finished_at=build.finished_at,
         phase_times=dict(build.phase_times),
         last_event_id=build.last_event_id,
         owner=None if build.done else owner,
-        pid=build.pid,
-        log_path=build.log_path,
-        log_event_base=build.log_event_base,
-        deadline=build.deadline,
     )
 
 
 def repo_of(record: BuildRecord) -> ResolvedRepo:
-    return ResolvedRepo(
-        provider=record.provider,
-        repo_url=record.repository,
-        ref=record.ref,
-        commit=record.commit,
-        build_slug=record.build_slug,
-        content_provider=record.content_provider,
-    )
+    return ResolvedRepo(**{attr: getattr(record, name) for name, attr in _REPO.items()})
 
 
 _ORDER = list(Phase)
@@ -156,25 +146,15 @@ def phase_of(record: BuildRecord) -> Phase:
 def restore(record: BuildRecord, events: list[BuildEvent], *, max_events: int) -> Build:
     """A Build in memory again from its record and stored events (none: only to read its record)."""
     build = Build(
-        id=record.id,
+        **{name: getattr(record, name) for name in _SAME},
         image_name=record.image,
         repo=repo_of(record),
-        requester=record.requester,
         requesters=set(record.requesters),
-        max_events=max_events,
         status=BuildStatus(record.status),
-        cached=record.cached,
-        created_at=record.created_at,
-        started_at=record.started_at,
-        finished_at=record.finished_at,
-        error_code=record.error_code,
-        error_message=record.error_message,
+        phase_times=dict(record.phase_times),
+        max_events=max_events,
     )
     build.requests = 1  # it answered a request before (a new one joins it: 200, not 201)
-    build.spec_key = record.spec_key
-    build.pid, build.log_path, build.deadline = record.pid, record.log_path, record.deadline
-    build.log_event_base = record.log_event_base
-    build.phase_times.update(record.phase_times)
     build.load(events, last_event_id=record.last_event_id, phase=phase_of(record))
     return build
 
