@@ -12,7 +12,7 @@ For the service, the event timestamps seen by the client split the time into: be
 starts (resolve + registry lookup + spawn: the `fetching` event), repo2docker's run, and after its
 last log line (the service's registry check that the image is there, then `built`/`ready`).
 
-    .venv/bin/python bench/build_overhead.py [--runs 5] [--proto git]
+    .venv/bin/python bench/build_overhead.py [--runs 5] [--proto git] [--service-env KEY=VALUE] [--record]
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common as c
+import figures
 from tests.support.repos import buildable_repo
 
 R2D_CONFIG = """\
@@ -69,22 +70,29 @@ def direct_env() -> dict[str, str]:
     return env
 
 
-def run_direct(config: Path, image: str, sha: str, url: str, log: Path) -> float:
+def run_direct(config: Path, image: str, sha: str, url: str, log: Path) -> tuple[float, float]:
+    """(seconds from start to exit, seconds from its last output line to its exit)."""
     argv = [
         str(c.VENV_BIN / "repo2docker"), "--config", str(config), "--json-logs", "--no-run",
         "--user-id", "1000", "--user-name", "jovyan", "--image-name", image, "--ref", sha, "--push",
         "--", url,
     ]  # fmt: skip
     t0 = time.perf_counter()
+    last = t0
     with open(log, "wb") as out:
-        proc = subprocess.run(
-            argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=direct_env(),
-            cwd=config.parent, check=False, timeout=900,
+        proc = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env=direct_env(), cwd=config.parent,
         )  # fmt: skip
-    seconds = time.perf_counter() - t0
-    if proc.returncode != 0:
-        raise RuntimeError(f"direct repo2docker failed ({proc.returncode}); log {log}")
-    return seconds
+        assert proc.stdout is not None
+        for line in proc.stdout:  # as the service reads it: a line at a time
+            last = time.perf_counter()
+            out.write(line)
+        code = proc.wait(900)
+    end = time.perf_counter()
+    if code != 0:
+        raise RuntimeError(f"direct repo2docker failed ({code}); log {log}")
+    return end - t0, end - last
 
 
 async def run_service(svc: c.Service, url: str) -> dict[str, float | str]:
@@ -139,13 +147,15 @@ async def main_async(args: argparse.Namespace) -> int:
     direct_s: list[float] = []
     before_r2d: list[float] = []
     after_r2d: list[float] = []
+    direct_tail: list[float] = []
     with (
         tempfile.TemporaryDirectory(prefix="bench-overhead-") as tmp,
         c.git_world(backlog=1024) as (root, git),
     ):
         config = Path(tmp) / "r2d-Git.py"
         config.write_text(R2D_CONFIG)
-        with c.Service(prefix=f"bench-{rid}/") as svc:
+        extra = dict(kv.split("=", 1) for kv in args.service_env)
+        with c.Service(prefix=f"bench-{rid}/", env=extra) as svc:
             # One untimed build of each kind first: the first repo2docker start pays a cold cache.
             order = ["warm-service", "warm-direct"] + [
                 k for _ in range(args.runs) for k in ("service", "direct")
@@ -171,12 +181,13 @@ async def main_async(args: argparse.Namespace) -> int:
                         after_r2d.append(post)
                 else:
                     image = f"{c.REGISTRY}/bench-{rid}-direct/{name}:{sha}"
-                    seconds = await asyncio.to_thread(
+                    seconds, tail = await asyncio.to_thread(
                         run_direct, config, image, sha, url, Path(tmp) / f"{name}.log"
                     )
-                    detail = ""
+                    detail = f"its last line -> exit {tail * 1000:.0f} ms"
                     if kind == "direct":
                         direct_s.append(seconds)
+                        direct_tail.append(tail)
                 pushed = registry_has(image)
                 c.log(f"{kind:12} {seconds:6.2f} s  pushed={pushed}  {detail}")
                 rows.append([str(i + 1), kind, name, f"{seconds:.2f}", "yes" if pushed else "NO", detail])
@@ -186,7 +197,10 @@ async def main_async(args: argparse.Namespace) -> int:
     print(
         f"== build overhead: through the service vs repo2docker directly ({args.runs} fresh commits each) =="
     )
-    print(c.describe_src())
+    print(
+        c.describe_src()
+        + (f"; service environment additions: {' '.join(args.service_env)}" if args.service_env else "")
+    )
     print(f"repository over {args.proto}://; Dockerfile FROM busybox, RUN `{args.run} && echo <unique>`")
     print(f"pushed to {c.REGISTRY}")
     print()
@@ -202,9 +216,29 @@ async def main_async(args: argparse.Namespace) -> int:
         ["service - direct", f"{med_s - med_d:+.2f}", "", ""],
         ["  before repo2docker is spawned (resolve, lookup)", *stats(before_r2d, 3)],
         ["  after repo2docker's last line (exit, registry check, ready)", *stats(after_r2d, 3)],
+        ["direct: repo2docker's last line -> its exit", *stats(direct_tail, 3)],
+        [
+            "service's own share after the last line (difference of medians)",
+            f"{c.median(after_r2d) - c.median(direct_tail):+.3f}",
+            "",
+            "",
+        ],
     ]
     print(c.table(["seconds (timed runs only)", "median", "min", "max"], summary))
     print(f"\nratio of medians service/direct: {med_s / med_d:.3f}")
+    figs = [
+        figures.Figure("service: request -> ready (median)", med_s, "s"),
+        figures.Figure("direct repo2docker (median)", med_d, "s"),
+        figures.Figure("ratio service/direct", med_s / med_d, "x"),
+        figures.Figure("before repo2docker is spawned (median)", c.median(before_r2d), "s"),
+        figures.Figure("repo2docker's last line -> ready (median)", c.median(after_r2d), "s"),
+        figures.Figure("direct: last line -> exit (median)", c.median(direct_tail), "s"),
+        figures.Figure(
+            "service's own share after the last line", c.median(after_r2d) - c.median(direct_tail), "s"
+        ),
+    ]
+    print()
+    print(figures.report("build_overhead", figs, record=args.record))
     return 0
 
 
@@ -213,6 +247,8 @@ def main() -> int:
     p.add_argument("--runs", type=int, default=5)
     p.add_argument("--proto", default="git", choices=["git", "http"])
     p.add_argument("--run", default="echo hello > /hello.txt", help="the Dockerfile's RUN command")
+    p.add_argument("--service-env", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--record", action="store_true", help="write the figures to bench/recorded.json")
     return asyncio.run(main_async(p.parse_args()))
 
 

@@ -3,6 +3,7 @@ that did not start them (a restarted service)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from binder_service.builds import durable
 from binder_service.builds.durable import BuildFiles, follow, is_build_process, spawn
 from binder_service.builds.r2d_logs import MAX_LINE
 
@@ -107,3 +109,18 @@ async def test_long_lines_are_cut_as_a_pipes_are(tmp_path: Path) -> None:
     assert lines[-1] == "short"
     assert all(len(line) <= MAX_LINE for line in lines)
     assert lines[0] == "x" * MAX_LINE
+
+
+async def test_the_end_of_our_own_build_is_seen_at_its_exit_not_at_the_next_look(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Looks an hour apart: only the process's exit can end the wait (issue 16: last line -> `ready`).
+    monkeypatch.setattr(durable, "POLL", 3600.0)
+    files = _files(tmp_path)
+    script = "sleep 0.2; echo one; sleep 0.2; echo two; exit 4"
+    proc = await spawn(["/bin/sh", "-c", script], files, env={"PATH": os.environ["PATH"]}, cwd=tmp_path)
+    lines: list[str] = []
+    async with asyncio.timeout(120):  # a guard against a hang, not a speed requirement
+        code = await follow(files, lines.append, lambda: proc.returncode is None, proc.wait())
+    assert (lines, code) == (["one", "two"], 4)
+    assert await proc.wait() == 4

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import os
 import shutil
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,11 +107,21 @@ def is_build_process(pid: int, files: BuildFiles) -> bool:
     return str(files.exit).encode() in cmdline.split(b"\0")
 
 
-async def follow(files: BuildFiles, feed: Callable[[str], None], alive: Callable[[], bool]) -> int | None:
+async def follow(
+    files: BuildFiles,
+    feed: Callable[[str], None],
+    alive: Callable[[], bool],
+    exited: Awaitable[object] | None = None,
+) -> int | None:
     """Feed every line of the log, from its start, until the build ends: its exit status, or None when the
-    process is gone without writing one (it was killed)."""
-    async for line in read_lines(_Tail(files, alive)):  # the pipe's line splitting, on the file
-        feed(line)
+    process is gone without writing one (it was killed). `exited` (the process's `wait()`, when it is our
+    child) ends the wait for more output at once, not at the next poll."""
+    tail = _Tail(files, alive, exited)
+    try:
+        async for line in read_lines(tail):  # the pipe's line splitting, on the file
+            feed(line)
+    finally:
+        tail.close()
     return await asyncio.to_thread(files.exit_code)
 
 
@@ -120,10 +130,13 @@ class _Tail:
     ended (then b""). The exit file, `alive` and the log are looked at in one thread call per poll: none
     of it on the event loop."""
 
-    def __init__(self, files: BuildFiles, alive: Callable[[], bool]) -> None:
+    def __init__(
+        self, files: BuildFiles, alive: Callable[[], bool], exited: Awaitable[object] | None
+    ) -> None:
         self._files = files
         self._alive = alive
         self._offset = 0
+        self._exited = asyncio.ensure_future(exited) if exited is not None else None
 
     async def read(self, n: int = -1, /) -> bytes:
         while True:
@@ -133,7 +146,17 @@ class _Tail:
                 return chunk
             if ended:
                 return b""
+            await self._pause()
+
+    async def _pause(self) -> None:
+        if self._exited is None or self._exited.done():
             await asyncio.sleep(POLL)
+        else:  # the build's last line -> `ready` without waiting for the next look (issue 16)
+            await asyncio.wait((self._exited,), timeout=POLL)
+
+    def close(self) -> None:
+        if self._exited is not None and not self._exited.done():
+            self._exited.cancel()  # only the waiting: the process is not touched
 
     def _look(self, size: int) -> tuple[bytes, bool]:
         # Ended is looked at before the read: output written before the end is never missed.

@@ -214,7 +214,7 @@ class LocalExecutor:
         try:
             if job.on_process is not None:
                 await job.on_process(proc.pid, str(files.log))
-            code = await durable.follow(files, progress.feed, lambda: proc.returncode is None)
+            code = await durable.follow(files, progress.feed, lambda: proc.returncode is None, proc.wait())
             await proc.wait()
         finally:
             await stop_group(proc)
