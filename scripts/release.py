@@ -7,7 +7,7 @@ What it makes, all stamped with one version (the tree itself is never modified: 
                    binder_service_client-V-py3-none-any.whl, binder_service_client-V.tar.gz,
                    binder_service_hub-V-py3-none-any.whl, binder_service_hub-V.tar.gz   (upload to PyPI)
     dist/chart/    binder-service-V.tgz + index.yaml                                   (a chart repository)
-    dist/images.txt  the service image and the hub image, one reference a line       (pushed with --push)
+    dist/images.txt  the service, hub and builder images, one reference a line       (pushed with --push)
     dist/SHA256SUMS  checksums of the files above
 
 Nothing is reused from an earlier run: dist/'s artifacts are removed first and images build with --no-cache,
@@ -40,6 +40,8 @@ SERVICE_BASE = "python:3.12-slim-bookworm"
 # z2jh's hub image: JupyterHub 5 and KubeSpawner 7, what binder-service-hub supports.
 HUB_BASE = "quay.io/jupyterhub/k8s-hub:4.4.0"
 SERVICE_IMAGE, HUB_IMAGE = "binder-service", "binder-service-hub"
+# Build pods with engine buildah run it: repo2docker, buildah and the service's engine (Dockerfile.builder).
+BUILDER_IMAGE = "binder-service-builder"
 # The three Python projects (distribution name -> folder): the service and the hub side both depend on
 # the client, neither on the other.
 PROJECTS = {
@@ -115,9 +117,10 @@ def parse_args(argv: Sequence[str]) -> Options:
         "--image-prefix",
         default="",
         help="registry and namespace of the images, e.g. ghcr.io/org; the images are "
-        f"<prefix>/{SERVICE_IMAGE}:<version> and <prefix>/{HUB_IMAGE}:<version>",
+        f"<prefix>/{SERVICE_IMAGE}:<version>, <prefix>/{HUB_IMAGE}:<version> and "
+        f"<prefix>/{BUILDER_IMAGE}:<version>",
     )
-    p.add_argument("--push", action="store_true", help="push both images (needs --image-prefix)")
+    p.add_argument("--push", action="store_true", help="push the images (needs --image-prefix)")
     p.add_argument(
         "--service-base", default=SERVICE_BASE, help=f"service image base (default {SERVICE_BASE})"
     )
@@ -266,7 +269,11 @@ def build_chart(src: Path, out: Path, opts: Options) -> Path:
 def image_refs(opts: Options) -> dict[str, str]:
     prefix = f"{opts.image_prefix}/" if opts.image_prefix else ""
     tag = opts.version.python
-    return {"service": f"{prefix}{SERVICE_IMAGE}:{tag}", "hub": f"{prefix}{HUB_IMAGE}:{tag}"}
+    return {
+        "service": f"{prefix}{SERVICE_IMAGE}:{tag}",
+        "hub": f"{prefix}{HUB_IMAGE}:{tag}",
+        "builder": f"{prefix}{BUILDER_IMAGE}:{tag}",
+    }
 
 
 def build_images(src: Path, opts: Options, source: dict[str, str]) -> dict[str, str]:
@@ -280,9 +287,11 @@ def build_images(src: Path, opts: Options, source: dict[str, str]) -> dict[str, 
     # The CA bundle goes in as a secret: it is never part of a layer or the image's history.
     secret = ["--secret", f"id=pip_cert,src={opts.pip_cert}"] if opts.pip_cert else []
     commands = []
-    # Both from the tree's root: the hub image needs the client (src/client/) beside hub_extension/.
+    # All from the tree's root: the hub image needs the client (src/client/) beside hub_extension/. The
+    # builder image starts from the service's base (a Debian with Python).
     for kind, dockerfile, base, extra in (
         ("service", src / "Dockerfile", opts.service_base, []),
+        ("builder", src / "Dockerfile.builder", opts.service_base, []),
         (
             "hub",
             src / "hub_extension" / "Dockerfile",
@@ -348,6 +357,12 @@ IMAGE_PROBES = {
     "hub": "import importlib.metadata as m, binder_service_hub, binder_service_client\n"
     "print(binder_service_hub.__version__, m.version('binder-service-hub'))\n"
     "print(binder_service_client.__version__, m.version('binder-service-client'))\n",
+    # The engine repo2docker loads for `--engine buildah` imports, and is this release's.
+    "builder": "import importlib.metadata as m, binder_service\n"
+    "print(binder_service.__version__, m.version('binder-service'))\n"
+    "(engine,) = m.entry_points(group='repo2docker.engines', name='buildah')\n"
+    "engine.load()\n"
+    "print(engine.dist.version)\n",
 }
 
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build every artifact of a release into dist/: both packages (wheel + sdist), the chart (.tgz + index.yaml),
-# the service image and the hub image (references in dist/images.txt), all stamped with VERSION.
+# the service, hub and builder images (references in dist/images.txt), all stamped with VERSION.
 # Usage: scripts/release.sh VERSION [--image-prefix PREFIX] [--push] [...]   (--help for all options)
 # The release workflow (.github/workflows/release.yml) runs exactly this; the logic is in scripts/release.py.
 set -euo pipefail

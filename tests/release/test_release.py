@@ -56,7 +56,7 @@ pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
 class Release:
     dist: Path
     output: str
-    images: dict[str, str]  # service / hub -> name:tag@digest, as images.txt lists them
+    images: dict[str, str]  # service / hub / builder -> name:tag@digest, as images.txt lists them
     registry: RegistryServer
 
     def python(self, pattern: str) -> Path:
@@ -93,7 +93,7 @@ def release(world_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory)
     lines = (dist / "images.txt").read_text().split() if (dist / "images.txt").exists() else []
     try:
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-        images = dict(zip(["service", "hub"], lines, strict=True))
+        images = dict(zip(["service", "hub", "builder"], lines, strict=True))
         yield Release(dist=dist, output=proc.stdout, images=images, registry=registry)
     finally:
         # The images are big: they leave the engine and the registry with the test.
@@ -128,7 +128,11 @@ def test_the_command_makes_every_artifact(release: Release) -> None:
 
 
 def test_images_are_pushed_and_listed_with_their_digests(release: Release) -> None:
-    for kind, name in (("service", "binder-service"), ("hub", "binder-service-hub")):
+    for kind, name in (
+        ("service", "binder-service"),
+        ("hub", "binder-service-hub"),
+        ("builder", "binder-service-builder"),
+    ):
         ref = release.images[kind]
         repo_tag, digest = ref.split("@")
         repo, tag = repo_tag.rsplit(":", 1)
@@ -342,3 +346,34 @@ def test_the_hub_image_has_the_extension_at_the_release_version(release: Release
     hub = docker("run", "--rm", "--network", "none", "--entrypoint", "jupyterhub", ref, "--version")
     assert hub.returncode == 0, hub.stderr
     assert int(hub.stdout.strip().split(".")[0]) >= 5, hub.stdout
+
+
+def test_the_builder_image_builds_rootless_without_privilege(release: Release) -> None:
+    """What buildah's build pods need (docs/kubernetes.md): uid 1000 with subordinate ids, newuidmap and
+    newgidmap with file capabilities and no setuid bit, tini as PID 1, buildah and our repo2docker engine."""
+    ref = tag_of(release.images["builder"])
+    user = docker("image", "inspect", "--format", "{{.Config.User}} {{json .Config.Entrypoint}}", ref)
+    assert user.stdout.split(" ", 1) == ["1000:1000", '["/usr/bin/tini","-g","--"]\n']
+    script = "; ".join(
+        [
+            "id -u",
+            "getcap /usr/bin/newuidmap /usr/bin/newgidmap",
+            "stat -c '%a' /usr/bin/newuidmap /usr/bin/newgidmap",
+            "grep '^builder:' /etc/subuid /etc/subgid",
+            "buildah --version >/dev/null && echo buildah",
+            "repo2docker --version",
+        ]
+    )
+    r = docker("run", "--rm", "--network", "none", "--entrypoint", "sh", ref, "-c", script)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == [
+        "1000",
+        "/usr/bin/newuidmap cap_setuid=ep",
+        "/usr/bin/newgidmap cap_setgid=ep",
+        "755",
+        "755",
+        "/etc/subuid:builder:100000:65536",
+        "/etc/subgid:builder:100000:65536",
+        "buildah",
+        r.stdout.splitlines()[-1],  # repo2docker's version
+    ]
