@@ -11,7 +11,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from tests.api.conftest import MAX_INPUT, TOKEN, Served
+from tests.support.served import MAX_INPUT, TOKEN, Served
 
 SSE = {"Accept": "text/event-stream"}
 

@@ -4,24 +4,15 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from urllib.parse import quote
 
 import httpx
 import pytest
 
 from tests.support.net import blackhole, free_port
 from tests.support.repos import buildable_repo
-from tests.support.service import sse_messages
+from tests.support.service import build_url, spec, sse_messages
 
 pytestmark = pytest.mark.docker
-
-
-def spec(url: str, ref: str) -> str:
-    return f"{quote(url, safe='')}/{quote(ref, safe='')}"
-
-
-def build_url(service: str, url: str, ref: str = "main", provider: str = "git") -> str:
-    return f"{service}build/{provider}/{spec(url, ref)}?build_only=true"
 
 
 def registry_has(registry: str, image: str) -> bool:

@@ -14,7 +14,7 @@ import pytest
 
 import world
 from tests.support.repos import buildable_repo
-from tests.support.service import sse_messages
+from tests.support.service import build_url, sse_messages
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.docker
@@ -83,8 +83,6 @@ def test_reconnect_with_last_event_id_misses_nothing(
 
 def test_disconnect_does_not_stop_the_build(service_url: str, git_root: Path, git_daemon_url: str) -> None:
     name, _ = buildable_repo(git_root, run="sleep 1")
-    from tests.api.test_binderhub import build_url
-
     with httpx.stream("GET", build_url(service_url, git_daemon_url + name), timeout=30) as r:
         next(r.iter_lines())  # one line, then hang up
     builds = httpx.get(f"{service_url}api/v1/builds", params={"limit": 5}).json()["builds"]

@@ -11,7 +11,7 @@ from starlette.types import Receive, Scope, Send
 
 from binder_service.api.cors import CrossOrigin
 from binder_service.settings import Settings
-from tests.api.conftest import ALLOWED_ORIGIN, Served
+from tests.support.served import ALLOWED_ORIGIN, Served
 
 OTHER_ORIGIN = "http://elsewhere.test"
 

@@ -2,7 +2,7 @@
 
 For every operation, each status these requests provoke must be documented for that operation, come in a
 media type the document names for it, and carry a body its schema accepts. Against `binder-service serve`
-itself (tests/api/conftest.py: tokens, a base URL, no Docker engine), and for 502 a second one that may
+itself (tests/support/served.py: tokens, a base URL, no Docker engine), and for 502 a second one that may
 reach loopback (a closed port: the repository is unreachable).
 """
 
@@ -20,8 +20,8 @@ import httpx
 import jsonschema  # type: ignore[import-untyped]  # no stubs; kubernetes-validate's dependency
 import pytest
 
-from tests.api.conftest import MAX_INPUT, Served
 from tests.support.serve_process import serve_process
+from tests.support.served import MAX_INPUT, Served
 
 BASE = "/services/binder"
 IMAGE = "127.0.0.1:5055/binder/git-example-4fc4767166:1a2b3c4d5e6f"

@@ -130,7 +130,7 @@ def test_a_stream_of_builds_ends_under_budget_and_every_build_ready(
 
 
 def test_chart_runs_the_pruner_next_to_every_engine() -> None:
-    from tests.chart.support import CHART, kube_validate, lint_problems, objects, one, render, secret_data
+    from tests.support.chart import CHART, kube_validate, lint_problems, objects, one, render, secret_data
 
     assert not [d for d in objects(render()) if d["metadata"]["name"].endswith("-pruner")]  # off by default
     values = {

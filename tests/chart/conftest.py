@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import functools
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import kubernetes_validate
 import pytest
 
-from .support import CHART, STANDIN_JUPYTERHUB, UMBRELLA
+from tests.support.chart import vendor_umbrella
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -20,16 +19,6 @@ def _schemas_read_once() -> Iterator[None]:
         cached = functools.lru_cache(maxsize=None)(kubernetes_validate.utils.schema_contents)
         mp.setattr(kubernetes_validate.utils, "schema_contents", cached)
         yield
-
-
-def vendor_umbrella(dest: Path, standin: Path = STANDIN_JUPYTERHUB) -> Path:
-    """The example umbrella chart with its dependencies vendored as `helm dependency build` would: this
-    chart, and a stand-in for the jupyterhub chart (it cannot be downloaded here)."""
-    path = dest / "z2jh-umbrella"
-    shutil.copytree(UMBRELLA, path)
-    shutil.copytree(CHART, path / "charts" / "binder-service", ignore=shutil.ignore_patterns("examples"))
-    shutil.copytree(standin, path / "charts" / "jupyterhub")
-    return path
 
 
 @pytest.fixture(scope="session")

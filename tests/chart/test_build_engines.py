@@ -17,10 +17,9 @@ from binder_service.builds.kubernetes.pod import build_pod
 from binder_service.builds.kubernetes.setup import pod_template
 from binder_service.providers import ResolvedRepo
 from binder_service.settings import Settings
+from tests.support.chart import CHART, NAMESPACE, RELEASE, lint_problems, objects, one, render, secret_data
 from tests.support.kube_schemas import assert_valid
 from tests.support.pss import baseline_violations
-
-from .support import CHART, NAMESPACE, RELEASE, lint_problems, objects, one, render, secret_data
 
 REGISTRY = "https://registry.example.org"
 APP_VERSION = helm.Chart.load(str(CHART)).metadata["appVersion"]

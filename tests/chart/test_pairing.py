@@ -22,9 +22,8 @@ from packaging.requirements import Requirement
 from packaging.version import Version
 from traitlets.config import Config
 
-from . import netpol
-from .conftest import vendor_umbrella
-from .support import (
+from tests.support import netpol
+from tests.support.chart import (
     CHART,
     ROOT,
     STANDIN_JUPYTERHUB,
@@ -38,6 +37,7 @@ from .support import (
     plain_env,
     render,
     secret_data,
+    vendor_umbrella,
 )
 
 NAMESPACE = "jupyter"

@@ -17,22 +17,24 @@ from tests.support.waiting import wait_until
 
 @contextlib.contextmanager
 def serve_process(
-    env: dict[str, str], log: Path, *, graceful: bool = False
+    env: dict[str, str], log: Path, *, graceful: bool = False, cwd: Path | None = None
 ) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
     """The service with exactly `env` (plus a free port unless `env` names one: a restart keeps its
-    URL); yields the process and its base URL. At the end it is killed, or with `graceful` stopped with
-    SIGTERM (killed if it has not stopped in 30 s)."""
+    URL); yields the process and its URL (with BINDER_SERVICE_BASE_URL's path, ending in "/"). At the
+    end it is killed, or with `graceful` stopped with SIGTERM (killed if it has not stopped in 30 s)."""
     port = int(env.get("BINDER_SERVICE_PORT") or free_port())
     env = {**env, "BINDER_SERVICE_PORT": str(port)}
     with open(log, "ab") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "binder_service.cli", "serve"],
             env=env,
+            cwd=cwd,
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
         )
-    url = f"http://127.0.0.1:{port}/"
+    base = env.get("BINDER_SERVICE_BASE_URL", "").strip("/")
+    url = f"http://127.0.0.1:{port}/" + (f"{base}/" if base else "")
 
     def answers() -> bool:
         if proc.poll() is not None:

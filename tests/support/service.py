@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import uvicorn
@@ -59,6 +60,16 @@ def running_service(
     finally:
         server.should_exit = True
         thread.join(30)
+
+
+def spec(url: str, ref: str) -> str:
+    """BinderHub's `<repo>/<ref>` spec for a git URL, each part quoted whole."""
+    return f"{quote(url, safe='')}/{quote(ref, safe='')}"
+
+
+def build_url(service: str, url: str, ref: str = "main", provider: str = "git") -> str:
+    """The BinderHub face's build stream for `url` at `ref` (build only: no server is launched)."""
+    return f"{service}build/{provider}/{spec(url, ref)}?build_only=true"
 
 
 def sse_messages(

@@ -1,8 +1,10 @@
-"""Rendering, finding and validating the chart's objects: shared by the chart and pairing tests."""
+"""The chart's tests' helpers: rendering, finding and validating the chart's objects, and the example
+umbrella chart with its dependencies vendored."""
 
 from __future__ import annotations
 
 import base64
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +15,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "chart"
 UMBRELLA = CHART / "examples" / "z2jh-umbrella"
-STANDIN_JUPYTERHUB = Path(__file__).resolve().parent / "standin-jupyterhub"
+STANDIN_JUPYTERHUB = ROOT / "tests" / "chart" / "standin-jupyterhub"
 RELEASE, NAMESPACE = "demo", "ns1"
 # The oldest Kubernetes the chart supports (Chart.yaml kubeVersion) and the newest schemas at hand.
 KUBE_VERSIONS = ["1.28.0", kubernetes_validate.utils.latest_version()]
@@ -78,3 +80,13 @@ def kube_validate(docs: list[dict[str, Any]]) -> None:
                     f"{doc['kind']}/{doc['metadata']['name']} invalid for Kubernetes {version}: "
                     f"{'.'.join(map(str, e.path))}: {e.message}"
                 ) from None
+
+
+def vendor_umbrella(dest: Path, standin: Path = STANDIN_JUPYTERHUB) -> Path:
+    """The example umbrella chart with its dependencies vendored as `helm dependency build` would: this
+    chart, and a stand-in for the jupyterhub chart (it cannot be downloaded here)."""
+    path = dest / "z2jh-umbrella"
+    shutil.copytree(UMBRELLA, path)
+    shutil.copytree(CHART, path / "charts" / "binder-service", ignore=shutil.ignore_patterns("examples"))
+    shutil.copytree(standin, path / "charts" / "jupyterhub")
+    return path
