@@ -262,6 +262,18 @@ def test_the_architecture_page_names_every_module() -> None:
     assert modules - _architecture_names() == set()
 
 
+def test_the_architecture_page_names_every_module_of_the_client() -> None:
+    """src/ also holds the event-stream client's distribution: its row names each of its modules."""
+    client = ROOT / "src" / "client" / "binder_service_client"
+    rows = [
+        row
+        for row in _section(DOCS / "architecture.md", "Where things live").splitlines()
+        if row.startswith("|") and "`src/client/binder_service_client/`" in row
+    ]
+    named = set(re.findall(r"`(\w+\.py)`", " ".join(rows)))
+    assert {p.name for p in client.glob("*.py") if p.name != "__init__.py"} - named == set()
+
+
 def test_the_chart_page_names_every_setting_the_chart_sets() -> None:
     """chart.md's list of what `config` rejects missed docker_host, docker_config_dir and service_url."""
     text = _section(DOCS / "chart.md", "Values")
