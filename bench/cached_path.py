@@ -30,6 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common as c
+import figures
 from tests.support.gitserve import branch
 from tests.support.repos import buildable_repo
 
@@ -61,6 +62,7 @@ def parse_args() -> argparse.Namespace:
     )
     p.add_argument("--quick", action="store_true", help="small counts, for a smoke run")
     p.add_argument("--json", type=Path, help="also write the rows as JSON here")
+    p.add_argument("--record", action="store_true", help="write the figures to bench/recorded.json")
     args = p.parse_args()
     if args.quick:
         args.n1, args.n, args.warmup = 50, 300, 30
@@ -328,6 +330,32 @@ def print_report(
     print(f"build records kept:          {history} (GET /api/v1/builds?limit=1000[&cached=true])")
     total = sum(int(r["n"]) for r in bench.rows)
     print(f"requests measured: {total} (+ warm-ups)")
+    print()
+    name = "cached_path" + (" --quick" if args.quick else "")
+    print(figures.report(name, headline(bench, idle, after_build, hwm), record=args.record))
+
+
+def headline(bench: Bench, idle: float, after_build: float, hwm: float) -> list[figures.Figure]:
+    """The figures kept in bench/recorded.json: memory, and per API and protocol the raw client's rows
+    with a branch per worker (c=1: latency; higher c: service CPU per request, p99, throughput)."""
+    out = [
+        figures.Figure("RSS idle after start", idle, "MiB"),
+        figures.Figure("RSS after the first builds", after_build, "MiB"),
+        figures.Figure("VmHWM", hwm, "MiB"),
+    ]
+    for r in bench.rows:
+        if r["client"] != "raw" or (r["refs"] == "1 branch" and r["c"] != 1):
+            continue
+        key = f"{r['api']} {r['proto']} c={r['c']}"
+        if r["c"] == 1:
+            out.append(figures.Figure(f"{key} p50", float(r["p50_ms"]), "ms"))
+        else:
+            out += [
+                figures.Figure(f"{key} service CPU/req", float(r["svc_cpu_ms_per_req"]), "ms"),
+                figures.Figure(f"{key} p99", float(r["p99_ms"]), "ms"),
+                figures.Figure(f"{key} req/s", float(r["rps"]), "req/s", better="higher"),
+            ]
+    return out
 
 
 def main() -> int:

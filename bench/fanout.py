@@ -162,7 +162,14 @@ async def main() -> int:
         figures.Figure("service CPU per delivered event", cpu / max(delivered, 1) * 1e6, "µs"),
     ]
     print()
-    print(figures.report(f"fanout {args.binderhub}+{args.native}x{args.lines}", figs, record=args.record))
+    print(
+        figures.report(
+            f"fanout {args.binderhub}+{args.native}x{args.lines}"
+            + (f" linger {args.linger:g}s" if args.linger else ""),
+            figs,
+            record=args.record,
+        )
+    )
     return 0 if ready == complete == subscribers else 1
 
 

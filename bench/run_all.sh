@@ -16,6 +16,10 @@ quick=()
 "$py" scripts/world.py up >/dev/null
 echo "results in $out"
 
+echo "== 0/4 idle memory (new store, restart) =="
+if [ ${#quick[@]} -gt 0 ]; then rounds=(--rounds 1); else rounds=(--rounds 3); fi
+"$py" bench/idle.py "${rounds[@]}" | tee "$out/idle.txt"
+
 echo "== 1/4 cached path (latency, throughput, service RSS) =="
 "$py" bench/cached_path.py "${quick[@]}" --json "$out/cached_path.json" | tee "$out/cached_path.txt"
 
