@@ -3,10 +3,21 @@
 # a Docker engine (+ buildx, which repo2docker builds and pushes through), buildah (the daemonless
 # engine) with runc and uidmap, a registry, git's daemon,
 # busybox-static and debootstrap for base images nothing can pull. Idempotent: a second run is a no-op.
-# Usage: scripts/install-system.sh [--browser]   (--browser: also Chromium, for the JupyterHub browser tests)
+# Usage: scripts/install-system.sh [--browser] [--build-user NAME]
+#   --browser: also Chromium, for the JupyterHub browser tests
+#   --build-user NAME: a system user for rootless buildah builds (BINDER_SERVICE_BUILD_USER): home
+#     /var/lib/NAME, no login shell, 65536 subordinate uids and gids of its own in /etc/subuid, /etc/subgid
 set -euo pipefail
 browser=false
-[ "${1:-}" = "--browser" ] && browser=true
+build_user=
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --browser) browser=true ;;
+    --build-user) build_user=${2:?--build-user needs a name}; shift ;;
+    *) echo "unknown option: $1" >&2; exit 2 ;;
+  esac
+  shift
+done
 
 need=()
 command -v dockerd >/dev/null || need+=(docker.io)
@@ -46,4 +57,19 @@ if ! docker buildx version >/dev/null 2>&1; then
   (cd "$t" && apt-get "${o[@]}" download docker-buildx >/dev/null)
   dpkg -i "$t"/docker-buildx_*.deb >/dev/null
   rm -rf "$t"
+fi
+
+# The rootless build user: created once, with a subordinate id range after every range already given out.
+if [ -n "$build_user" ]; then
+  if ! id "$build_user" >/dev/null 2>&1; then
+    echo "creating build user: $build_user"
+    useradd --system --create-home --home-dir "/var/lib/$build_user" --shell /usr/sbin/nologin "$build_user"
+  fi
+  for f in /etc/subuid /etc/subgid; do
+    touch "$f"
+    if ! grep -q "^$build_user:" "$f"; then
+      start=$(awk -F: 'BEGIN { m = 100000 } { e = $2 + $3; if (e > m) m = e } END { print m }' "$f")
+      echo "$build_user:$start:65536" >>"$f"
+    fi
+  done
 fi

@@ -161,6 +161,14 @@ class Settings(BaseSettings):
         "(runc's cgroup per step); with engine `docker` the steps run in the daemon and escape it (a "
         "warning at start). Empty: no limit.",
     )
+    build_user: str = Field(
+        "",
+        description="Engine `buildah`, service running as root: run buildah as this unprivileged user, "
+        "rootless (its own user namespace; RUN steps in a chroot inside it), its storage in the user's "
+        "home directory. The user needs ranges in `/etc/subuid` and `/etc/subgid` "
+        "(`scripts/install-system.sh --build-user NAME` makes one). Empty: buildah runs as root, RUN steps "
+        "under runc.",
+    )
     build_cpu_limit: float = Field(
         0.0,
         ge=0,
@@ -745,13 +753,16 @@ class Settings(BaseSettings):
         if self.engine == "buildah" and not self.registry_url:
             # buildah keeps no image store that outlives a build (docs/security.md): the registry is it.
             raise ValueError("engine 'buildah' needs registry_url: its builds push there")
+        if self.build_user and (self.engine != "buildah" or self.executor != "local"):
+            raise ValueError("build_user is for engine 'buildah' with the local executor")
         limited = self.build_memory_limit or self.build_cpu_limit
-        if limited and self.engine == "buildah" and self.executor == "local" and os.geteuid() != 0:
+        rootless = os.geteuid() != 0 or self.build_user
+        if limited and self.engine == "buildah" and self.executor == "local" and rootless:
             # Rootless buildah runs RUN steps in a chroot (no cgroup of their own), and cgroup v1 delegates
             # no controller to an unprivileged user: nothing could hold the limit.
             raise ValueError(
                 "build_memory_limit and build_cpu_limit need the service to run as root with engine "
-                "'buildah' (rootless builds cannot be limited on this machine); unset them or run as root"
+                "'buildah' and no build_user (rootless builds cannot be limited on this machine)"
             )
         if self.k8s_sticky_builds and not self.k8s_docker_api_selector:
             raise ValueError("k8s_sticky_builds needs k8s_docker_api_selector (the docker-api pods' labels)")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import pwd
 import signal
 import subprocess
 import threading
@@ -23,7 +24,7 @@ import httpx
 import pytest
 from binder_service_client import messages
 
-from binder_service.builds.buildah_local import BuildahStorage
+from binder_service.builds.buildah_local import BuildahStorage, storage_key
 from binder_service.registry import MANIFEST_TYPES, split_image
 from tests.support.gitserve import commit, make_repo
 from tests.support.registry_servers import RegistryServer
@@ -298,3 +299,92 @@ def test_a_step_over_the_memory_limit_fails_the_build_and_nothing_else(
         assert fits[-1]["phase"] == "ready", fits[-3:]
         assert httpx.get(f"{service}health", timeout=60).json()["ok"]
     assert _left_behind(state) == {"containers": {}, "mounts": [], "build_storages": []}
+
+
+@pytest.fixture(scope="session")
+def build_user() -> str:
+    """A rootless build user, made as the quick-start makes it (scripts/install-system.sh --build-user)."""
+    name = "bsbuild"
+    subprocess.run(["scripts/install-system.sh", "--build-user", name], check=True, capture_output=True)
+    return name
+
+
+def test_as_root_buildah_runs_as_the_named_build_user(
+    start_service: Start,
+    git_root: Path,
+    git_daemon_url: str,
+    base_image: str,
+    tmp_path: Path,
+    build_user: str,
+) -> None:
+    user = pwd.getpwnam(build_user)
+    name = f"bah-user-{uuid.uuid4().hex[:8]}"
+    # uid_map inside the build: "0 <the user's uid> 1": RUN's root is the build user outside
+    make_repo(
+        git_root, name, {"Dockerfile": f"FROM {base_image}\nRUN head -1 /proc/self/uid_map && echo {name}\n"}
+    )
+    root = Path(user.pw_dir) / "binder-service-buildah"
+    with start_service(engine="buildah", build_user=build_user, state_dir=tmp_path / "state") as service:
+        health = httpx.get(f"{service}health", timeout=60).json()
+        assert {"service": "buildah", "ok": True} in health["checks"], health
+        build, events = _native_build(service, git_daemon_url + name)
+        assert events[-1]["phase"] == "ready", events[-5:]
+        maps = [e["message"].split() for e in events if e["message"].split()[:1] == ["0"]]
+        assert maps, [e["message"] for e in events]
+        assert maps[0][:2] == ["0", str(user.pw_uid)], maps
+    storage = BuildahStorage(
+        root, environ=os.environ, registry_url="", docker_config=None, build_user=build_user
+    )
+    mine = root / storage_key(build["image_name"])
+    assert mine.stat().st_uid == user.pw_uid  # the storage is the user's
+    assert (mine / "root" / "overlay-images").is_dir()  # kept for the repository's next commit
+    assert storage.containers(mine) == []
+    assert not list(mine.glob("build-*"))  # the handed-over context and credentials are gone
+    wait_until(lambda: not _processes_of(user.pw_uid), what="the build user's processes to end")
+
+
+def test_a_cancelled_build_of_the_build_user_leaves_nothing_behind(
+    start_service: Start,
+    git_root: Path,
+    git_daemon_url: str,
+    base_image: str,
+    tmp_path: Path,
+    build_user: str,
+) -> None:
+    user = pwd.getpwnam(build_user)
+    name = f"bah-user-stop-{uuid.uuid4().hex[:8]}"
+    make_repo(git_root, name, {"Dockerfile": f"FROM {base_image}\nRUN echo {name} && sleep 120\n"})
+    with start_service(engine="buildah", build_user=build_user, state_dir=tmp_path / "state") as service:
+        r = httpx.post(
+            f"{service}api/v1/builds", json={"repo": git_daemon_url + name, "ref": "main"}, timeout=30
+        )
+        assert r.status_code == 201, r.text
+        build = r.json()
+
+        def cancel() -> None:
+            httpx.post(f"{service}api/v1/builds/{build['id']}/cancel", timeout=30).raise_for_status()
+
+        events = _stream_until(
+            str(httpx.URL(service).join(build["events_url"])),
+            lambda e: str(e.get("message", "")).strip() == name,
+            cancel,
+        )
+        assert events[-1]["code"] == "build_cancelled", events[-3:]
+    wait_until(lambda: not _processes_of(user.pw_uid), what="the build user's processes to end")
+    root = Path(user.pw_dir) / "binder-service-buildah"
+    storage = BuildahStorage(
+        root, environ=os.environ, registry_url="", docker_config=None, build_user=build_user
+    )
+    mine = root / storage_key(build["image_name"])
+    assert storage.containers(mine) == []
+    assert not list(mine.glob("build-*"))
+    assert _mounts_under(root) == []
+
+
+def _processes_of(uid: int) -> list[str]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        with suppress(OSError):
+            if proc.name.isdigit() and proc.stat().st_uid == uid:
+                found.append(proc.name)
+    return found

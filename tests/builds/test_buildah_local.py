@@ -163,3 +163,33 @@ def test_limits_need_root_with_buildah_and_warn_with_docker(
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     with pytest.raises(ValidationError, match="need the service to run as root"):
         Settings(engine="buildah", registry_url=REGISTRY, build_memory_limit="1GiB")
+
+
+async def test_a_build_user_must_exist_and_have_subordinate_ids(tmp_path: Path) -> None:
+    def storage(user: str) -> BuildahStorage:
+        return BuildahStorage(
+            tmp_path / "b",
+            environ={"PATH": "/usr/bin:/bin"},
+            registry_url=REGISTRY,
+            docker_config=None,
+            build_user=user,
+        )
+
+    with pytest.raises(BuilderUnavailable, match=r"build user no-such-user-x does not exist: create it"):
+        await storage("no-such-user-x").check()
+    with pytest.raises(
+        BuilderUnavailable, match=r"user nobody has no range in /etc/subuid.*usermod --add-subuids"
+    ):
+        await storage("nobody").check()
+    assert storage("nobody").isolation == "chroot"  # rootless: buildah's user namespace, never runc as root
+
+
+def test_build_user_settings() -> None:
+    from binder_service.builds.executors import _engine_config
+
+    rootless = Settings(engine="buildah", registry_url=REGISTRY, build_user="bsbuild")
+    assert _engine_config(rootless) == "c.BuildahEngine.run_as = 'bsbuild'\n"
+    with pytest.raises(ValidationError, match="build_user is for engine 'buildah'"):
+        Settings(build_user="bsbuild")
+    with pytest.raises(ValidationError, match="no build_user"):
+        Settings(engine="buildah", registry_url=REGISTRY, build_user="bsbuild", build_memory_limit="1GiB")

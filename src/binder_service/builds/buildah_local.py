@@ -72,9 +72,12 @@ class BuildahStorage:
         registry_url: str,
         docker_config: Path | None,
         disk_budget: int | None = None,
+        build_user: str = "",
     ) -> None:
         self.root = root
         self._budget = disk_budget
+        # As root, buildah may run as this unprivileged user instead (rootless: its user namespace).
+        self.build_user = build_user
         self._command = command
         self._path = environ.get("PATH", os.defpath)
         self._registry = registry_host(registry_url) if registry_url else ""
@@ -82,7 +85,33 @@ class BuildahStorage:
         self._checked = False
         # As root, RUN steps run under runc (namespaces, seccomp, masked /proc), never in a bare chroot:
         # a root process in a chroot can leave it. Not root, buildah runs rootless (a user namespace).
-        self.isolation = "oci" if os.geteuid() == 0 else "chroot"
+        self.isolation = "oci" if os.geteuid() == 0 and not build_user else "chroot"
+
+    def _user(self) -> tuple[int, int] | None:
+        if not self.build_user:
+            return None
+        try:
+            entry = pwd.getpwnam(self.build_user)
+        except KeyError:
+            raise BuilderUnavailable(
+                f"the build user {self.build_user} does not exist: create it (scripts/install-system.sh "
+                f"--build-user {self.build_user} does), with ranges in /etc/subuid and /etc/subgid"
+            ) from None
+        return entry.pw_uid, entry.pw_gid
+
+    def _as_user(self, argv: list[str], storage: Path) -> tuple[list[str], dict[str, str]]:
+        """`argv` and its environment, run as the build user when there is one."""
+        env = {"PATH": self._path, "CONTAINERS_STORAGE_CONF": str(storage / "storage.conf")}
+        user = self._user()
+        if user is None:
+            return argv, env
+        # buildah rootless wants a runtime directory of the user's own.
+        runtime = storage / "xdg"
+        runtime.mkdir(mode=0o700, exist_ok=True)
+        os.chown(runtime, *user)
+        env |= {"HOME": str(storage), "XDG_RUNTIME_DIR": str(runtime)}
+        setpriv = ["setpriv", f"--reuid={user[0]}", f"--regid={user[1]}", "--init-groups", "--"]
+        return [*setpriv, *argv], env
 
     # --- one build ---
 
@@ -122,13 +151,18 @@ class BuildahStorage:
 
     def _prepare(self, storage: Path) -> Path:
         storage.mkdir(mode=0o700, exist_ok=True)
+        user = self._user()
+        if user is not None:
+            os.chown(storage, *user)  # the build user's: buildah writes there as that user
         conf = storage / "storage.conf"
-        if not conf.exists():
-            driver = "overlay"  # native overlay works as root and rootless here; fuse-overlayfs does not
-            conf.write_text(
-                f'[storage]\ndriver = "{driver}"\ngraphroot = "{storage / "root"}"\n'
-                f'runroot = "{storage / "run"}"\n'
-            )
+        # native overlay works as root and rootless here (fuse-overlayfs does not); rootless buildah reads
+        # rootless_storage_path, not graphroot, and keeps its run state under XDG_RUNTIME_DIR (`xdg/`)
+        text = (
+            f'[storage]\ndriver = "overlay"\ngraphroot = "{storage / "root"}"\n'
+            f'runroot = "{storage / "run"}"\nrootless_storage_path = "{storage / "root"}"\n'
+        )
+        if not conf.is_file() or conf.read_text() != text:
+            conf.write_text(text)
         (storage / _LOCK).touch(mode=0o600, exist_ok=True)
         return storage
 
@@ -169,11 +203,11 @@ class BuildahStorage:
         if not conf.is_file():  # buildah would fall back to its default storage: never touch that
             unmount_under(storage)
             return
-        env = {"PATH": self._path, "CONTAINERS_STORAGE_CONF": str(conf)}
+        argv, env = self._as_user([self._command, "rm", "--all"], storage)
         try:
             proc = subprocess.run(
-                [self._command, "rm", "--all"],
-                env=env, capture_output=True, timeout=CLEAN_TIMEOUT, check=False, stdin=subprocess.DEVNULL,
+                argv, env=env, capture_output=True, timeout=CLEAN_TIMEOUT, check=False,
+                stdin=subprocess.DEVNULL,
             )  # fmt: skip
             if proc.returncode != 0:
                 log.warning(
@@ -183,6 +217,9 @@ class BuildahStorage:
         except (OSError, subprocess.TimeoutExpired) as e:
             log.warning("buildah rm --all failed", extra={"storage": str(storage), "error": str(e)})
         unmount_under(storage)  # the storage driver's own mount, left by a process that was killed
+        # what the engine handed over to a build user (context, credentials) when its build was killed
+        for handed in [*storage.glob("build-*"), *storage.glob("inspect-*")]:
+            shutil.rmtree(handed, ignore_errors=True)
 
     # --- the whole service ---
 
@@ -229,10 +266,9 @@ class BuildahStorage:
 
     def containers(self, storage: Path) -> list[str]:
         """The ids of buildah's containers in `storage` (tests, diagnostics)."""
-        env = {"PATH": self._path, "CONTAINERS_STORAGE_CONF": str(storage / "storage.conf")}
+        argv, env = self._as_user([self._command, "containers", "--quiet", "--notruncate"], storage)
         proc = subprocess.run(
-            [self._command, "containers", "--quiet", "--notruncate"],
-            env=env, capture_output=True, timeout=PROBE_TIMEOUT, check=True, stdin=subprocess.DEVNULL,
+            argv, env=env, capture_output=True, timeout=PROBE_TIMEOUT, check=True, stdin=subprocess.DEVNULL,
         )  # fmt: skip
         return proc.stdout.decode().split()
 
@@ -250,10 +286,16 @@ class BuildahStorage:
             raise BuilderUnavailable(
                 f"runc is not installed here (buildah runs RUN steps with it as root): {INSTALL_HINT}"
             )
-        if os.geteuid() != 0:
-            _check_rootless()
+        user = self._user()  # the build user exists
+        if os.geteuid() != 0 or self.build_user:
+            _check_rootless(self.build_user or pwd.getpwuid(os.geteuid()).pw_name)
+        if self.build_user and not shutil.which("setpriv", path=self._path):
+            raise BuilderUnavailable("setpriv is not installed here (util-linux): the build user needs it")
         try:
             self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+            if user is not None:
+                # the build user passes through to its storages and lists nothing
+                os.chmod(self.root, 0o711)  # noqa: S103
             probe = self.root / ".write-probe"
             probe.touch()
             probe.unlink()
@@ -274,16 +316,16 @@ class BuildahStorage:
         self._checked = True
 
 
-def _check_rootless() -> None:
+def _check_rootless(user: str) -> None:
     """A user without subordinate id ranges cannot build rootless; neither can a kernel without user
     namespaces."""
-    user = pwd.getpwuid(os.geteuid()).pw_name
+    uid = str(pwd.getpwnam(user).pw_uid)
     for name in ("subuid", "subgid"):
         try:
             lines = Path(f"/etc/{name}").read_text().splitlines()
         except OSError:
             lines = []
-        if not any(line.split(":", 1)[0] in (user, str(os.geteuid())) for line in lines):
+        if not any(line.split(":", 1)[0] in (user, uid) for line in lines):
             raise BuilderUnavailable(
                 f"user {user} has no range in /etc/{name}, which rootless buildah needs: add one, e.g. "
                 f"`usermod --add-subuids 300000-365535 --add-subgids 300000-365535 {user}`"
@@ -301,7 +343,7 @@ def _check_rootless() -> None:
 
 def _left_something(storage: Path) -> bool:
     """Containers or mounts in `storage`, or a build's own storage (removed whole)."""
-    if storage.name.startswith(_TMP) or _mounts_under(storage):
+    if storage.name.startswith(_TMP) or _mounts_under(storage) or any(storage.glob("build-*")):
         return True
     try:
         listed = (storage / "root" / "overlay-containers" / "containers.json").read_text().strip()

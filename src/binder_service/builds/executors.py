@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import pwd
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .buildah_local import BuildahStorage
@@ -49,6 +52,8 @@ def _engine_config(settings: Settings) -> str:
     """repo2docker config lines for the build engine: the per-build limits (buildah's RUN steps)."""
     from .engine_disk import parse_size
 
+    if settings.build_user:
+        return f"c.BuildahEngine.run_as = {settings.build_user!r}\n"  # (no limits with one: Settings)
     if not (settings.build_memory_limit or settings.build_cpu_limit):
         return ""
     if settings.engine == "docker":
@@ -69,12 +74,22 @@ def _buildah_storage(settings: Settings, environ: Mapping[str, str]) -> BuildahS
     from .engine_disk import parse_size
 
     return BuildahStorage(
-        settings.resolved_state_dir() / "buildah",
+        _buildah_root(settings),
         environ=environ,
         registry_url=settings.registry_url,
         docker_config=settings.resolved_docker_config(),
         disk_budget=parse_size(settings.engine_disk_budget) if settings.engine_disk_budget else None,
+        build_user=settings.build_user,
     )
+
+
+def _buildah_root(settings: Settings) -> Path:
+    """Under the state directory; a build user's storage in its home (it must reach it, and the state
+    directory is the service's own)."""
+    if settings.build_user:
+        with contextlib.suppress(KeyError):  # no such user: the health check says so
+            return Path(pwd.getpwnam(settings.build_user).pw_dir) / "binder-service-buildah"
+    return settings.resolved_state_dir() / "buildah"
 
 
 def engine_check_name(settings: Settings) -> str:

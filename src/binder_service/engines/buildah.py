@@ -23,7 +23,9 @@ import base64
 import ipaddress
 import json
 import os
+import pwd
 import re
+import shutil
 import subprocess
 import tarfile
 import tempfile
@@ -117,6 +119,13 @@ class BuildahEngine(ContainerEngine):  # type: ignore[misc]  # repo2docker ships
     cpu_limit = Float(
         0.0, help="CPUs each RUN step may use; 0: no limit. Needs `oci` isolation.", config=True
     )
+    run_as = Unicode(
+        "",
+        help="Run buildah as this unprivileged user (rootless; repo2docker runs as root). Its storage "
+        "(CONTAINERS_STORAGE_CONF's directory) must be the user's; the build's context, registries.conf and "
+        "auth file are handed over in a directory of the user's own there.",
+        config=True,
+    )
 
     @default("isolation")
     def _isolation_default(self) -> str:
@@ -142,20 +151,33 @@ class BuildahEngine(ContainerEngine):  # type: ignore[misc]  # repo2docker ships
         """Build `tag` (and push it when `push`); yields buildah's output lines; raises BuildError (or
         ImageLoadError for the push) with buildah's own error line."""
         with ExitStack() as stack:
-            private = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="buildah-engine-")))
+            user = _user(self.run_as) if self.run_as else None
+            if user is None:
+                private = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="buildah-engine-")))
+            else:  # beside the user's storage: everything buildah reads must be the user's to read
+                private = Path(tempfile.mkdtemp(prefix="build-", dir=_storage_dir()))
+                stack.callback(shutil.rmtree, private, True)
+            source = Path(path or ".")
+            recipe = Path(dockerfile) if os.path.isabs(dockerfile) else source / (dockerfile or "Dockerfile")
             if fileobj is not None:
                 context = private / "context"
                 context.mkdir()
                 with tarfile.open(fileobj=fileobj) as tar:
                     tar.extractall(context, filter="data")  # the data filter checks members
+                recipe = context / (dockerfile or "Dockerfile")
+            elif user is not None:
+                context = private / "context"  # a copy the user may read (the checkout is root's, 0700)
+                shutil.copytree(source, context, symlinks=True)
+                recipe = context / recipe.relative_to(source)
             else:
-                context = Path(path or ".")
-            recipe = Path(dockerfile) if os.path.isabs(dockerfile) else context / (dockerfile or "Dockerfile")
+                context = source
             env = self._environment(private, tag, cache_from or [], recipe)
+            if user is not None:
+                env = _hand_over(private, user, env)
             argv = [
                 *self._bud_args(buildargs, cache_from or [], container_limits, tag, labels, platform, push)
             ]
-            argv += ["--file", str(recipe), str(context)]
+            argv = self._as_user([*argv, "--file", str(recipe), str(context)])
             try:
                 yield from _run(argv, env, BuildError)
             except BuildError as e:
@@ -170,7 +192,14 @@ class BuildahEngine(ContainerEngine):  # type: ignore[misc]  # repo2docker ships
                 raise
             if push and tag:
                 yield PUSH_MARK.format(tag=tag)
-                yield from _run([self.command, "push", tag, f"docker://{tag}"], env, ImageLoadError)
+                push_argv = self._as_user([self.command, "push", tag, f"docker://{tag}"])
+                yield from _run(push_argv, env, ImageLoadError)
+
+    def _as_user(self, argv: list[str]) -> list[str]:
+        if not self.run_as:
+            return argv
+        uid, gid = _user(self.run_as)
+        return ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--init-groups", "--", *argv]
 
     def _bud_args(
         self,
@@ -242,18 +271,74 @@ class BuildahEngine(ContainerEngine):  # type: ignore[misc]  # repo2docker ships
 
     def inspect_image(self, image: str) -> Image | None:
         """The image's configuration, None when buildah's storage does not have it."""
-        proc = subprocess.run(
-            [self.command, "inspect", "--type", "image", image],
-            capture_output=True,
-            check=False,
-            stdin=subprocess.DEVNULL,
-        )
+        env = None
+        private = None
+        if self.run_as:
+            private = Path(tempfile.mkdtemp(prefix="inspect-", dir=_storage_dir()))
+            env = _hand_over(private, _user(self.run_as), dict(os.environ))
+        try:
+            proc = subprocess.run(
+                self._as_user([self.command, "inspect", "--type", "image", image]),
+                capture_output=True,
+                check=False,
+                stdin=subprocess.DEVNULL,
+                env=env,
+            )
+        finally:
+            if private is not None:
+                shutil.rmtree(private, ignore_errors=True)
         if proc.returncode != 0:
             return None
         data = json.loads(proc.stdout.decode("utf-8", "replace"))
         config = dict((data.get("OCIv1") or {}).get("config") or {})
         config.setdefault("WorkingDir", "")  # repo2docker reads it; docker always sets it
         return Image(tags=[image], config=config)
+
+
+def _user(name: str) -> tuple[int, int]:
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError:
+        raise BuildError(f"the build user {name!r} does not exist") from None
+    return entry.pw_uid, entry.pw_gid
+
+
+def _storage_dir() -> Path:
+    conf = os.environ.get("CONTAINERS_STORAGE_CONF")
+    if not conf:
+        raise BuildError("run_as needs CONTAINERS_STORAGE_CONF (the build user's storage)")
+    return Path(conf).parent
+
+
+_KEPT = ("PATH", "LANG", "CONTAINERS_STORAGE_CONF", "CONTAINERS_REGISTRIES_CONF")
+
+
+def _hand_over(private: Path, user: tuple[int, int], env: dict[str, str]) -> dict[str, str]:
+    """Give `private` (context, registries.conf, a copy of the auth file) to the build user; the
+    environment buildah runs with as that user: only what it needs."""
+    auth = env.get("REGISTRY_AUTH_FILE")
+    if auth and not Path(auth).is_relative_to(private):
+        shutil.copyfile(auth, private / "registry-auth.json")
+        os.chmod(private / "registry-auth.json", 0o600)
+        auth = str(private / "registry-auth.json")
+    (private / "tmp").mkdir(mode=0o700, exist_ok=True)
+    # the storage's run state, shared with binder-service's clean-up of that storage (buildah_local.py)
+    runtime = Path(env["CONTAINERS_STORAGE_CONF"]).parent / "xdg"
+    runtime.mkdir(mode=0o700, exist_ok=True)
+    os.chown(runtime, *user)
+    for top, dirs, files in os.walk(private):
+        for name in [*dirs, *files]:
+            os.chown(os.path.join(top, name), *user, follow_symlinks=False)
+    os.chown(private, *user)
+    os.chmod(private, 0o700)
+    return {
+        **{k: env[k] for k in _KEPT if k in env},
+        **({"REGISTRY_AUTH_FILE": auth} if auth else {}),
+        "HOME": str(private),
+        "XDG_RUNTIME_DIR": str(runtime),
+        "TMPDIR": str(private / "tmp"),
+        "BUILDAH_ISOLATION": "chroot",
+    }
 
 
 def _size(n: int) -> str:
