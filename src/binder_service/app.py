@@ -27,9 +27,6 @@ from .builds import BuildManager, Executor
 from .builds.engine_disk import EngineDisk
 from .builds.executors import engine_check_name, make_executor
 from .builds.recording import Recorder, owner_id
-from .credentials import GitCredentials
-from .destinations import DestinationCheck
-from .egress import EgressPolicy
 from .housekeeping import background, engine_disk, keep_house, layer_cache, registry_images
 from .image_admin import ImageAdmin
 from .image_store import ImageStore, image_store_for
@@ -37,6 +34,9 @@ from .images import qualified_prefix
 from .metrics import Metrics
 from .policy import SpecPolicy
 from .providers.registry import make_providers
+from .security.credentials import GitCredentials
+from .security.destinations import DestinationCheck
+from .security.egress import EgressPolicy
 from .service import BinderService
 from .settings import Settings
 from .store import BuildStore

@@ -6,11 +6,11 @@ import time
 
 from .auth import Identity
 from .builds import Build, BuildManager
-from .destinations import DestinationCheck
 from .images import image_name
 from .metrics import Metrics
 from .policy import SpecPolicy, spec_key
 from .providers import Providers, RepoSpec
+from .security.destinations import DestinationCheck
 
 
 class BinderService:

@@ -589,7 +589,7 @@ class Settings(BaseSettings):
     @field_validator("allowed_networks", mode="before")
     @classmethod
     def _networks(cls, value: object) -> object:
-        from .egress import parse_networks
+        from .security.egress import parse_networks
 
         value = _split_policy_list(value)
         if isinstance(value, list):

@@ -12,7 +12,6 @@ from typing import Any
 import httpx
 import pytest
 
-from binder_service.egress import EgressPolicy
 from binder_service.errors import (
     DestinationNotAllowed,
     InvalidSpec,
@@ -26,6 +25,7 @@ from binder_service.errors import (
 from binder_service.images import image_name, is_valid_image_name
 from binder_service.providers import Providers, RepoSpec
 from binder_service.providers.registry import make_providers as _providers
+from binder_service.security.egress import EgressPolicy
 from binder_service.settings import Settings
 from tests.support.fake_data_apis import (
     FakeCKAN,

@@ -15,7 +15,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from binder_service.credentials import GitCredentials, parse_credential
 from binder_service.errors import (
     InputTooLarge,
     InvalidSpec,
@@ -28,7 +27,9 @@ from binder_service.errors import (
 from binder_service.providers.git import protocol
 from binder_service.providers.git.protocol import RemoteRefs, pick_ref, pkt_line
 from binder_service.providers.git.remote import GitRemote
-from binder_service.providers.git.urls import check_git_url, redact_url
+from binder_service.providers.git.urls import check_git_url
+from binder_service.security.credentials import GitCredentials, parse_credential
+from binder_service.security.redaction import redact_url
 from tests.support.gitserve import (
     branch,
     commit,

@@ -1,10 +1,10 @@
-"""The URL helpers every git transport, the credential store, the REST APIs and the build pod share."""
+"""The URL helpers every git transport, the credential store and the REST APIs share."""
 
 from __future__ import annotations
 
 import pytest
 
-from binder_service.providers.git.urls import http_origin, redact_url, scrub, transport, url_host
+from binder_service.providers.git.urls import http_origin, transport, url_host
 
 
 @pytest.mark.parametrize(
@@ -43,24 +43,3 @@ def test_http_origin(url: str, origin: tuple[str, str, int] | None) -> None:
 def test_transport_and_host(url: str, proto: str, host: str | None) -> None:
     assert transport(url) == proto
     assert url_host(url) == host
-
-
-@pytest.mark.parametrize(
-    ("url", "shown"),
-    [
-        ("https://user:s3cret@git.example.org/hello.git", "https://git.example.org/hello.git"),
-        ("git-https://user:s3cret@git.example.org/x", "git-https://git.example.org/x"),  # a build slug
-        ("https://a@b:c@host/x?q=a@b", "https://host/x?q=a@b"),
-        ("https://host/x@y", "https://host/x@y"),
-        ("git@host:org/repo", "git@host:org/repo"),  # an ssh user name is not a secret
-    ],
-)
-def test_redact_url(url: str, shown: str) -> None:
-    assert redact_url(url) == shown
-
-
-def test_scrub() -> None:
-    assert scrub("fatal:\tsee https://x-access-token:ghp_abc@github.com/o/r\r\n  now\x00") == (
-        "fatal: see https://github.com/o/r now"
-    )
-    assert scrub("x" * 10, limit=4) == "xxxx…"

@@ -14,7 +14,7 @@ from .executor import Executor
 from .local import LocalExecutor
 
 if TYPE_CHECKING:
-    from ..credentials import GitCredentials
+    from ..security.credentials import GitCredentials
     from ..settings import Settings
 
 __all__ = ["engine_check_name", "make_executor"]

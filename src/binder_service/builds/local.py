@@ -16,12 +16,12 @@ import tempfile
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
-from ..child_env import child_environ
-from ..credentials import GitCredentials
 from ..engines import OUT_OF_MEMORY
 from ..errors import BuildError, BuilderUnavailable, BuildOutOfMemory, EngineUnavailable
 from ..events import Phase
 from ..image_store import EngineImageStore
+from ..security.child_env import child_environ
+from ..security.credentials import GitCredentials
 from . import durable
 from .buildah_local import BuildahStorage
 from .executor import Adoptee, BuildJob, Emit

@@ -20,7 +20,7 @@ import httpx
 
 from ..caching import AsyncCache
 from ..errors import BinderError, RepoNotFound, RepoUnreachable, UpstreamError, UpstreamTimeout
-from .git.urls import scrub
+from ..security.redaction import scrub
 from .http_api import _USER_AGENT
 
 __all__ = ["MAX_HOPS", "DoiResolver", "doi_prefix", "parse_doi"]

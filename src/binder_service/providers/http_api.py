@@ -23,7 +23,8 @@ import httpx
 
 from .. import __version__
 from ..errors import BinderError, RateLimited, RepoUnreachable, UpstreamError, UpstreamTimeout
-from .git.urls import http_origin, scrub
+from ..security.redaction import scrub
+from .git.urls import http_origin
 
 __all__ = ["MISSING", "HttpApi", "QuotaObserver", "Reply", "pick"]
 

@@ -30,8 +30,8 @@ from .hydroshare import HydroShareProvider
 from .zenodo import ZenodoProvider
 
 if TYPE_CHECKING:
-    from ..credentials import GitCredentials
-    from ..egress import EgressPolicy
+    from ..security.credentials import GitCredentials
+    from ..security.egress import EgressPolicy
     from ..settings import Settings
 
 __all__ = ["PROVIDERS", "ProviderContext", "make_providers", "provider_names"]

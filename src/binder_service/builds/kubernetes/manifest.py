@@ -15,10 +15,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ...credentials import GitCredentials
-from ...egress import EgressPolicy
 from ...images import image_name, qualified_prefix
 from ...providers.registry import make_providers
+from ...security.credentials import GitCredentials
+from ...security.egress import EgressPolicy
 from ...settings import Settings
 from ..executor import BuildJob
 from .pod import build_pod

@@ -16,7 +16,7 @@ from typing import Any
 
 from ...images import build_pod_name
 from ...providers import ResolvedRepo
-from ...providers.git.urls import redact_url
+from ...security.redaction import redact_url
 from ..executor import BuildJob
 from ..r2d_args import r2d_args, r2d_config
 

@@ -7,9 +7,9 @@ import contextlib
 from typing import Final
 from urllib.parse import urlsplit
 
-from ...egress import EgressPolicy
+from ...security.egress import EgressPolicy
+from ...security.redaction import redact_url
 from .protocol import PktReader, RefsParser, RemoteRefs, pkt_line
-from .urls import redact_url
 
 __all__ = ["GIT_DAEMON_PORT", "list_refs"]
 

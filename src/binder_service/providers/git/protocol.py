@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 from ...errors import RepoNotFound, RepoUnreachable
-from .urls import scrub
+from ...security.redaction import scrub
 
 __all__ = [
     "MAX_ADVERTISEMENT",

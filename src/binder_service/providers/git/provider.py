@@ -8,9 +8,10 @@ from urllib.parse import unquote
 
 from ...caching import AsyncCache
 from ...errors import InvalidSpec
+from ...security.redaction import redact_url
 from ..base import RepoProvider, RepoSpec, ResolvedRepo
 from .remote import GitRemote
-from .urls import check_git_url, is_commit_id, redact_url
+from .urls import check_git_url, is_commit_id
 
 if TYPE_CHECKING:
     from ..registry import ProviderContext

@@ -15,12 +15,13 @@ from collections.abc import AsyncIterator, Mapping
 
 import httpx
 
-from ...credentials import GitCredentials
-from ...egress import EgressPolicy
 from ...errors import BinderError, InvalidSpec, RefNotFound, RepoUnreachable, UpstreamTimeout
+from ...security.credentials import GitCredentials
+from ...security.egress import EgressPolicy
+from ...security.redaction import redact_url, scrub
 from . import daemon, smart_http, ssh
 from .protocol import RemoteRefs, pick_ref
-from .urls import DEFAULT_PROTOCOLS, check_git_url, is_commit_id, redact_url, scrub, transport
+from .urls import DEFAULT_PROTOCOLS, check_git_url, is_commit_id, transport
 
 __all__ = ["GitRemote"]
 

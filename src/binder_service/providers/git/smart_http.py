@@ -8,8 +8,8 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from ...errors import RepoNotFound, RepoUnreachable
+from ...security.redaction import redact_url
 from .protocol import PktReader, RefsParser, RemoteRefs
-from .urls import redact_url
 
 __all__ = ["info_refs_url", "list_refs"]
 

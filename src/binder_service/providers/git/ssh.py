@@ -12,11 +12,12 @@ import socket
 from collections.abc import Iterable, Mapping
 from typing import Final
 
-from ...child_env import child_environ
-from ...egress import EgressPolicy
 from ...errors import BinderError, RepoNotFound, RepoUnreachable, UpstreamTimeout
+from ...security.child_env import child_environ
+from ...security.egress import EgressPolicy
+from ...security.redaction import redact_url, scrub
 from .protocol import MAX_ADVERTISEMENT, RemoteRefs, parse_ls_remote
-from .urls import redact_url, scrub, url_host
+from .urls import url_host
 
 __all__ = ["list_refs"]
 

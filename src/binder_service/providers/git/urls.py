@@ -1,8 +1,7 @@
-"""Repository URLs: which ones we may contact, and keeping credentials out of everything we show.
+"""Repository URLs: which ones we may contact, the transport git would use, the host they name.
 
-No I/O here. `check_git_url` is the policy every git URL passes before anything connects to it;
-`redact_url` and `scrub` are what messages, logs and pod annotations use so that a secret in a URL
-or in a server's answer never travels further.
+No I/O here. `check_git_url` is the policy every git URL passes before anything connects to it. Keeping
+credentials out of what we show (`redact_url`, `scrub`) is `security/redaction.py`'s job.
 """
 
 from __future__ import annotations
@@ -12,14 +11,13 @@ from typing import Final
 from urllib.parse import urlsplit
 
 from ...errors import InputTooLarge, InvalidSpec, RepoNotAllowed
+from ...security.redaction import redact_url
 
 __all__ = [
     "DEFAULT_PROTOCOLS",
     "check_git_url",
     "http_origin",
     "is_commit_id",
-    "redact_url",
-    "scrub",
     "transport",
     "url_host",
 ]
@@ -33,32 +31,12 @@ _FULL_SHA = re.compile(r"[0-9a-fA-F]{40}|[0-9a-fA-F]{64}")
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
 # git's "<transport>::<address>" remote-helper syntax (ext::, fd::, ...) runs arbitrary helpers.
 _HELPER = re.compile(r"[A-Za-z0-9][A-Za-z0-9+.-]*::")
-_USERINFO_IN_TEXT = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/\s@]*@")
 _BRACKETED = re.compile(r"\[[0-9A-Fa-f:.]+(%[^\]]+)?\](:[0-9]*)?")  # [IPv6 literal][:port]
 
 
 def is_commit_id(ref: str) -> bool:
     """True for a full commit id (SHA-1 or SHA-256), which needs no lookup: it cannot move."""
     return _FULL_SHA.fullmatch(ref) is not None
-
-
-def redact_url(url: str) -> str:
-    """`url` without `user:password@`, safe for messages, logs and annotations."""
-    m = _SCHEME.match(url)
-    if not m:
-        return url  # scp-like "user@host:path": the ssh user name is not a secret
-    rest = url[m.end() :]
-    end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
-    at = rest.rfind("@", 0, end)
-    return url if at < 0 else m.group(0) + rest[at + 1 :]
-
-
-def scrub(text: str, limit: int = 300) -> str:
-    """Text from a server or a subprocess made safe for a message: no credentials in URLs, printable,
-    one line, at most `limit` characters."""
-    text = _USERINFO_IN_TEXT.sub(r"\1", text)
-    text = " ".join("".join(c if c.isprintable() else " " for c in text).split())
-    return text[:limit] + ("…" if len(text) > limit else "")
 
 
 def http_origin(url: str) -> tuple[str, str, int] | None:

@@ -20,10 +20,10 @@ from pydantic import SecretStr
 
 from binder_service.builds.executor import BuildJob
 from binder_service.builds.local import LocalExecutor
-from binder_service.credentials import GitCredentials, parse_credential
 from binder_service.errors import RepoNotFound
 from binder_service.providers import ResolvedRepo
 from binder_service.providers.git.remote import GitRemote
+from binder_service.security.credentials import GitCredentials, parse_credential
 from tests.support.gitserve import serve_git_http, serve_threaded
 from tests.support.repos import buildable_repo
 from tests.support.service import sse_messages

@@ -19,10 +19,11 @@ import socket
 import time
 from collections.abc import Callable
 
-from .caching import AsyncCache
+from ..caching import AsyncCache
+from ..errors import DestinationNotAllowed, InvalidSpec, RepoUnreachable, UpstreamTimeout
+from ..providers.git.urls import transport, url_host
 from .egress import EgressPolicy
-from .errors import DestinationNotAllowed, InvalidSpec, RepoUnreachable, UpstreamTimeout
-from .providers.git.urls import redact_url, transport, url_host
+from .redaction import redact_url
 
 __all__ = ["DestinationCheck"]
 

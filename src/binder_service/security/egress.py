@@ -33,7 +33,7 @@ from typing import Final
 import httpcore
 import httpx
 
-from .errors import DestinationNotAllowed
+from ..errors import DestinationNotAllowed
 
 __all__ = [
     "EgressBackend",

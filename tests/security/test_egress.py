@@ -15,11 +15,11 @@ import httpcore
 import httpx
 import pytest
 
-from binder_service.destinations import DestinationCheck
-from binder_service.egress import EgressBackend, EgressPolicy, egress_transport
 from binder_service.errors import DestinationNotAllowed, RepoUnreachable
 from binder_service.providers.git.remote import GitRemote
 from binder_service.providers.github import github_api
+from binder_service.security.destinations import DestinationCheck
+from binder_service.security.egress import EgressBackend, EgressPolicy, egress_transport
 from tests.support.clock import FakeClock
 from tests.support.gitserve import make_repo, serve_threaded
 from tests.support.service import sse_messages

@@ -15,7 +15,7 @@ from urllib.parse import quote, unquote, urlsplit
 import httpx
 from pydantic import SecretStr
 
-from .providers.git.urls import http_origin
+from ..providers.git.urls import http_origin
 
 __all__ = ["GitCredential", "GitCredentials", "parse_credential"]
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from binder_service.child_env import child_environ
 from binder_service.errors import BinderError
 from binder_service.providers.git.remote import GitRemote
+from binder_service.security.child_env import child_environ
 
 SECRETS = {
     "BINDER_SERVICE_API_TOKENS": "api-token-s3cret",
