@@ -388,3 +388,18 @@ def _processes_of(uid: int) -> list[str]:
             if proc.name.isdigit() and proc.stat().st_uid == uid:
                 found.append(proc.name)
     return found
+
+
+def test_a_failing_step_is_the_reason_said_once(
+    start_service: Start, git_root: Path, git_daemon_url: str, base_image: str, tmp_path: Path
+) -> None:
+    name = f"bah-fail-{uuid.uuid4().hex[:8]}"
+    make_repo(git_root, name, {"Dockerfile": f"FROM {base_image}\nRUN echo {name} && exit 3\n"})
+    with start_service(engine="buildah", state_dir=tmp_path / "state") as service:
+        _, events = _native_build(service, git_daemon_url + name)
+    assert events[-1]["phase"] == "failed", events[-3:]
+    assert events[-1]["code"] == "build_failed"
+    reason = events[-1]["message"]
+    assert reason.startswith("Error: building at STEP"), reason
+    assert reason.rstrip().endswith("exit status 3"), reason
+    assert not [e for e in events[:-1] if "exit status 3" in e["message"]]  # not also as a log line
