@@ -24,8 +24,8 @@ import pytest
 import world
 from binder_service.builds.executor import BuildJob
 from binder_service.builds.kubernetes.pod import PodTemplate, build_pod
+from binder_service.images.registry.client import MANIFEST_TYPES, split_image
 from binder_service.providers import ResolvedRepo
-from binder_service.registry import MANIFEST_TYPES, split_image
 from tests.support.gitserve import make_repo
 from tests.support.kube_schemas import assert_valid
 from tests.support.oci import runtime_config
@@ -146,7 +146,9 @@ def run_pod(pod: dict[str, Any], builder: Builder, tmp: Path, auth: dict[str, An
     return Run(done.returncode, done.stdout + done.stderr)
 
 
-def _pod(repo_url: str, commit: str, image: str, *, args: list[str] | None = None) -> dict[str, Any]:
+def _pod(
+    repo_url: str, commit: str, image: str, *, args: list[str] | None = None, memory: str = "3Gi"
+) -> dict[str, Any]:
     repo = ResolvedRepo(provider="git", repo_url=repo_url, ref="main", commit=commit, build_slug=repo_url)
     job = BuildJob(build_id="runc", image_name=image, repo=repo, push=True, layer_cache=True)
     template = PodTemplate(
@@ -159,7 +161,7 @@ def _pod(repo_url: str, commit: str, image: str, *, args: list[str] | None = Non
         seccomp_profile="binder-service-buildah.json",
         storage_limit="5Gi",
         push_secret="push-creds",
-        resources={"limits": {"memory": "3Gi", "cpu": "2"}},
+        resources={"limits": {"memory": memory, "cpu": "2"}},
     )
     pod = build_pod(job, template)
     assert_valid(pod)
@@ -202,6 +204,33 @@ def test_the_build_pod_spec_builds_and_pushes_under_runc(
     )
     assert r.status_code == 200, r.text
     assert r.json()["mediaType"] == "application/vnd.docker.distribution.manifest.v2+json"
+
+
+def test_the_pods_memory_limit_binds_the_run_steps(
+    builder: Builder,
+    git_root: Path,
+    git_daemon_url: str,
+    registry_base_image: str,
+    basic_auth_registry: RegistryServer,
+    tmp_path: Path,
+) -> None:
+    """A RUN step runs in the build container, so the container's memory limit is the step's: a step that
+    needs 300 MB fails under a 200Mi limit and passes under 1Gi."""
+    reg = basic_auth_registry
+    name = f"runc-mem-{uuid.uuid4().hex[:8]}"
+    step = "RUN dd if=/dev/zero of=/dev/null bs=300M count=1"  # dd holds one 300 MB block
+    sha = make_repo(git_root, name, {"Dockerfile": f"FROM {registry_base_image}\n{step}\n"})
+    image = f"{reg.host}/binder-{name}:{sha}"
+    runs = {}
+    for memory in ("200Mi", "1Gi"):
+        (tmp_path / memory).mkdir()
+        pod = _pod(git_daemon_url + name, sha, image, memory=memory)
+        runs[memory] = run_pod(pod, builder, tmp_path / memory, _auth(reg))
+    assert runs["200Mi"].code != 0, runs["200Mi"].log[-3000:]
+    failed = runs["200Mi"].log
+    assert "dd if=/dev/zero" in failed  # it failed at that step
+    assert "subprocess exited on killed" in failed, failed[-3000:]  # buildah chroot: the step was killed
+    assert runs["1Gi"].code == 0, runs["1Gi"].log[-3000:]
 
 
 def test_the_container_has_only_what_the_spec_grants(builder: Builder, tmp_path: Path) -> None:
