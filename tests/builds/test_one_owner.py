@@ -7,13 +7,11 @@ are still adopted by the next start (tests/builds/test_restart.py).
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 import uuid
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -22,6 +20,7 @@ from binder_service.store.ownership import LOCK_NAME, holder
 from tests.support.net import free_port
 from tests.support.repos import buildable_repo, counting_repo2docker
 from tests.support.serve_process import serve_process
+from tests.support.service import sse_messages
 
 pytestmark = pytest.mark.docker
 
@@ -48,21 +47,9 @@ def _second(env: dict[str, str], port: int) -> subprocess.CompletedProcess[str]:
         env={**env, "BINDER_SERVICE_PORT": str(port)},
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=600,  # a hang guard: it should exit at once, but the machine may be loaded
         stdin=subprocess.DEVNULL,
     )
-
-
-def _events(url: str, *, until: str | None = None) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
-    with httpx.stream("GET", url, headers={"Accept": "text/event-stream"}, timeout=180) as r:
-        assert r.status_code == 200, r.read()
-        for line in r.iter_lines():
-            if line.startswith("data:"):
-                out.append(json.loads(line[5:]))
-                if until is not None and out[-1]["phase"] == until:
-                    break
-    return out
 
 
 def test_a_second_instance_on_the_same_state_dir_refuses_and_touches_nothing(
@@ -77,7 +64,7 @@ def test_a_second_instance_on_the_same_state_dir_refuses_and_touches_nothing(
     with serve_process(env, tmp_path / "first.log", graceful=True) as (first, url):
         api = f"{url}api/v1/builds"
         a = httpx.post(api, json={"repo": git_daemon_url + running, "ref": "main"}, timeout=30).json()
-        _events(f"{api}/{a['id']}/events", until="building")
+        sse_messages(f"{api}/{a['id']}/events", until="building")
         b = httpx.post(api, json={"repo": git_daemon_url + queued, "ref": "main"}, timeout=30).json()
         assert b["status"] == "queued", b
 
@@ -91,8 +78,8 @@ def test_a_second_instance_on_the_same_state_dir_refuses_and_touches_nothing(
         assert "queued a build again" not in second.stderr
         assert holder(state / LOCK_NAME)["pid"] == first.pid
         # The first instance's builds, both of them, end ready there; nobody else ran them.
-        assert _events(f"{api}/{a['id']}/events")[-1]["phase"] == "ready"
-        assert _events(f"{api}/{b['id']}/events")[-1]["phase"] == "ready"
+        assert sse_messages(f"{api}/{a['id']}/events")[-1]["phase"] == "ready"
+        assert sse_messages(f"{api}/{b['id']}/events")[-1]["phase"] == "ready"
     assert runs.read_text().count("run") == 2
 
 
@@ -107,7 +94,7 @@ def test_a_second_instance_on_a_busy_port_exits_before_touching_anything(
     with serve_process(env, tmp_path / "first.log", graceful=True) as (_, url):
         api = f"{url}api/v1/builds"
         build = httpx.post(api, json={"repo": git_daemon_url + name, "ref": "main"}, timeout=30).json()
-        _events(f"{api}/{build['id']}/events", until="building")
+        sse_messages(f"{api}/{build['id']}/events", until="building")
 
         port = int(url.rsplit(":", 1)[1].strip("/"))
         second = _second(env, port)
@@ -115,7 +102,7 @@ def test_a_second_instance_on_a_busy_port_exits_before_touching_anything(
         assert second.returncode == 2, second.stderr
         assert "cannot listen" in second.stderr
         assert "adopted" not in second.stderr
-        events = _events(f"{api}/{build['id']}/events")
+        events = sse_messages(f"{api}/{build['id']}/events")
         assert events[-1]["phase"] == "ready", events[-1]
         assert httpx.get(f"{api}/{build['id']}", timeout=10).json()["status"] == "ready"
     assert runs.read_text().count("run") == 1

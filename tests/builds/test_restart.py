@@ -25,6 +25,7 @@ import pytest
 from tests.support.net import free_port
 from tests.support.repos import buildable_repo, counting_repo2docker
 from tests.support.serve_process import serve_process
+from tests.support.service import sse_messages
 
 pytestmark = pytest.mark.docker
 
@@ -54,18 +55,8 @@ def _serve(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
 
 def _events(url: str, *, last_event_id: int | None = None, until: str | None = None) -> list[dict[str, Any]]:
     """Events of a native stream (with their ids), to its end or to the first of phase `until`."""
-    headers = {"Accept": "text/event-stream"}
-    if last_event_id is not None:
-        headers["Last-Event-ID"] = str(last_event_id)
-    out: list[dict[str, Any]] = []
-    with httpx.stream("GET", url, headers=headers, timeout=120) as r:
-        assert r.status_code == 200, r.read()
-        for line in r.iter_lines():
-            if line.startswith("data:"):
-                out.append(json.loads(line[5:]))
-                if until is not None and out[-1]["phase"] == until:
-                    break
-    return out
+    headers = {} if last_event_id is None else {"Last-Event-ID": str(last_event_id)}
+    return sse_messages(url, headers=headers, until=until)
 
 
 def test_sigkill_mid_build_then_restart_adopts_the_build(

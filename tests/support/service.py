@@ -73,9 +73,15 @@ def build_url(service: str, url: str, ref: str = "main", provider: str = "git") 
 
 
 def sse_messages(
-    url: str, *, headers: dict[str, str] | None = None, timeout: float = 120, raw: list[str] | None = None
+    url: str,
+    *,
+    headers: dict[str, str] | None = None,
+    timeout: float = 120,
+    raw: list[str] | None = None,
+    until: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Every `data:` message of an event stream (with its `id:` as "_id" when present), until it ends.
+    """Every `data:` message of an event stream (with its `id:` as "_id" when present), until it ends
+    (or, with `until`, through the first message of that phase).
 
     Parsed by the clients' own parser (binder_service_client.sse), so the tests read streams as they do."""
     out: list[dict[str, Any]] = []
@@ -91,6 +97,8 @@ def sse_messages(
             if message.id is not None:
                 event["_id"] = int(message.id)
             out.append(event)
+            if until is not None and event.get("phase") == until:
+                break
     return out
 
 
