@@ -19,7 +19,7 @@ from kubernetes_asyncio.client import ApiClient, Configuration
 from binder_service.builds.executor import SHUTDOWN, BuildJob
 from binder_service.builds.kubernetes.executor import KubernetesExecutor
 from binder_service.builds.kubernetes.pod import ENTRY_SCRIPT, PodTemplate, build_pod, rendezvous
-from binder_service.errors import BuildError, BuildTimeout, EngineUnavailable
+from binder_service.errors import BuildError, BuildOutOfMemory, BuildTimeout, EngineUnavailable
 from binder_service.events import Phase
 from binder_service.images import build_pod_name
 from binder_service.providers import ResolvedRepo
@@ -343,6 +343,23 @@ def _r2d_error(kube: FakeKube) -> None:
     kube.finish(POD, 1, ns=NS)
 
 
+STEP_ERROR = 'Error: building at STEP "RUN python make_big.py": exit status 1'
+
+
+def _step_killed(kube: FakeKube) -> None:
+    """Engine buildah: a RUN step in the build container killed at its memory limit (buildah's words)."""
+    kube.start(POD, ns=NS)
+    kube.log(
+        POD,
+        r2d_line("building", "STEP 2/5: RUN python make_big.py\n"),
+        r2d_line("building", "subprocess exited on killed\n"),
+        r2d_line("building", "subprocess exited with status 1\n"),
+        r2d_line("building", STEP_ERROR + "\n"),
+        ns=NS,
+    )
+    kube.finish(POD, 1, ns=NS)
+
+
 def _exit_code(kube: FakeKube) -> None:
     kube.start(POD, ns=NS)
     kube.finish(POD, 2, ns=NS)
@@ -357,11 +374,13 @@ def _exit_code(kube: FakeKube) -> None:
          'secret "git-creds" not found'),
         (_unschedulable, BuildError, "no node can run the build pod yet: 0/3 nodes are available: 3 node(s) "
          "didn't match Pod's node affinity."),
-        (_oom, BuildError, "the build ran out of memory and was killed (memory limit 2Gi)"),
+        (_oom, BuildOutOfMemory, "the build ran out of memory and was killed (memory limit 2Gi)"),
         (_evicted, BuildError, "the build pod was evicted from its node: The node was low on resource: "
          "ephemeral-storage."),
         (_deadline, BuildTimeout, "the build pod ran past its deadline of 3600 seconds and was stopped"),
         (_r2d_error, BuildError, "Failed to clone: no such ref"),
+        (_step_killed, BuildOutOfMemory, "a RUN step was killed at the build pod's memory limit of 2Gi "
+         f"({STEP_ERROR})"),
         (_exit_code, BuildError, "repo2docker exited with code 2 (Error)"),
     ],
 )  # fmt: skip
@@ -381,6 +400,18 @@ async def test_kubernetes_failures_become_readable_errors(
     assert type(info.value) is error
     assert info.value.message == message
     assert kube.pod(POD, NS) is None  # a failed build's pod is removed
+
+
+async def test_a_killed_step_without_a_memory_limit_is_not_called_out_of_memory(
+    kube: FakeKube, make: Callable[..., KubernetesExecutor]
+) -> None:
+    task = started(make(template()), Events())
+    await until(pod_exists(kube))
+    await asyncio.to_thread(_step_killed, kube)
+    with pytest.raises(BuildError) as info:
+        await asyncio.wait_for(task, 15)
+    assert type(info.value) is BuildError
+    assert info.value.message == STEP_ERROR
 
 
 async def test_conflict_attaches_to_the_running_build(

@@ -29,6 +29,9 @@ from .pod_status import PodState, failure, read_state
 log = logging.getLogger(__name__)
 
 LOG_RECONNECTS = 5  # times a dropped log stream of a still-running pod is re-read
+# What buildah's chroot isolation says when a RUN step's process was killed (SIGKILL). Engine buildah runs
+# the steps in the build container, so in a pod with a memory limit that is the OOM killer at the limit.
+STEP_KILLED = "subprocess exited on killed"
 
 
 class KubernetesExecutor:
@@ -120,7 +123,7 @@ class KubernetesExecutor:
         raise BuildError(f"could not create build pod {name}: it keeps being replaced")
 
     async def _follow(self, name: str, emit: Emit, *, skip: int = 0) -> None:
-        progress = Progress(emit)
+        progress = _Log(Progress(emit))
         reader: asyncio.Task[None] | None = None
         last: dict[str, Any] | None = None
         shown: str | None = None
@@ -153,9 +156,10 @@ class KubernetesExecutor:
                 reader.cancel()
                 await asyncio.wait([reader])
         if read_state(last).phase != "Succeeded":
-            reasons = [progress.engine_error] if progress.engine_error else progress.errors
-            raise failure(last, reasons)
-        progress.flush()
+            found = progress.progress
+            reasons = [found.engine_error] if found.engine_error else found.errors
+            raise failure(last, reasons, step_killed=progress.step_killed)
+        progress.progress.flush()
 
     def _check_schedulable(self, state: PodState, since: float | None) -> float | None:
         if not state.unschedulable:
@@ -165,7 +169,7 @@ class KubernetesExecutor:
             raise BuildError(state.waiting or "no node can run the build pod")
         return since
 
-    async def _read_log(self, name: str, progress: Progress, *, seen: int = 0) -> None:
+    async def _read_log(self, name: str, progress: _Log, *, seen: int = 0) -> None:
         """Feed the log to `progress`; after a dropped stream, read it again, skipping what was seen
         (`seen` at first: the lines a restarted service has stored already)."""
         for _attempt in range(LOG_RECONNECTS + 1):
@@ -173,11 +177,12 @@ class KubernetesExecutor:
             try:
                 async with self._pods.log(name, CONTAINER) as body:
                     async for line in read_lines(body):
+                        progress.note(line)  # stored lines too: what they said still counts
                         if skip:
                             skip -= 1
                             continue
                         seen += 1
-                        progress.feed(line)
+                        progress.progress.feed(line)
             except (BinderError, OSError) as e:
                 log.warning("build log stream failed", extra={"pod": name, "error": str(e)})
             try:
@@ -277,6 +282,18 @@ class KubernetesExecutor:
             self._reaper = None
         if self._owns_client:
             await self._api.close()
+
+
+class _Log:
+    """A build pod's log as it is read: its events (`progress`), and whether a RUN step was killed."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.step_killed = False
+
+    def note(self, line: str) -> None:
+        if STEP_KILLED in line:
+            self.step_killed = True
 
 
 class _NotOurs(BuildError):

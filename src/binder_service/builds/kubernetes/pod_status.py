@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ...errors import BuildError, BuildTimeout
+from ...errors import BuildError, BuildOutOfMemory, BuildTimeout
 from .pod import CONTAINER
 
 # Waiting reasons that will not fix themselves: the build cannot start.
@@ -79,8 +79,11 @@ def read_state(pod: dict[str, Any]) -> PodState:
     return PodState(phase, started)
 
 
-def failure(pod: dict[str, Any], log_errors: list[str] | None = None) -> BuildError:
-    """Why a Failed pod failed, as people want to read it."""
+def failure(
+    pod: dict[str, Any], log_errors: list[str] | None = None, *, step_killed: bool = False
+) -> BuildError:
+    """Why a Failed pod failed, as people want to read it. `step_killed`: the log said a RUN step was killed
+    (engine buildah: the step ran in the container, so at its memory limit)."""
     status = pod.get("status") or {}
     reason, message = status.get("reason"), (status.get("message") or "").strip()
     if reason == "DeadlineExceeded":
@@ -92,7 +95,12 @@ def failure(pod: dict[str, Any], log_errors: list[str] | None = None) -> BuildEr
     if terminated.get("reason") == "OOMKilled":
         limit = _memory_limit(pod)
         detail = f" (memory limit {limit})" if limit else ""
-        return BuildError(f"the build ran out of memory and was killed{detail}")
+        # With engine buildah the RUN steps run in this container, so its limit is theirs.
+        return BuildOutOfMemory(f"the build ran out of memory and was killed{detail}")
+    limit = _memory_limit(pod)
+    if step_killed and limit:
+        detail = f" ({log_errors[-1]})" if log_errors else ""
+        return BuildOutOfMemory(f"a RUN step was killed at the build pod's memory limit of {limit}{detail}")
     if log_errors:
         return BuildError(log_errors[-1])
     code = terminated.get("exitCode")
