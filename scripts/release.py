@@ -30,7 +30,7 @@ import tempfile
 import threading
 import time
 import zipfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -235,11 +235,13 @@ def _replace_one(path: Path, pattern: str, line: str, *, flags: int = re.MULTILI
 
 def build_python(src: Path, out: Path) -> list[Path]:
     """sdist, then the wheel from that sdist (so a file missing from the sdist breaks the build here)."""
-    # Each project into its own directory first, two at a time (each waits mostly on its build env).
+    # Each project into its own directory first, all at once (each waits mostly on its build env).
     outs = [out.with_name(f"{out.name}.{i}") for i in range(len(PROJECTS))]
     _parallel(
-        [sys.executable, "-m", "build", "--outdir", str(o), str(src / folder)]
-        for o, folder in zip(outs, PROJECTS.values(), strict=True)
+        [
+            [sys.executable, "-m", "build", "--outdir", str(o), str(src / folder)]
+            for o, folder in zip(outs, PROJECTS.values(), strict=True)
+        ]
     )
     out.mkdir(parents=True, exist_ok=True)
     made: list[Path] = []
@@ -250,8 +252,8 @@ def build_python(src: Path, out: Path) -> list[Path]:
     return made
 
 
-def _parallel(commands: Iterable[list[str]], timeout: float = 600) -> None:
-    with ThreadPoolExecutor(max_workers=2) as pool:
+def _parallel(commands: Sequence[list[str]], timeout: float = 600) -> None:
+    with ThreadPoolExecutor(max_workers=len(commands)) as pool:
         for done in [pool.submit(_run, argv, timeout=timeout) for argv in commands]:
             done.result()
 
@@ -429,9 +431,14 @@ def release(opts: Options) -> dict[str, str]:
         src = Path(tmp) / "src"
         source = stage(ROOT, src)
         stamp(src, opts.version)
-        python = build_python(src, opts.dist / "python")
-        chart = build_chart(src, opts.dist / "chart", opts)
-        refs = build_images(src, opts, source) if opts.images else {}
+        # Packages, chart and images need nothing of each other: all at once (the images, the longest,
+        # wait mostly on pip inside their builds). A failure is raised once every part has ended.
+        with ThreadPoolExecutor(max_workers=3) as pool:
+            python_f = pool.submit(build_python, src, opts.dist / "python")
+            chart_f = pool.submit(build_chart, src, opts.dist / "chart", opts)
+            images_f = pool.submit(build_images, src, opts, source) if opts.images else None
+            python, chart = python_f.result(), chart_f.result()
+            refs = images_f.result() if images_f is not None else {}
     check(opts, python, chart, refs)
     if opts.push:
         refs = push_images(refs)

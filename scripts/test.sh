@@ -8,6 +8,7 @@ export PATH="$PWD/.venv/bin:$PATH"
 ruff check .
 ruff format --check .
 mypy
-pytest "$@"
+# The 25 slowest tests, every run: where the suite's time goes (issue 17).
+pytest --durations=25 "$@"
 sphinx-build -q -W --keep-going -b html docs docs/_build/html
 echo "all checks passed"

@@ -15,6 +15,8 @@ import re
 import shlex
 import subprocess
 import sys
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -52,12 +54,20 @@ def install_commands(page: str, heading: str) -> list[str]:
             words = shlex.split(line.removeprefix("$ "), comments=True)
             if words[:2] == ["pip", "install"]:
                 found.append(shlex.join(words))
-    return found
+    return list(dict.fromkeys(found))  # the same command for two set-ups runs once
+
+
+def side(command: str) -> str:
+    """Which machine an install page command is for: the hub's or the one that builds."""
+    return "hub" if "binder-service-hub" in command else "service"
 
 
 def _env(path_first: Path | None = None, find_links: Path | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "PYTHON"))}
     env.pop("PIP_NO_CACHE_DIR", None)  # the point is to reuse pip's cache
+    # pip's byte-compiling of every installed module is most of an install's CPU and none of what these
+    # tests look at (the modules import the same without it).
+    env["PIP_NO_COMPILE"] = "1"
     if path_first is not None:
         env["PATH"] = f"{path_first}{os.pathsep}{env['PATH']}"
     if find_links is not None:
@@ -81,51 +91,90 @@ def importable(python: Path, modules: tuple[str, ...]) -> dict[str, bool]:
     return found
 
 
-@pytest.fixture(scope="module")
-def clone(tmp_path_factory: pytest.TempPathFactory) -> Path:
+GETTING_STARTED = ("getting-started.md", "## Running it yourself")
+INSTALL_PAGE = ("install.md", "## Hub admin (one machine, no Kubernetes)")
+
+
+def fresh_clone(dest: Path) -> Path:
     """What a fresh clone holds: the files git knows (no .venv, no build output)."""
-    dest = tmp_path_factory.mktemp("fresh-clone") / "binder-service"
     release.stage(ROOT, dest)
     return dest
 
 
-def test_the_pages_still_give_the_commands_this_test_runs() -> None:
-    assert commands("getting-started.md", "## Running it yourself") == [
-        "python3 -m venv .venv",
-        ".venv/bin/pip install -e '.[local]'",
-    ]
-    assert install_commands("install.md", "## Hub admin (one machine, no Kubernetes)") == [
-        "pip install binder-service",
-        "pip install 'binder-service-hub[docker]'",
-    ]
-
-
-def test_getting_started_installs_the_service_from_a_fresh_clone(clone: Path) -> None:
-    for command in commands("getting-started.md", "## Running it yourself"):
+def getting_started(clone: Path) -> Path:
+    """getting-started.md's commands in the clone; the venv they made."""
+    for command in commands(*GETTING_STARTED):
         run(command, clone, _env())
-    venv = clone / ".venv"
+    return clone / ".venv"
+
+
+def install_page(copy: Path, tmp: Path) -> dict[str, Path]:
+    """install.md's commands, each in a new venv, against the copy's wheels (stamped as a release is)."""
+    release.stamp(copy, release.Version.parse(VERSION))
+    wheels = tmp / "wheels"
+    projects = [str(copy / folder) for folder in release.PROJECTS.values()]
+    run(
+        shlex.join([sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", str(wheels), *projects]),
+        tmp,
+        _env(),
+    )
+
+    def install(command: str) -> Path:
+        venv = tmp / f"venv-{side(command)}"
+        run(shlex.join([sys.executable, "-m", "venv", str(venv)]), tmp, _env())
+        run(command, tmp, _env(path_first=venv / "bin", find_links=wheels))
+        return venv
+
+    found = install_commands(*INSTALL_PAGE)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return dict(zip(map(side, found), pool.map(install, found), strict=True))
+
+
+@pytest.fixture(scope="module")
+def installs(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[Future[Path], Future[dict[str, Path]]]]:
+    """Both pages' installs, side by side from the start (each waits mostly on pip's downloads and
+    unpacking): the getting-started venv, and the install page's venvs by name. The page's copy is stamped,
+    so it is a clone of its own."""
+    root = tmp_path_factory.mktemp("fresh-clone")
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        yield (
+            pool.submit(lambda: getting_started(fresh_clone(root / "clone"))),
+            pool.submit(lambda: install_page(fresh_clone(root / "stamped"), root)),
+        )
+
+
+def test_the_pages_still_give_commands_this_test_can_run() -> None:
+    """Whatever the pages say is what runs; this only checks there is something of each kind to run."""
+    started = commands(*GETTING_STARTED)
+    assert started[0] == "python3 -m venv .venv", started
+    assert any(c.startswith(".venv/bin/pip install ") for c in started), started
+    page = install_commands(*INSTALL_PAGE)
+    assert sorted(map(side, page)) == ["hub", "service"], page
+
+
+def test_getting_started_installs_the_service_from_a_fresh_clone(
+    installs: tuple[Future[Path], Future[dict[str, Path]]],
+) -> None:
+    venv = installs[0].result()
     help_ = subprocess.run([venv / "bin" / "binder-service", "--help"], capture_output=True, timeout=120)
     assert help_.returncode == 0, help_.stderr
     found = importable(venv / "bin" / "python", ("binder_service", "binder_service_client", *HUB_STACK))
     assert found == {"binder_service": True, "binder_service_client": True} | dict.fromkeys(HUB_STACK, False)
 
 
-def test_install_page_commands_install_each_side_without_the_other(clone: Path, tmp_path: Path) -> None:
-    release.stamp(clone, release.Version.parse(VERSION))
-    wheels = tmp_path / "wheels"
-    projects = [str(clone / folder) for folder in release.PROJECTS.values()]
-    run(
-        shlex.join([sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", str(wheels), *projects]),
-        clone,
-        _env(),
-    )
-    service, hub = install_commands("install.md", "## Hub admin (one machine, no Kubernetes)")
-    for command, wants, never in (
-        (service, ("binder_service", "binder_service_client"), HUB_STACK),
-        (hub, ("binder_service_hub", "binder_service_client", "jupyterhub", "dockerspawner"), SERVICE_STACK),
+def test_install_page_commands_install_each_side_without_the_other(
+    installs: tuple[Future[Path], Future[dict[str, Path]]],
+) -> None:
+    venvs = installs[1].result()
+    for name, wants, never in (
+        ("service", ("binder_service", "binder_service_client"), HUB_STACK),
+        (
+            "hub",
+            ("binder_service_hub", "binder_service_client", "jupyterhub", "dockerspawner"),
+            SERVICE_STACK,
+        ),
     ):
-        venv = tmp_path / f"venv-{len(wants)}"
-        run(shlex.join([sys.executable, "-m", "venv", str(venv)]), tmp_path, _env())
-        run(command, tmp_path, _env(path_first=venv / "bin", find_links=wheels))
-        found = importable(venv / "bin" / "python", (*wants, *never))
-        assert found == dict.fromkeys(wants, True) | dict.fromkeys(never, False), command
+        found = importable(venvs[name] / "bin" / "python", (*wants, *never))
+        assert found == dict.fromkeys(wants, True) | dict.fromkeys(never, False), name
