@@ -764,6 +764,11 @@ class Settings(BaseSettings):
                 "build_memory_limit and build_cpu_limit need the service to run as root with engine "
                 "'buildah' and no build_user (rootless builds cannot be limited on this machine)"
             )
+        if self.k8s_sticky_builds and self.engine == "buildah":
+            raise ValueError(
+                "k8s_sticky_builds is for engine 'docker' (it prefers the docker-api node holding a "
+                "repository's layers); buildah's build pods reuse layers from the registry cache"
+            )
         if self.k8s_sticky_builds and not self.k8s_docker_api_selector:
             raise ValueError("k8s_sticky_builds needs k8s_docker_api_selector (the docker-api pods' labels)")
         return self

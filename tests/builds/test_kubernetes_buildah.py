@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from binder_service.builds.executor import BuildJob
 from binder_service.builds.kubernetes.executor import KubernetesExecutor
 from binder_service.builds.kubernetes.pod import BUILDAH_ENTRY_SCRIPT, PodTemplate
-from binder_service.builds.kubernetes.setup import pod_template
+from binder_service.builds.kubernetes.setup import kubernetes_executor, pod_template
 from binder_service.builds.r2d_args import r2d_args
 from binder_service.errors import BuildError
 from binder_service.images import build_pod_name
@@ -253,3 +253,31 @@ def test_the_pod_template_follows_the_settings() -> None:
 def test_unsafe_or_malformed_pod_settings_are_refused(bad: dict[str, Any], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         Settings(**bad)
+
+
+def test_sticky_builds_are_refused_with_buildah() -> None:
+    with pytest.raises(ValidationError, match="k8s_sticky_builds is for engine 'docker'"):
+        Settings(
+            executor="kubernetes",
+            engine="buildah",
+            registry_url="http://127.0.0.1:5055",
+            k8s_sticky_builds=True,
+            k8s_docker_api_selector="app=docker-api",
+        )
+
+
+async def test_local_build_limits_are_said_not_to_apply_on_kubernetes(
+    kube: FakeKube, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = Settings(
+        executor="kubernetes",
+        engine="buildah",
+        registry_url="http://127.0.0.1:5055",
+        build_memory_limit="1GB",
+    )
+    api = ApiClient(configuration=Configuration(host=kube.url))
+    with caplog.at_level("WARNING", logger="binder_service.builds.kubernetes.setup"):
+        ex = await kubernetes_executor(settings, {}, api=api)
+    await ex.aclose()
+    await api.close()
+    assert any("k8s_build_resources" in r.getMessage() for r in caplog.records)

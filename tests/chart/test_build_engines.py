@@ -139,9 +139,18 @@ def test_builder_image_defaults_to_the_chart_version(monkeypatch: pytest.MonkeyP
     assert settings.k8s_namespace == NAMESPACE
 
 
-def test_notes_mention_docker_api_only_with_docker() -> None:
-    assert "daemonset/" in render(VALUE_SETS["docker"])["binder-service/templates/NOTES.txt"]
-    assert "daemonset/" not in render(BUILDAH)["binder-service/templates/NOTES.txt"]
+def test_notes_say_what_each_engine_needs() -> None:
+    docker = render(VALUE_SETS["docker"])["binder-service/templates/NOTES.txt"]
+    buildah = render(BUILDAH)["binder-service/templates/NOTES.txt"]
+    runtime_default = render(VALUE_SETS["buildah-everything"])["binder-service/templates/NOTES.txt"]
+    assert "daemonset/" in docker
+    assert "daemonset/" not in buildah
+    assert "seccomp" not in docker
+    assert "/var/lib/kubelet/seccomp/binder-service-buildah.json" in buildah
+    assert f"binder-service-builder:{APP_VERSION}" in buildah
+    assert f"kubectl label namespace {NAMESPACE} pod-security.kubernetes.io/enforce=baseline" in buildah
+    assert "/var/lib/kubelet/seccomp" not in runtime_default  # k8s_seccomp_profile: RuntimeDefault
+    assert "registry.example.org/binder-service-builder:1.2.3" in runtime_default
 
 
 @pytest.mark.parametrize(

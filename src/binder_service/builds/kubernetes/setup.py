@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -13,6 +14,8 @@ from kubernetes_asyncio.client import ApiClient, Configuration
 from ...settings import Settings
 from .executor import KubernetesExecutor
 from .pod import PodTemplate
+
+log = logging.getLogger(__name__)
 
 NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
@@ -43,6 +46,11 @@ async def kubernetes_executor(
     settings: Settings, environ: Mapping[str, str], *, api: ApiClient | None = None
 ) -> KubernetesExecutor:
     """The executor for `settings`: in a pod, the service account's credentials; else the kubeconfig."""
+    if settings.build_memory_limit or settings.build_cpu_limit:
+        log.warning(
+            "build_memory_limit and build_cpu_limit are for local builds: on Kubernetes the build pod's "
+            "resources (k8s_build_resources) bind the build, and with engine 'buildah' its RUN steps"
+        )
     in_cluster = bool(environ.get("KUBERNETES_SERVICE_HOST"))
     if api is None:
         conf = Configuration()
