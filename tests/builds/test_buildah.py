@@ -212,7 +212,9 @@ def test_a_stopped_build_leaves_nothing_behind(
     how: str, start_service: Start, git_root: Path, git_daemon_url: str, base_image: str, tmp_path: Path
 ) -> None:
     name = f"bah-stop-{uuid.uuid4().hex[:8]}"
-    make_repo(git_root, name, {"Dockerfile": f"FROM {base_image}\nRUN echo {name} && sleep 120\n"})
+    make_repo(
+        git_root, name, {"Dockerfile": f"FROM {base_image}\nRUN echo {name} && sleep 120 && echo done\n"}
+    )
     state = tmp_path / "state"
     timeout = {"build_timeout": 15.0} if how == "timeout" else {}
     with start_service(engine="buildah", state_dir=state, **timeout) as service:
@@ -223,6 +225,7 @@ def test_a_stopped_build_leaves_nothing_behind(
         build = r.json()
 
         def cancel() -> None:
+            assert _running(f"echo {name} && sleep 120 && echo done")  # the step runs now
             if how == "cancel":
                 c = httpx.post(f"{service}api/v1/builds/{build['id']}/cancel", timeout=30)
                 assert c.status_code in (200, 202), c.text
@@ -235,7 +238,7 @@ def test_a_stopped_build_leaves_nothing_behind(
         assert events[-1]["phase"] == "failed", events[-3:]
         assert events[-1]["code"] == ("build_cancelled" if how == "cancel" else "build_timeout")
         # the step's process is gone too (it ran under runc, in the build's process group)
-        wait_until(lambda: not _running(f"echo {name} && sleep 120"), what="the RUN step to end")
+        wait_until(lambda: not _running(f"echo {name} && sleep 120 && echo done"), what="the RUN step to end")
     assert _left_behind(state) == {"containers": {}, "mounts": [], "build_storages": []}
 
 
@@ -353,7 +356,9 @@ def test_a_cancelled_build_of_the_build_user_leaves_nothing_behind(
 ) -> None:
     user = pwd.getpwnam(build_user)
     name = f"bah-user-stop-{uuid.uuid4().hex[:8]}"
-    make_repo(git_root, name, {"Dockerfile": f"FROM {base_image}\nRUN echo {name} && sleep 120\n"})
+    make_repo(
+        git_root, name, {"Dockerfile": f"FROM {base_image}\nRUN echo {name} && sleep 120 && echo done\n"}
+    )
     with start_service(engine="buildah", build_user=build_user, state_dir=tmp_path / "state") as service:
         r = httpx.post(
             f"{service}api/v1/builds", json={"repo": git_daemon_url + name, "ref": "main"}, timeout=30
@@ -403,3 +408,34 @@ def test_a_failing_step_is_the_reason_said_once(
     assert reason.startswith("Error: building at STEP"), reason
     assert reason.rstrip().endswith("exit status 3"), reason
     assert not [e for e in events[:-1] if "exit status 3" in e["message"]]  # not also as a log line
+
+
+def test_a_graceful_stop_leaves_nothing_behind(
+    start_service: Start, git_root: Path, git_daemon_url: str, base_image: str, tmp_path: Path
+) -> None:
+    """The service stopping (what SIGTERM does to `serve`) stops a running local build: its RUN step
+    ends, and its container and mounts go."""
+    name = f"bah-term-{uuid.uuid4().hex[:8]}"
+    make_repo(
+        git_root, name, {"Dockerfile": f"FROM {base_image}\nRUN echo {name} && sleep 120 && echo done\n"}
+    )
+    state = tmp_path / "state"
+    with start_service(engine="buildah", state_dir=state) as service:
+        r = httpx.post(
+            f"{service}api/v1/builds", json={"repo": git_daemon_url + name, "ref": "main"}, timeout=30
+        )
+        assert r.status_code == 201, r.text
+        _read_until(str(httpx.URL(service).join(r.json()["events_url"])), name)  # the RUN step runs
+        assert _running(f"echo {name} && sleep 120 && echo done")
+    wait_until(lambda: not _running(f"echo {name} && sleep 120 && echo done"), what="the RUN step to end")
+    wait_until(lambda: not _left_behind(state)["containers"], what="the build's container to go")
+    assert _left_behind(state) == {"containers": {}, "mounts": [], "build_storages": []}
+
+
+def _read_until(url: str, message: str) -> None:
+    """Read a build's event stream until an event says `message` (then stop reading)."""
+    with httpx.stream("GET", url, headers={"Accept": "text/event-stream"}, timeout=120) as r:
+        for event in messages(r.iter_lines()):
+            if str(event.json().get("message", "")).strip() == message:
+                return
+    raise AssertionError(f"the stream ended without {message!r}")
