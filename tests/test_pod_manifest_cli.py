@@ -17,7 +17,7 @@ from kubernetes_asyncio.client import ApiClient, Configuration
 from binder_service.builds.executor import BuildJob
 from binder_service.builds.kubernetes.manifest import BUILD_ID
 from binder_service.builds.kubernetes.setup import kubernetes_executor
-from binder_service.images import build_pod_name
+from binder_service.images.naming import build_pod_name
 from binder_service.providers import ResolvedRepo
 from binder_service.settings import Settings
 from tests.support.fake_k8s import FakeKube

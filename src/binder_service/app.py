@@ -24,13 +24,13 @@ from .api import router
 from .api.cors import CrossOrigin
 from .auth import authenticator
 from .builds import BuildManager, Executor
-from .builds.engine_disk import EngineDisk
 from .builds.executors import engine_check_name, make_executor
 from .builds.recording import Recorder, owner_id
 from .housekeeping import background, engine_disk, keep_house, layer_cache, registry_images
-from .image_admin import ImageAdmin
-from .image_store import ImageStore, image_store_for
-from .images import qualified_prefix
+from .images.admin import ImageAdmin
+from .images.engine.disk import EngineDisk
+from .images.naming import qualified_prefix
+from .images.store import ImageStore, image_store_for
 from .metrics import Metrics
 from .policy import SpecPolicy
 from .providers.registry import make_providers

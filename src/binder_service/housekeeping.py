@@ -12,18 +12,19 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from .builds.engine_disk import EngineDisk, parse_size
-from .builds.layer_cache import LayerCache
 from .builds.recording import remove_logs
-from .docker_config import DockerConfig
 from .errors import BinderError
-from .images import qualified_prefix, registry_host
+from .images.docker_config import DockerConfig
+from .images.engine.disk import EngineDisk
+from .images.layer_cache import LayerCache
+from .images.naming import qualified_prefix, registry_host
+from .images.registry.catalogue import RegistryImages
+from .images.registry.client import RegistryClient
+from .images.registry.gc import GcReport, RegistryGC, SqlImageRecords
 from .metrics import Metrics
-from .registry import RegistryClient
-from .registry_gc import GcReport, RegistryGC, SqlImageRecords
-from .registry_images import RegistryImages
 from .settings import Settings, parse_duration
 from .store.retention import purge_forever
+from .units import parse_size
 
 if TYPE_CHECKING:
     from .builds import BuildManager

@@ -75,7 +75,8 @@ async def gc(settings: Settings, *, dry_run: bool, out: TextIO) -> int:
 
 
 async def prune_engine(settings: Settings, *, once: bool, out: TextIO) -> int:
-    from .builds.engine_disk import EngineDisk, format_size, parse_size
+    from .images.engine.disk import EngineDisk
+    from .units import format_size, parse_size
 
     if not settings.engine_disk_budget:
         print("binder-service prune-engine: needs BINDER_SERVICE_ENGINE_DISK_BUDGET", file=sys.stderr)

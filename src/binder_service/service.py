@@ -6,7 +6,7 @@ import time
 
 from .auth import Identity
 from .builds import Build, BuildManager
-from .images import image_name
+from .images.naming import image_name
 from .metrics import Metrics
 from .policy import SpecPolicy, spec_key
 from .providers import Providers, RepoSpec

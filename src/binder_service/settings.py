@@ -680,7 +680,7 @@ class Settings(BaseSettings):
     @field_validator("engine_disk_budget")
     @classmethod
     def _disk_budget(cls, value: str) -> str:
-        from .builds.engine_disk import parse_size
+        from .units import parse_size
 
         if value.strip():
             parse_size(value)  # ValueError with the accepted forms
@@ -689,7 +689,7 @@ class Settings(BaseSettings):
     @field_validator("build_memory_limit")
     @classmethod
     def _memory_limit(cls, value: str) -> str:
-        from .builds.engine_disk import parse_size
+        from .units import parse_size
 
         if value.strip() and parse_size(value) < 6 * 2**20:
             raise ValueError("build_memory_limit must be at least 6MiB (runc's minimum), or empty")
@@ -787,7 +787,7 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _safe_to_run(self) -> Settings:
         # After _listen_where_the_hub_expects (model validators run in the order they are defined).
-        from .images import qualified_prefix, validate_prefix
+        from .images.naming import qualified_prefix, validate_prefix
 
         validate_prefix(qualified_prefix(self.image_prefix, self.registry_url))
         if self.docker_config is not None and not self.docker_config.is_file():

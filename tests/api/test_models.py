@@ -15,7 +15,7 @@ from binder_service.auth import Identity
 from binder_service.builds import Build, BuildStatus
 from binder_service.builds.recording import restore, snapshot
 from binder_service.events import Phase
-from binder_service.image_admin import ImageAdmin, ImageInfo
+from binder_service.images.admin import ImageAdmin, ImageInfo
 from binder_service.providers import ResolvedRepo
 from binder_service.store import BuildStore
 from binder_service.store.records import ImageTouch

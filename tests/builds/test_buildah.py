@@ -25,7 +25,7 @@ import pytest
 from binder_service_client import messages
 
 from binder_service.builds.buildah_local import BuildahStorage, storage_key
-from binder_service.registry import MANIFEST_TYPES, split_image
+from binder_service.images.registry.client import MANIFEST_TYPES, split_image
 from tests.support.gitserve import commit, make_repo
 from tests.support.registry_servers import RegistryServer
 from tests.support.service import sse_messages

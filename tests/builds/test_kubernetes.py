@@ -21,7 +21,7 @@ from binder_service.builds.kubernetes.executor import KubernetesExecutor
 from binder_service.builds.kubernetes.pod import ENTRY_SCRIPT, PodTemplate, build_pod, rendezvous
 from binder_service.errors import BuildError, BuildOutOfMemory, BuildTimeout, EngineUnavailable
 from binder_service.events import Phase
-from binder_service.images import build_pod_name
+from binder_service.images.naming import build_pod_name
 from binder_service.providers import ResolvedRepo
 from tests.support.fake_k8s import FakeKube, Kubelet, now_iso, r2d_line, write_kubeconfig
 from tests.support.repos import buildable_repo

@@ -18,7 +18,7 @@ from binder_service.builds.kubernetes.pod import BUILDAH_ENTRY_SCRIPT, PodTempla
 from binder_service.builds.kubernetes.setup import kubernetes_executor, pod_template
 from binder_service.builds.r2d_args import r2d_args
 from binder_service.errors import BuildError
-from binder_service.images import build_pod_name
+from binder_service.images.naming import build_pod_name
 from binder_service.providers import ResolvedRepo
 from binder_service.settings import Settings
 from tests.support.fake_k8s import FakeKube

@@ -13,11 +13,11 @@ import httpx
 import pytest
 
 from binder_service.builds.executor import BuildJob
-from binder_service.builds.layer_cache import CacheWatch
 from binder_service.builds.r2d_args import r2d_args
 from binder_service.events import Phase
+from binder_service.images.layer_cache import CacheWatch
+from binder_service.images.registry.client import MANIFEST_TYPES, split_image
 from binder_service.providers import ResolvedRepo
-from binder_service.registry import MANIFEST_TYPES, split_image
 from tests.support.gitserve import commit, make_repo
 from tests.support.service import sse_messages
 

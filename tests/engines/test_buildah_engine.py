@@ -22,12 +22,12 @@ with warnings.catch_warnings():
     from repo2docker.app import Repo2Docker
 
 from binder_service.builds.executor import BuildJob
-from binder_service.builds.layer_cache import CacheWatch
 from binder_service.builds.r2d_args import r2d_args
 from binder_service.builds.r2d_logs import Progress
 from binder_service.engines.buildah import BuildahEngine, from_images, is_loopback_host, registries_conf
 from binder_service.events import Phase
-from binder_service.images import cache_repository
+from binder_service.images.layer_cache import CacheWatch
+from binder_service.images.naming import cache_repository
 from binder_service.providers import ResolvedRepo
 
 IMAGE = "127.0.0.1:5055/p/r-1:" + "c" * 40

@@ -27,7 +27,7 @@ import pytest
 from playwright.sync_api import Browser, Page, Request, Route
 
 import world
-from binder_service.registry import MANIFEST_TYPES, split_image
+from binder_service.images.registry.client import MANIFEST_TYPES, split_image
 from tests.support.browser import chromium
 from tests.support.fake_apis import FakeGitHub
 from tests.support.fancy_hub import IMAGE_FIELD, PROFILE, running_fancy_hub

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from binder_service.errors import BinderError
-from binder_service.images import image_name, is_valid_image_name
+from binder_service.images.naming import image_name, is_valid_image_name
 from binder_service.providers import Providers, RepoSpec
 from binder_service.providers.doi import parse_doi
 from binder_service.providers.registry import make_providers as _providers

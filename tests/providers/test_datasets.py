@@ -22,7 +22,7 @@ from binder_service.errors import (
     UpstreamError,
     UpstreamTimeout,
 )
-from binder_service.images import image_name, is_valid_image_name
+from binder_service.images.naming import image_name, is_valid_image_name
 from binder_service.providers import Providers, RepoSpec
 from binder_service.providers.registry import make_providers as _providers
 from binder_service.security.egress import EgressPolicy

@@ -21,7 +21,7 @@ from binder_service.errors import (
     UpstreamError,
     UpstreamTimeout,
 )
-from binder_service.images import image_name
+from binder_service.images.naming import image_name
 from binder_service.providers import RepoSpec
 from binder_service.providers.github import GitHubProvider, github_api
 from tests.support.fake_apis import FakeGitHub, sha_of

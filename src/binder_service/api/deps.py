@@ -8,7 +8,7 @@ from fastapi import Depends, Request
 
 from ..admission import Admission
 from ..auth import Authenticator, Identity
-from ..image_admin import ImageAdmin
+from ..images.admin import ImageAdmin
 from ..metrics import Metrics
 from ..service import BinderService
 from ..settings import Settings

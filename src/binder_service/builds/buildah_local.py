@@ -30,9 +30,9 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..docker_config import DockerConfig
 from ..errors import BuilderUnavailable
-from ..images import registry_host
+from ..images.docker_config import DockerConfig
+from ..images.naming import registry_host
 
 log = logging.getLogger(__name__)
 

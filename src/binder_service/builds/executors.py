@@ -50,7 +50,7 @@ async def make_executor(
 
 def _engine_config(settings: Settings) -> str:
     """repo2docker config lines for the build engine: the per-build limits (buildah's RUN steps)."""
-    from .engine_disk import parse_size
+    from ..units import parse_size
 
     if settings.build_user:
         return f"c.BuildahEngine.run_as = {settings.build_user!r}\n"  # (no limits with one: Settings)
@@ -71,7 +71,7 @@ def _engine_config(settings: Settings) -> str:
 
 
 def _buildah_storage(settings: Settings, environ: Mapping[str, str]) -> BuildahStorage:
-    from .engine_disk import parse_size
+    from ..units import parse_size
 
     return BuildahStorage(
         _buildah_root(settings),

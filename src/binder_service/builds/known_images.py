@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..caching import AsyncCache
-from ..image_store import ImageStore
+from ..images.store import ImageStore
 
 
 class KnownImages:

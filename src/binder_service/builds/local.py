@@ -19,7 +19,7 @@ from pathlib import Path
 from ..engines import OUT_OF_MEMORY
 from ..errors import BuildError, BuilderUnavailable, BuildOutOfMemory, EngineUnavailable
 from ..events import Phase
-from ..image_store import EngineImageStore
+from ..images.store import EngineImageStore
 from ..security.child_env import child_environ
 from ..security.credentials import GitCredentials
 from . import durable

@@ -14,7 +14,8 @@ from ..admission import Admission, Ticket
 from ..auth import Identity
 from ..errors import BuildNotFound
 from ..events import Phase
-from ..image_store import ImageStore
+from ..images.layer_cache import LayerCache
+from ..images.store import ImageStore
 from ..metrics import Metrics
 from ..providers import ResolvedRepo
 from .active import ActiveBuilds
@@ -23,7 +24,6 @@ from .executor import SHUTDOWN, AdoptingExecutor, Executor, ReattachingExecutor
 from .history import BuildHistory
 from .joining import Joining
 from .known_images import KnownImages
-from .layer_cache import LayerCache
 from .queue import BuildQueue
 from .reattach import Reattachment, follow_pods
 from .recording import Recorder

@@ -7,9 +7,9 @@ import time
 from collections.abc import Callable
 
 from ..events import Phase
+from ..images.layer_cache import CacheWatch
 from ..metrics import Metrics
 from .executor import Emit
-from .layer_cache import CacheWatch
 
 # The phases an executor reports, as the `phase` label of binder_build_phase_duration_seconds.
 TIMED = (Phase.FETCHING, Phase.BUILDING, Phase.PUSHING)

@@ -10,12 +10,12 @@ from datetime import timedelta
 
 from ..errors import BinderError, BuildCancelled, BuildError, BuildTimeout
 from ..events import BuildEvent, Phase
+from ..images.layer_cache import LayerCache
 from ..metrics import Metrics
 from .active import ActiveBuilds
 from .build import Build, BuildStatus, now
 from .executor import SHUTDOWN, Adoptee, AdoptingExecutor, BuildJob, Executor, ReattachingExecutor
 from .known_images import KnownImages
-from .layer_cache import LayerCache
 from .observe import BuildObserver
 from .queue import BuildQueue
 from .recording import Recorder, remaining

@@ -37,7 +37,7 @@ from typing import Any
 from repo2docker.engine import BuildError, ContainerEngine, Image, ImageLoadError
 from traitlets import Float, Int, Unicode, default
 
-from ..images import cache_repository
+from ..images.naming import cache_repository
 from . import OUT_OF_MEMORY
 
 __all__ = ["PUSH_MARK", "BuildahEngine", "registries_conf"]

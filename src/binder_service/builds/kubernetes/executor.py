@@ -19,7 +19,7 @@ from kubernetes_asyncio.client import ApiClient
 
 from ...errors import BinderError, BuildError, EngineUnavailable, KubeStatus
 from ...events import Phase
-from ...images import build_pod_name
+from ...images.naming import build_pod_name
 from ..executor import SHUTDOWN, BuildJob, Emit
 from ..r2d_logs import Progress, read_lines
 from .api import Pods

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ...images import image_name, qualified_prefix
+from ...images.naming import image_name, qualified_prefix
 from ...providers.registry import make_providers
 from ...security.credentials import GitCredentials
 from ...security.egress import EgressPolicy

@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from ...images import build_pod_name
+from ...images.naming import build_pod_name
 from ...providers import ResolvedRepo
 from ...security.redaction import redact_url
 from ..executor import BuildJob

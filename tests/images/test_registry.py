@@ -13,10 +13,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from binder_service.docker_config import DockerConfig, RegistryCredentials
 from binder_service.errors import EngineUnavailable, InvalidSpec, RegistryUnavailable, UpstreamTimeout
-from binder_service.image_store import EngineImageStore, RegistryImageStore
-from binder_service.registry import RegistryClient, split_image, token_ttl
+from binder_service.images.docker_config import DockerConfig, RegistryCredentials
+from binder_service.images.registry.client import RegistryClient, split_image, token_ttl
+from binder_service.images.store import EngineImageStore, RegistryImageStore
 from tests.support.fixtures_http import Recorder
 from tests.support.net import Blackhole, free_port
 from tests.support.registry_servers import RegistryServer, ScriptedServer
@@ -147,7 +147,7 @@ def test_docker_config_malformed(tmp_path: Path, content: str) -> None:
 def test_docker_config_helpers_warn_once(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     path = tmp_path / "config.json"
     path.write_text(json.dumps({"credsStore": "desktop", "auths": {"reg": {"auth": b64("u:s3cr3t")}}}))
-    with caplog.at_level(logging.WARNING, logger="binder_service.docker_config"):
+    with caplog.at_level(logging.WARNING, logger="binder_service.images.docker_config"):
         DockerConfig.load(path)
         config = DockerConfig.load(path)
     assert len(caplog.records) == 1

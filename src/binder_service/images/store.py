@@ -2,23 +2,25 @@
 
 A build is skipped when its image is already there, so this is on the hot path of every launch: a
 registry lookup with a cached bearer token is one HEAD request. How to speak to a registry (its
-auth, image references) is `registry.py`'s job; this module only asks the question.
+auth, image references) is `registry/client.py`'s job, how to speak to an engine `engine/client.py`'s;
+this module only asks the question.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import httpx
 
+from ..errors import RegistryUnavailable
 from .docker_config import DockerConfig, RegistryCredentials
-from .errors import EngineUnavailable, RegistryUnavailable, UpstreamTimeout
-from .images import registry_host
-from .registry import MANIFEST_TYPES, RegistryClient, split_image
+from .engine.client import EngineClient
+from .naming import registry_host
+from .registry.client import MANIFEST_TYPES, RegistryClient, split_image
 
 if TYPE_CHECKING:
-    from .settings import Settings
+    from ..settings import Settings
 
 __all__ = ["EngineImageStore", "ImageStore", "RegistryImageStore", "image_store_for"]
 
@@ -89,44 +91,24 @@ class EngineImageStore:
     """Images in a Docker engine (the local build's target when nothing is pushed)."""
 
     def __init__(self, docker_host: str, *, timeout: float) -> None:
-        parts = urlsplit(docker_host)
-        transport: httpx.AsyncHTTPTransport | None = None
-        if parts.scheme == "unix" and parts.path:
-            transport, base = httpx.AsyncHTTPTransport(uds=parts.path), "http://docker"
-        elif parts.scheme in ("tcp", "http") and parts.netloc:
-            base = f"http://{parts.netloc}"  # TLS (DOCKER_TLS_VERIFY) is not supported
-        else:
-            raise ValueError("DOCKER_HOST must be unix:///path/docker.sock or tcp://host:port")
-        self._host = docker_host
-        self._timeout = timeout
-        self._http = httpx.AsyncClient(base_url=base, transport=transport, timeout=timeout)
+        self._engine = EngineClient(docker_host, timeout=timeout)
 
     async def exists(self, image: str) -> bool:
         split_image(image)  # a validated name cannot steer the request to another API path
-        resp = await self._get(f"/images/{quote(image, safe='/:@')}/json")
+        resp = await self._engine.request("GET", f"/images/{quote(image, safe='/:@')}/json")
         if resp.status_code == 200:
             return True
         if resp.status_code == 404:
             return False
-        raise EngineUnavailable(f"Docker engine at {self._host} answered HTTP {resp.status_code}")
+        raise self._engine.unexpected(resp)
 
     async def check(self) -> None:
-        resp = await self._get("/_ping")
+        resp = await self._engine.request("GET", "/_ping")
         if resp.status_code != 200:
-            raise EngineUnavailable(f"Docker engine at {self._host} answered HTTP {resp.status_code}")
+            raise self._engine.unexpected(resp)
 
     async def aclose(self) -> None:
-        await self._http.aclose()
-
-    async def _get(self, path: str) -> httpx.Response:
-        try:
-            return await self._http.get(path)
-        except httpx.TimeoutException as e:
-            raise UpstreamTimeout(
-                f"Docker engine at {self._host} did not answer within {self._timeout:g}s"
-            ) from e
-        except httpx.HTTPError as e:
-            raise EngineUnavailable(f"Docker engine at {self._host} is not reachable") from e
+        await self._engine.aclose()
 
 
 def image_store_for(settings: Settings, http: httpx.AsyncClient) -> ImageStore:

@@ -13,8 +13,8 @@ import pytest
 
 from binder_service.auth import Identity
 from binder_service.errors import Forbidden, ImageNotFound, ImageShared, NoRegistry
-from binder_service.image_admin import ImageAdmin
-from binder_service.registry import split_image
+from binder_service.images.admin import ImageAdmin
+from binder_service.images.registry.client import split_image
 from binder_service.store import BuildStore
 from binder_service.store.records import ImageTouch
 from tests.support.repos import buildable_repo

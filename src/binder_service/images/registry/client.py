@@ -2,7 +2,7 @@
 
 `RegistryClient` answers a registry's challenges (anonymous, Basic, Bearer tokens fetched with
 Basic credentials or Docker's ``identitytoken``) and keeps the tokens in an `AsyncCache` until
-shortly before they expire. `image_store.RegistryImageStore` asks it whether an image exists.
+shortly before they expire. `images/store.py`'s `RegistryImageStore` asks it whether an image exists.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from .caching import AsyncCache
-from .docker_config import RegistryCredentials, normalize_registry_host
-from .errors import InvalidSpec, RegistryUnavailable, UpstreamTimeout
+from ...caching import AsyncCache
+from ...errors import InvalidSpec, RegistryUnavailable, UpstreamTimeout
+from ..docker_config import RegistryCredentials, normalize_registry_host
 
 __all__ = ["MANIFEST_TYPES", "RegistryClient", "split_image", "token_ttl"]
 

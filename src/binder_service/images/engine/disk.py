@@ -12,40 +12,17 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
-import httpx
-
-from ..errors import EngineUnavailable, UpstreamTimeout
-from ..metrics import Metrics
+from ...errors import EngineUnavailable, UpstreamTimeout
+from ...metrics import Metrics
+from .client import API, EngineClient
 
 log = logging.getLogger(__name__)
-
-_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]i?)?b?\s*", re.IGNORECASE)
-_FACTORS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
-_FACTORS |= {"ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40}
-API = "/v1.41"  # dockerd 20.10 and later
-
-
-def parse_size(text: str) -> int:
-    """`400MB`, `50GB`, `1.5GiB`, `1000000` -> bytes (k/M/G/T are powers of 1000, Ki/Mi/Gi of 1024)."""
-    found = _SIZE.fullmatch(text)
-    if found is None or not text.strip():
-        raise ValueError(f"{text!r} is not a size such as 400MB, 50GB or 2GiB")
-    return int(float(found.group(1)) * _FACTORS[(found.group(2) or "").lower()])
-
-
-def format_size(n: float) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if abs(n) < 1000:
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"
 
 
 @dataclass(frozen=True)
@@ -85,26 +62,16 @@ class EngineDisk:
         timeout: float = 30.0,
         metrics: Metrics | None = None,
     ) -> None:
-        parts = urlsplit(docker_host)
-        transport: httpx.AsyncHTTPTransport | None = None
-        if parts.scheme == "unix" and parts.path:
-            transport, base = httpx.AsyncHTTPTransport(uds=parts.path), "http://docker"
-        elif parts.scheme in ("tcp", "http") and parts.netloc:
-            base = f"http://{parts.netloc}"
-        else:
-            raise ValueError("DOCKER_HOST must be unix:///path/docker.sock or tcp://host:port")
+        self._engine = EngineClient(docker_host, timeout=timeout)
         self.budget = budget
-        self._host = docker_host
         self._pinned = set(pinned)
         self._in_use = in_use
         self._on_removed = on_removed  # told the tags that went (a cache of "this image exists" forgets them)
-        self._timeout = timeout
         self._metrics = metrics
         # /system/df and prunes are slow on a big engine: one pass at a time (a df already running is an
         # error in dockerd).
         self._lock = asyncio.Lock()
         self._pending: asyncio.Task[None] | None = None
-        self._http = httpx.AsyncClient(base_url=base + API, transport=transport, timeout=timeout)
         if metrics is not None:
             metrics.engine_disk_budget.set(budget)
 
@@ -176,39 +143,31 @@ class EngineDisk:
         if self._pending is not None and not self._pending.done():
             self._pending.cancel()
             await asyncio.wait([self._pending])
-        await self._http.aclose()
+        await self._engine.aclose()
 
     async def _remove(self, c: _Candidate) -> bool:
         if c.kind == "cache":
             filters = json.dumps({"id": [c.id]})
-            resp = await self._call("POST", "/build/prune", params={"all": "1", "filters": filters})
+            resp = await self._engine.request(
+                "POST", f"{API}/build/prune", params={"all": "1", "filters": filters}
+            )
             ok = resp.status_code == 200
         else:
             ok = False
             for ref in c.tags or (c.id,):
                 # Not forced: the engine refuses (409) an image a container uses or with children.
-                resp = await self._call("DELETE", f"/images/{quote(ref, safe='')}")
+                resp = await self._engine.request("DELETE", f"{API}/images/{quote(ref, safe='')}")
                 ok = ok or resp.status_code == 200
         if ok and self._metrics is not None:
             self._metrics.engine_pruned.labels(c.kind).inc()
         return ok
 
     async def _df(self) -> dict[str, object]:
-        resp = await self._call("GET", "/system/df")
+        resp = await self._engine.request("GET", f"{API}/system/df")
         if resp.status_code != 200:
-            raise EngineUnavailable(f"Docker engine at {self._host} answered HTTP {resp.status_code} to df")
+            raise self._engine.unexpected(resp, " to df")
         body = resp.json()
         return body if isinstance(body, dict) else {}
-
-    async def _call(self, method: str, path: str, *, params: dict[str, str] | None = None) -> httpx.Response:
-        try:
-            return await self._http.request(method, path, params=params)
-        except httpx.TimeoutException as e:
-            raise UpstreamTimeout(
-                f"Docker engine at {self._host} did not answer within {self._timeout:g}s"
-            ) from e
-        except httpx.HTTPError as e:
-            raise EngineUnavailable(f"Docker engine at {self._host} is not reachable") from e
 
 
 def _usage(df: dict[str, object]) -> int:

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from binder_service.images import (
+from binder_service.images.naming import (
     build_pod_name,
     image_name,
     is_valid_image_name,

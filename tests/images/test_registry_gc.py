@@ -19,9 +19,9 @@ import pytest
 
 import world
 from binder_service.cli import main
-from binder_service.registry import MANIFEST_TYPES, RegistryClient, split_image
-from binder_service.registry_gc import RegistryGC, SqlImageRecords
-from binder_service.registry_images import DeleteDisabled, RegistryImages
+from binder_service.images.registry.catalogue import DeleteDisabled, RegistryImages
+from binder_service.images.registry.client import MANIFEST_TYPES, RegistryClient, split_image
+from binder_service.images.registry.gc import RegistryGC, SqlImageRecords
 from binder_service.store import BuildStore, ImageTouch
 from tests.support.registry_servers import RegistryServer, start_registry
 
@@ -188,7 +188,7 @@ def test_the_service_collects_periodically(
 
 def test_a_token_registry_grants_the_delete(token_auth_registry: RegistryServer) -> None:
     # The token asked for must carry `delete`: a pull-only one is refused before the registry's 405.
-    from binder_service.docker_config import RegistryCredentials
+    from binder_service.images.docker_config import RegistryCredentials
 
     image = token_auth_registry.push("gc-token/app", "old")
     creds = RegistryCredentials(token_auth_registry.username or "", token_auth_registry.password or "")

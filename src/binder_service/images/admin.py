@@ -1,7 +1,7 @@
 """The images the service built, as their users see them: list your own, delete your own (admins: any).
 
 What was built, by whom and when it was last asked for comes from the build store's `images` table; a
-delete goes through the registry API like garbage collection does (registry_gc.py), and is refused
+delete goes through the registry API like garbage collection does (registry/gc.py), and is refused
 while another user has asked for the same image too (it is theirs as much as yours).
 """
 
@@ -15,12 +15,12 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from .auth import Identity
-from .errors import Forbidden, ImageNotFound, ImageShared, NoRegistry
-from .registry import split_image
-from .registry_gc import GcReport, delete_in_repo
-from .registry_images import RegistryImages
-from .store.models import IMAGES
+from ..auth import Identity
+from ..errors import Forbidden, ImageNotFound, ImageShared, NoRegistry
+from ..store.models import IMAGES
+from .registry.catalogue import RegistryImages
+from .registry.client import split_image
+from .registry.gc import GcReport, delete_in_repo
 
 __all__ = ["ImageAdmin", "ImageInfo"]
 

@@ -12,12 +12,15 @@ import logging
 import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ..errors import BinderError
 from ..events import Phase
-from ..registry import split_image
-from ..registry_images import RegistryImages
-from .executor import Emit
+from .registry.catalogue import RegistryImages
+from .registry.client import split_image
+
+if TYPE_CHECKING:
+    from ..builds.executor import Emit
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from binder_service.builds.engine_disk import EngineDisk, _candidates, parse_size
+from binder_service.images.engine.disk import EngineDisk, _candidates
 from binder_service.settings import Settings
+from binder_service.units import parse_size
 from tests.support.engines import docker_on
 from tests.support.gitserve import make_repo
 from tests.support.service import sse_messages

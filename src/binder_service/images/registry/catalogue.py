@@ -11,8 +11,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from .errors import RegistryUnavailable
-from .registry import MANIFEST_TYPES, RegistryClient
+from ...errors import RegistryUnavailable
+from .client import MANIFEST_TYPES, RegistryClient
 
 MAX_TAG_PAGES = 50  # tags/list is paged (n=1000): enough for every commit of one repository
 _INDEX_TYPES = (

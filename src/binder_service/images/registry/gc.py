@@ -18,10 +18,10 @@ from typing import Protocol
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from .errors import BinderError
-from .metrics import Metrics
-from .registry import split_image
-from .registry_images import DeleteDisabled, RegistryImages
+from ...errors import BinderError
+from ...metrics import Metrics
+from .catalogue import DeleteDisabled, RegistryImages
+from .client import split_image
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ class SqlImageRecords:
         self._engine = engine
 
     async def images(self) -> Sequence[ImageUse]:
-        from .store.models import IMAGES
+        from ...store.models import IMAGES
 
         async with self._engine.connect() as conn:
             rows = (
@@ -57,7 +57,7 @@ class SqlImageRecords:
         return [ImageUse(r.image, r.built_at, r.last_requested_at) for r in rows]
 
     async def forget(self, images: Sequence[str]) -> None:
-        from .store.models import IMAGES
+        from ...store.models import IMAGES
 
         if images:
             async with self._engine.begin() as conn:
