@@ -13,7 +13,7 @@ import os
 import shutil
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,16 +26,21 @@ from binder_service.builds.executor import BuildJob
 from binder_service.builds.kubernetes.pod import PodTemplate, build_pod
 from binder_service.images.registry.client import MANIFEST_TYPES, split_image
 from binder_service.providers import ResolvedRepo
+from binder_service.settings import Settings
+from tests.support.fake_k8s import FakeKube, write_kubeconfig
 from tests.support.gitserve import make_repo
 from tests.support.kube_schemas import assert_valid
-from tests.support.oci import runtime_config
+from tests.support.oci import prepare_bundle
 from tests.support.pss import baseline_violations
 from tests.support.registry_servers import RegistryServer
+from tests.support.runc_kubelet import RuncKubelet
+from tests.support.service import running_service, sse_messages
 
 ROOT = Path(__file__).resolve().parents[2]
 SECCOMP_ROOT = ROOT / "chart" / "files" / "seccomp"  # stands in for the kubelet's seccomp directory
 RUNC = shutil.which("runc", path="/usr/sbin:/usr/bin:/sbin:/bin")
-BUILDER_UID = 1000
+PUSH_SECRET = "push-creds"
+NS = "builds"
 
 pytestmark = [
     pytest.mark.docker,
@@ -109,24 +114,12 @@ class Run:
 
 
 def run_pod(pod: dict[str, Any], builder: Builder, tmp: Path, auth: dict[str, Any] | None) -> Run:
-    """Run the pod's container under runc, with fresh volumes: the emptyDir (writable by the pod's fsGroup,
-    as the kubelet makes it) and the push Secret's files (0440, group fsGroup)."""
-    storage = tmp / "build-storage"
-    storage.mkdir(mode=0o777)
-    os.chown(storage, 0, BUILDER_UID)
-    os.chmod(storage, 0o2777)
-    secret = tmp / "docker-config"
-    secret.mkdir()
-    (secret / "config.json").write_text(json.dumps(auth or {"auths": {}}))
-    os.chown(secret / "config.json", 0, BUILDER_UID)
-    os.chmod(secret / "config.json", 0o440)
-    bundle = tmp / "bundle"
-    bundle.mkdir()
-    volumes = {"build-storage": storage, "docker-config": secret}
-    config = runtime_config(
-        pod, builder.config, rootfs=builder.rootfs, volumes=volumes, seccomp_root=SECCOMP_ROOT
+    """Run the pod's container under runc, with fresh volumes as a kubelet makes them; `auth` is the push
+    Secret's config.json."""
+    secrets = {PUSH_SECRET: {"config.json": json.dumps(auth or {"auths": {}})}}
+    bundle = prepare_bundle(
+        pod, builder.config, rootfs=builder.rootfs, dest=tmp, seccomp_root=SECCOMP_ROOT, secrets=secrets
     )
-    (bundle / "config.json").write_text(json.dumps(config, indent=1))
     assert RUNC is not None
     state = tmp / "runc-state"
     name = f"bsw-{uuid.uuid4().hex[:12]}"
@@ -160,7 +153,7 @@ def _pod(
         builder_image="binder-test/builder:latest",
         seccomp_profile="binder-service-buildah.json",
         storage_limit="5Gi",
-        push_secret="push-creds",
+        push_secret=PUSH_SECRET,
         resources={"limits": {"memory": memory, "cpu": "2"}},
     )
     pod = build_pod(job, template)
@@ -279,3 +272,56 @@ def test_rootless_buildah_needs_privilege_escalation(
     else:
         assert mapped == [["0", "1000", "1"]], ran.log
         assert "newuidmap: write to uid_map failed: Operation not permitted" in ran.log
+
+
+def test_the_service_builds_through_a_buildah_pod_under_runc(
+    builder: Builder,
+    make_settings: Callable[..., Settings],
+    git_root: Path,
+    git_daemon_url: str,
+    registry_base_image: str,
+    tmp_path: Path,
+) -> None:
+    """All of it: a build request to the service (executor kubernetes, engine buildah); the executor
+    creates the build pod through the API fake (strict schemas); the fake's kubelet runs it under runc as
+    its spec says; the log streams back as events to `ready`, and the image is in the registry."""
+    name = f"runc-e2e-{uuid.uuid4().hex[:8]}"
+    make_repo(git_root, name, {"Dockerfile": f"FROM {registry_base_image}\nRUN echo {name} > /id\n"})
+    settings = make_settings(
+        executor="kubernetes",
+        engine="buildah",
+        k8s_namespace=NS,
+        k8s_api_timeout=5.0,
+        k8s_builder_image=builder.image,
+        k8s_push_secret=PUSH_SECRET,
+        k8s_build_resources={"limits": {"memory": "2Gi", "cpu": "2"}},
+        build_timeout=900.0,
+    )
+    work = tmp_path / "kubelet"
+    work.mkdir()
+    kubelet = RuncKubelet({builder.image: (builder.rootfs, builder.config)}, work, SECCOMP_ROOT)
+    with FakeKube(kubelet=kubelet) as kube:
+        kube.secrets[(NS, PUSH_SECRET)] = {"config.json": json.dumps({"auths": {}})}
+        environ = {k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_")}
+        environ["KUBECONFIG"] = str(write_kubeconfig(kube.url, tmp_path / "kubeconfig"))
+        with running_service(settings, environ=environ) as url:
+            r = httpx.post(
+                f"{url}api/v1/builds", json={"repo": git_daemon_url + name, "ref": "main"}, timeout=30
+            )
+            assert r.status_code == 201, r.text
+            build = r.json()
+            events = sse_messages(str(httpx.URL(url).join(build["events_url"])), timeout=900)
+        assert kube.rejected == []
+        (created,) = kube.kinds("create")
+        assert kube.pods(NS) == []  # deleted when done
+    assert events[-1]["phase"] == "ready", events[-5:]
+    phases = [e["phase"] for e in events]
+    assert phases.index("building") < phases.index("pushing") < phases.index("ready")
+    assert baseline_violations(created.body) == []
+    assert created.body["spec"]["containers"][0]["image"] == builder.image
+    _, repository, tag = split_image(build["image_name"])
+    registry = "http://" + build["image_name"].split("/", 1)[0]
+    got = httpx.get(
+        f"{registry}/v2/{repository}/manifests/{tag}", headers={"Accept": MANIFEST_TYPES}, timeout=10
+    )
+    assert got.status_code == 200, got.text

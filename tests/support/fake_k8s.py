@@ -632,16 +632,7 @@ class Kubelet:
                 _container_state({"waiting": {"reason": "CreateContainerConfigError", "message": env}}),
             )
             return
-        container = pod["spec"]["containers"][0]
-        argv = [*(container.get("command") or []), *(container.get("args") or [])]
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            env=env,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            start_new_session=True,
-        )
+        proc = await self.start_container(kube, ns, pod, env)
         self._procs[(ns, name)] = proc
 
         def running(p: Pod) -> None:
@@ -669,6 +660,21 @@ class Kubelet:
             p["status"]["phase"] = "Succeeded" if code == 0 else "Failed"
 
         await kube._modify(ns, name, done)
+
+    async def start_container(
+        self, kube: FakeKube, ns: str, pod: Pod, env: dict[str, str]
+    ) -> asyncio.subprocess.Process:
+        """The container's process, its stdout and stderr in one pipe: here its args as a local process."""
+        container = pod["spec"]["containers"][0]
+        argv = [*(container.get("command") or []), *(container.get("args") or [])]
+        return await asyncio.create_subprocess_exec(
+            *argv,
+            env=env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     async def stop(self, ns: str, name: str) -> None:
         proc = self._procs.pop((ns, name), None)

@@ -19,6 +19,7 @@ reaches the test's registry and git server on loopback.
 from __future__ import annotations
 
 import json
+import os
 import platform
 import re
 from pathlib import Path
@@ -199,3 +200,40 @@ def runtime_config(
         "mounts": mounts,
         "linux": linux,
     }
+
+
+def prepare_bundle(
+    pod: dict[str, Any],
+    image_config: dict[str, Any],
+    *,
+    rootfs: Path,
+    dest: Path,
+    seccomp_root: Path,
+    secrets: dict[str, dict[str, str]],
+) -> Path:
+    """A bundle directory in `dest` for the pod's container, with its volumes made as a kubelet makes them:
+    an emptyDir writable by the pod's fsGroup (setgid), a Secret's items as files of its `defaultMode`,
+    group fsGroup. `secrets`: Secret name -> data."""
+    group = (pod["spec"].get("securityContext") or {}).get("fsGroup", 0)
+    volumes: dict[str, Path] = {}
+    for v in pod["spec"].get("volumes") or []:
+        path = dest / "volumes" / v["name"]
+        path.mkdir(parents=True)
+        if "emptyDir" in v:
+            os.chown(path, 0, group)
+            os.chmod(path, 0o2777)
+        elif "secret" in v:
+            data = secrets[v["secret"]["secretName"]]
+            for item in v["secret"].get("items") or [{"key": k, "path": k} for k in data]:
+                file = path / item["path"]
+                file.write_text(data[item["key"]])
+                os.chown(file, 0, group)
+                os.chmod(file, v["secret"].get("defaultMode", 0o644))
+        else:
+            raise AssertionError(f"volume {v['name']}: only emptyDir and Secret volumes are made here")
+        volumes[v["name"]] = path
+    bundle = dest / "bundle"
+    bundle.mkdir()
+    config = runtime_config(pod, image_config, rootfs=rootfs, volumes=volumes, seccomp_root=seccomp_root)
+    (bundle / "config.json").write_text(json.dumps(config, indent=1))
+    return bundle
