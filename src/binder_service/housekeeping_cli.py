@@ -71,6 +71,8 @@ async def gc(settings: Settings, *, dry_run: bool, out: TextIO) -> int:
     for error in report.errors:
         out.write(f"error {error}\n")
     out.write(f"{len(report.deleted)} image(s) {summary}, {len(report.already_gone)} already gone\n")
+    if report.cache_deleted:
+        out.write(f"{len(report.cache_deleted)} layer-cache tag(s) (buildah) {summary}\n")
     return 1 if report.errors else 0
 
 

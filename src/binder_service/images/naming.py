@@ -89,7 +89,10 @@ def cache_repository(image: str) -> str:
     name = image.partition("@")[0]
     last = name.rsplit("/", 1)[-1]
     repo = name.rpartition(":")[0] if ":" in last else name
-    return f"{repo}-cache"
+    return f"{repo}{CACHE_SUFFIX}"
+
+
+CACHE_SUFFIX = "-cache"  # what cache_repository appends to an image repository
 
 
 POD_NAME_MAX = 63  # a DNS-1123 label: Kubernetes' limit on pod names that also serve as hostnames

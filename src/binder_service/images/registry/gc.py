@@ -1,5 +1,7 @@
 """Registry garbage collection: delete the images this service built that nobody asked for within the
-retention window; never anything it did not build.
+retention window; never anything it did not build. With them goes buildah's layer cache of the same
+repositories (`<repository>-cache`, engines/buildah.py): all of it once no image of the repository is
+left, else the cached steps made before the window (a step still in use is made and pushed again).
 
 What was built and when it was last requested comes from the build store's `images` table (an
 `ImageRecords`); manifests are deleted through the registry API by digest. A digest another tag of the
@@ -20,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ...errors import BinderError
 from ...metrics import Metrics
+from ..naming import CACHE_SUFFIX
 from .catalogue import DeleteDisabled, RegistryImages
 from .client import split_image
 
@@ -70,6 +73,7 @@ class GcReport:
     kept_shared: list[str] = field(default_factory=list)  # a foreign tag points at the same manifest
     already_gone: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    cache_deleted: list[str] = field(default_factory=list)  # `<repository>-cache:<key>` tags (buildah)
 
 
 class RegistryGC:
@@ -107,6 +111,8 @@ class RegistryGC:
 
     async def collect(self, *, dry_run: bool = False) -> GcReport:
         report = GcReport()
+        uses = await self._records.images()
+        built = [u.image for u in uses if u.built_at is not None and u.image.startswith(self._prefix)]
         expired = await self.expired()
         by_repo: dict[str, list[str]] = {}
         for image in expired:
@@ -118,6 +124,17 @@ class RegistryGC:
                 raise  # the same for every repository: say it once, clearly
             except BinderError as e:
                 report.errors.append(f"{repo}: {e.message}")
+        gone = set(report.deleted + report.already_gone)
+        remaining = {split_image(i)[1] for i in built if i not in gone}
+        for repo in sorted({split_image(i)[1] for i in built}):
+            try:
+                await self._collect_cache(
+                    repo, everything=repo not in remaining, report=report, dry_run=dry_run
+                )
+            except DeleteDisabled:
+                raise
+            except BinderError as e:
+                report.errors.append(f"{repo}{CACHE_SUFFIX}: {e.message}")
         if not dry_run:
             await self._records.forget(report.deleted + report.already_gone)
             if self._metrics is not None:
@@ -127,6 +144,20 @@ class RegistryGC:
             extra={"dry_run": dry_run, "deleted": len(report.deleted), "errors": len(report.errors)},
         )
         return report
+
+    async def _collect_cache(self, repo: str, *, everything: bool, report: GcReport, dry_run: bool) -> None:
+        """Delete the tags of `repo`'s cache repository made before the window (all of them with
+        `everything`: no image of the repository is left)."""
+        cache = repo + CACHE_SUFFIX
+        cutoff = self._clock() - self._retention
+        for tag in await self._registry.tags(cache):
+            if not everything:
+                made = await self._registry.created(cache, tag)
+                if made is None or _aware(made) >= cutoff:
+                    continue
+            digest = await self._registry.digest(cache, tag)
+            if digest is not None and (dry_run or await self._registry.delete(cache, digest)):
+                report.cache_deleted.append(f"{cache}:{tag}")
 
     async def _collect_repo(self, repo: str, images: list[str], report: GcReport, *, dry_run: bool) -> None:
         await delete_in_repo(self._registry, repo, images, report, dry_run=dry_run)
