@@ -27,7 +27,9 @@ from binder_service_client import messages
 from binder_service.builds.buildah_local import BuildahStorage, storage_key
 from binder_service.images.registry.client import MANIFEST_TYPES, split_image
 from tests.support.gitserve import commit, make_repo
+from tests.support.net import free_port
 from tests.support.registry_servers import RegistryServer
+from tests.support.serve_process import serve_process
 from tests.support.service import sse_messages
 from tests.support.waiting import wait_until
 
@@ -439,3 +441,44 @@ def _read_until(url: str, message: str) -> None:
             if str(event.json().get("message", "")).strip() == message:
                 return
     raise AssertionError(f"the stream ended without {message!r}")
+
+
+def test_sigkill_mid_build_then_restart_adopts_and_cleans(
+    world_env: dict[str, str], git_root: Path, git_daemon_url: str, base_image: str, tmp_path: Path
+) -> None:
+    """A SIGKILLed `serve` leaves its buildah build running (durable, docs/state.md); the next start adopts
+    it, and when it is cancelled there its RUN step ends and its container and mounts go."""
+    name = f"bah-kill-{uuid.uuid4().hex[:8]}"
+    make_repo(
+        git_root, name, {"Dockerfile": f"FROM {base_image}\nRUN echo {name} && sleep 120 && echo done\n"}
+    )
+    state = tmp_path / "state"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BINDER_SERVICE_", "JUPYTERHUB_"))}
+    env.update(
+        BINDER_SERVICE_PORT=str(free_port()),
+        BINDER_SERVICE_ENGINE="buildah",
+        BINDER_SERVICE_REGISTRY_URL=f"http://{world_env['BINDER_WORLD_REGISTRY']}",
+        BINDER_SERVICE_IMAGE_PREFIX=f"test-bah-kill-{uuid.uuid4().hex[:6]}/",
+        BINDER_SERVICE_ALLOW_PRIVATE_NETWORKS="true",
+        BINDER_SERVICE_STATE_DIR=str(state),
+        BINDER_SERVICE_KEEPALIVE_INTERVAL="0.5",
+    )
+    log = tmp_path / "serve.log"
+    step = f"echo {name} && sleep 120 && echo done"
+    with serve_process(env, log) as (first, url):
+        r = httpx.post(f"{url}api/v1/builds", json={"repo": git_daemon_url + name, "ref": "main"}, timeout=30)
+        assert r.status_code == 201, r.text
+        build = r.json()
+        _read_until(f"{url}api/v1/builds/{build['id']}/events", name)  # the RUN step runs
+        first.send_signal(signal.SIGKILL)  # no shutdown: what a crash or an OOM kill does
+        first.wait()
+    assert _running(step)  # the build outlived the service
+    with serve_process(env, log, graceful=True) as (_, url):
+        assert httpx.get(f"{url}api/v1/builds/{build['id']}", timeout=10).json()["status"] == "running"
+        c = httpx.post(f"{url}api/v1/builds/{build['id']}/cancel", timeout=30)
+        assert c.status_code in (200, 202), c.text
+        events = sse_messages(f"{url}api/v1/builds/{build['id']}/events", timeout=120)
+        assert events[-1]["code"] == "build_cancelled", events[-3:]
+        wait_until(lambda: not _running(step), what="the RUN step to end")
+        wait_until(lambda: not _left_behind(state)["containers"], what="the adopted build's container to go")
+    assert _left_behind(state) == {"containers": {}, "mounts": [], "build_storages": []}
