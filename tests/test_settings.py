@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 from pydantic import ValidationError
 
@@ -122,3 +125,20 @@ def test_real_settings_and_other_variables_pass_quietly() -> None:
     # Every field is there, by its own name or its BINDER_SERVICE_ alias.
     assert "BINDER_SERVICE_HUB_API_TOKEN" in environ
     assert len(set(setting_variables())) >= len(Settings.model_fields)
+
+
+def test_settings_depend_on_leaves_only() -> None:
+    """No import circle through the settings: building them imports no provider (nor httpx with them)."""
+    code = (
+        "import sys\n"
+        "from binder_service.settings import Settings\n"
+        "Settings(providers=['gh', 'git'], spec_config=[{'pattern': '^gh/', 'quota': 1}],\n"
+        "         allowed_networks=['10.1.0.0/16'], engine_disk_budget='2GiB')\n"
+        "names = ('binder_service.providers', 'httpx')\n"
+        "loaded = sorted(m for m in sys.modules if m.startswith(names))\n"
+        "print(loaded)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert out.stdout.strip() == "[]", out.stdout

@@ -16,18 +16,28 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from .errors import RepoBanned
-from .providers import RepoSpec
 
-__all__ = ["SpecPolicy", "SpecRule", "compile_patterns", "parse_spec_config", "spec_key"]
+__all__ = ["NamedSpec", "SpecPolicy", "SpecRule", "compile_patterns", "parse_spec_config", "spec_key"]
 
 DEFAULT_BANNED_MESSAGE: Final = "This repository cannot be built here."
 _OPTIONS: Final = {"quota": int}  # per-spec options and their types
 
 
-def spec_key(spec: RepoSpec) -> str:
+class NamedSpec(Protocol):
+    """What the policy reads of a request's spec (a provider's `RepoSpec`): the policy is a leaf the
+    settings import without the providers."""
+
+    @property
+    def provider(self) -> str: ...
+
+    @property
+    def repo(self) -> str: ...
+
+
+def spec_key(spec: NamedSpec) -> str:
     """The string every pattern is matched against: `<provider>/<repository>`."""
     return f"{spec.provider}/{spec.repo}"
 
@@ -95,7 +105,7 @@ class SpecPolicy:
         self._message = banned_message.strip() or DEFAULT_BANNED_MESSAGE
         self._rules = parse_spec_config(spec_config)
 
-    def check(self, spec: RepoSpec) -> SpecRule | None:
+    def check(self, spec: NamedSpec) -> SpecRule | None:
         """RepoBanned if the policy refuses `spec`; else the rule with its options (None if none matches)."""
         key = spec_key(spec)
         shown = key[:200]

@@ -27,6 +27,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from . import __version__
 from .policy import SpecRule, compile_patterns, parse_spec_config
+from .provider_order import PROVIDER_ORDER
 
 
 def _split_list(value: object) -> object:
@@ -64,13 +65,6 @@ def parse_duration(text: str) -> float:
     if seconds < 0 or seconds != seconds:
         raise ValueError(f"{text!r} must be 0 (forever) or a positive duration")
     return seconds
-
-
-def provider_names() -> tuple[str, ...]:
-    """Every provider there is, in the default detection order (the providers' registry's)."""
-    from .providers.registry import provider_names as names  # the providers import httpx: only when asked
-
-    return names()
 
 
 def is_loopback(host: str) -> bool:
@@ -262,7 +256,7 @@ class Settings(BaseSettings):
 
     # --- repository providers ---
     providers: Annotated[list[str], NoDecode] = Field(
-        default_factory=lambda: list(provider_names()),
+        default_factory=lambda: list(PROVIDER_ORDER),
         description="Enabled repository providers, in the order URL detection tries them: "
         "`gh` (GitHub), `gl` (GitLab), `gist` (GitHub gists), `zenodo`, `figshare`, `hydroshare`, "
         "`dataverse`, `ckan` (datasets, docs/providers.md), `git` (any git URL).",
@@ -589,7 +583,7 @@ class Settings(BaseSettings):
     @field_validator("allowed_networks", mode="before")
     @classmethod
     def _networks(cls, value: object) -> object:
-        from .security.egress import parse_networks
+        from .units import parse_networks
 
         value = _split_policy_list(value)
         if isinstance(value, list):
@@ -639,7 +633,7 @@ class Settings(BaseSettings):
     @field_validator("providers")
     @classmethod
     def _providers(cls, value: list[str]) -> list[str]:
-        known = provider_names()
+        known = PROVIDER_ORDER
         unknown = [p for p in value if p not in known]
         if unknown:
             raise ValueError(f"unknown providers: {unknown} (known: {', '.join(known)})")

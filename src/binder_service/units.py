@@ -1,11 +1,16 @@
-"""Sizes as operators write them (`400MB`, `2GiB`) and as we show them. No imports: settings, the engine
-disk budget and buildah's storage all read sizes, and this stays a leaf they can share."""
+"""Values as operators write them: sizes (`400MB`, `2GiB`, and as we show them) and IP networks
+(`10.1.0.0/16`). No imports of ours: the settings, the engine disk budget, buildah's storage and the egress
+policy all read them, and this stays a leaf they can share."""
 
 from __future__ import annotations
 
+import ipaddress
 import re
+from collections.abc import Iterable
 
-__all__ = ["format_size", "parse_size"]
+__all__ = ["IPNetwork", "format_size", "parse_networks", "parse_size"]
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 _SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]i?)?b?\s*", re.IGNORECASE)
 _FACTORS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
@@ -27,3 +32,14 @@ def format_size(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1000
     return f"{n:.1f} TB"
+
+
+def parse_networks(values: Iterable[str]) -> list[IPNetwork]:
+    """CIDRs (or single addresses) as networks; ValueError naming the bad one."""
+    networks: list[IPNetwork] = []
+    for value in values:
+        try:
+            networks.append(ipaddress.ip_network(value.strip(), strict=False))
+        except ValueError as e:
+            raise ValueError(f"{value!r} is not an IP network (e.g. 10.1.0.0/16 or fd00::/8)") from e
+    return networks

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 
+from ..provider_order import PROVIDER_ORDER
 from . import Providers
 from .base import RepoProvider
 from .ckan import CKANProvider
@@ -53,6 +54,11 @@ PROVIDERS: tuple[type[RepoProvider], ...] = (
 def provider_names() -> tuple[str, ...]:
     """The names of every provider, in the default detection order."""
     return tuple(p.name for p in PROVIDERS)
+
+
+# The settings know the providers by these names only (a leaf they import without the providers).
+if provider_names() != PROVIDER_ORDER:
+    raise ImportError(f"provider_order.PROVIDER_ORDER {PROVIDER_ORDER} is not PROVIDERS' {provider_names()}")
 
 
 @dataclass

@@ -34,32 +34,20 @@ import httpcore
 import httpx
 
 from ..errors import DestinationNotAllowed
+from ..units import IPNetwork, parse_networks
 
 __all__ = [
     "EgressBackend",
     "EgressPolicy",
     "IPAddress",
-    "IPNetwork",
-    "parse_networks",
+    "egress_transport",
 ]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 _NAT64: Final = ipaddress.IPv6Network("64:ff9b::/96")  # well-known NAT64 prefix: an IPv4 address inside
 _SHARED: Final = ipaddress.IPv4Network("100.64.0.0/10")  # carrier-grade NAT (RFC 6598)
 _HINT: Final = "private networks are not allowed"
-
-
-def parse_networks(values: Iterable[str]) -> list[IPNetwork]:
-    """CIDRs (or single addresses) as networks; ValueError naming the bad one."""
-    networks: list[IPNetwork] = []
-    for value in values:
-        try:
-            networks.append(ipaddress.ip_network(value.strip(), strict=False))
-        except ValueError as e:
-            raise ValueError(f"{value!r} is not an IP network (e.g. 10.1.0.0/16 or fd00::/8)") from e
-    return networks
 
 
 def _embedded_v4(address: IPAddress) -> ipaddress.IPv4Address | None:
