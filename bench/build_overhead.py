@@ -6,7 +6,7 @@ Direct run = exactly the command line the service's LocalExecutor builds (the sa
 restricts content providers to Git, the same environment it passes), timed as a subprocess:
 
     repo2docker --config <r2d-Git.py> --json-logs --no-run --user-id 1000 --user-name jovyan \\
-        --image-name <name> --ref <sha> --push -- <git url>
+        --image-name <name> --ref <sha> --push --build-arg BUILDKIT_INLINE_CACHE=1 -- <git url>
 
 For the service, the event timestamps seen by the client split the time into: before repo2docker
 starts (resolve + registry lookup + spawn: the `fetching` event), repo2docker's run, and after its
@@ -75,6 +75,8 @@ def run_direct(config: Path, image: str, sha: str, url: str, log: Path) -> tuple
     argv = [
         str(c.VENV_BIN / "repo2docker"), "--config", str(config), "--json-logs", "--no-run",
         "--user-id", "1000", "--user-name", "jovyan", "--image-name", image, "--ref", sha, "--push",
+        # as the executor with the layer cache on (the default) and no earlier image of the repository
+        "--build-arg", "BUILDKIT_INLINE_CACHE=1",
         "--", url,
     ]  # fmt: skip
     t0 = time.perf_counter()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -119,7 +120,10 @@ def save(all_recorded: dict[str, dict[str, Recorded]], path: Path = RECORDED) ->
 
 
 def current_commit() -> str:
-    """The measured code's commit (`+dirty` when src/ has uncommitted changes)."""
+    """The measured code's commit (`+dirty` when src/ has uncommitted changes). When the service runs a
+    copy of the package (`--service-env PYTHONPATH=...`), BENCH_SRC_COMMIT names that copy's commit."""
+    if os.environ.get("BENCH_SRC_COMMIT"):
+        return os.environ["BENCH_SRC_COMMIT"]
 
     def git(*args: str) -> str:
         root = Path(__file__).resolve().parent.parent
