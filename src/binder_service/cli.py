@@ -35,10 +35,12 @@ def serve(args: argparse.Namespace) -> int:
     """Run the service. Whatever can stop it is tried before anything changes (docs/state.md): the
     settings, the port (bound here), the ownership of the state directory and SQLite store, then the
     store itself; only then are running builds adopted and background work started (the app's lifespan)."""
-    # httpx imports its own command line (click, rich, pygments) where those happen to be installed
-    # (pytest and Sphinx bring pygments): ~5 MB the service never uses. A None entry fails that import,
-    # as it fails where they are not installed, and httpx keeps its stub (issue 16, idle memory).
-    sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]  # None: "cannot be imported"
+    # Modules the service never uses, which libraries import when they can (issue 16, idle memory):
+    # httpx's command line (click, rich, pygments where pytest or Sphinx brought them: ~5 MB) and
+    # pydantic's v1 layer, which FastAPI imports only to check that no route uses a v1 model (~2 MB).
+    # A None entry fails the import, as where they are not installed, and each library does without.
+    for unused in ("httpx._main", "pydantic.v1"):
+        sys.modules.setdefault(unused, None)  # type: ignore[arg-type]  # None: "cannot be imported"
     import uvicorn
     from pydantic import ValidationError
 
@@ -211,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command in ("gc", "prune-engine"):
         return housekeeping_cli.run(args)
     if args.command == "pod-manifest":
-        return pod_manifest_cli.run(args)
+        return pod_manifest_cli.run(args, os.environ)
     return asyncio.run(_build(args, sys.stdout))
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
+from collections.abc import Mapping
 from typing import TextIO
 
 HEADER = """\
@@ -31,7 +31,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--provider", default=None, help="repository provider (default: detected)")
 
 
-def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
+def run(args: argparse.Namespace, environ: Mapping[str, str], out: TextIO | None = None) -> int:
+    """Print the pod; `environ` is the command's environment (where the Kubernetes client looks)."""
     from pydantic import ValidationError
 
     from .errors import BinderError
@@ -59,7 +60,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
             file=sys.stderr,
         )
     try:
-        pod = asyncio.run(planned_pod(settings, os.environ, args.repo, args.ref, args.provider))
+        pod = asyncio.run(planned_pod(settings, environ, args.repo, args.ref, args.provider))
     except BinderError as e:
         print(f"binder-service pod-manifest: {e.message} [{e.code}]", file=sys.stderr)
         return 1
