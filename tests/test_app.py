@@ -21,7 +21,7 @@ from tests.support.fake_k8s import write_kubeconfig
 SRC = Path(__file__).resolve().parents[1] / "src" / "binder_service"
 # Config flows one way (STYLE.md): env -> Settings (cli.py or a test) -> create_app -> app.state.
 READS_ENVIRONMENT = re.compile(r"\bos\.environ\b|\bgetenv\b|\bfrom os import\b[^\n]*\benviron\b")
-MAY_READ_ENVIRONMENT = {SRC / "cli.py", SRC / "settings.py"} | {
+MAY_READ_ENVIRONMENT = {SRC / "cli.py", *(SRC / "settings").rglob("*.py")} | {
     # repo2docker's engine plugin runs in repo2docker's process (with the environment the service gave
     # it), never in the service's.
     *(SRC / "engines").rglob("*.py")
