@@ -7,6 +7,7 @@ import pytest
 from pydantic import ValidationError
 
 from binder_service.settings import Settings, describe_invalid, setting_variables, unknown_variables
+from binder_service.settings.builds import Amounts
 
 
 def test_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -142,3 +143,20 @@ def test_settings_depend_on_leaves_only() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
     )
     assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_sizes_and_durations_are_numbers_once_loaded() -> None:
+    """The fields keep what the operator wrote (the chart schema and the docs show it); `amounts` has the
+    numbers, converted when the settings load."""
+    s = Settings(
+        build_retention="2d", registry_retention="30d", engine_disk_budget="2GiB", build_memory_limit="512MiB"
+    )
+    assert (s.build_retention, s.engine_disk_budget) == ("2d", "2GiB")
+    assert s.amounts == Amounts(
+        build_retention_seconds=2 * 86400,
+        registry_retention_seconds=30 * 86400,
+        engine_disk_budget_bytes=2 * 2**30,
+        build_memory_limit_bytes=512 * 2**20,
+    )
+    off = Settings(build_retention="0", registry_retention="", engine_disk_budget="")
+    assert off.amounts == Amounts(0.0, None, None, None)

@@ -22,9 +22,8 @@ from .images.registry.catalogue import RegistryImages
 from .images.registry.client import RegistryClient
 from .images.registry.gc import GcReport, RegistryGC, SqlImageRecords
 from .metrics import Metrics
-from .settings import Settings, parse_duration
+from .settings import Settings
 from .store.retention import purge_forever
-from .units import parse_size
 
 if TYPE_CHECKING:
     from .builds import BuildManager
@@ -62,11 +61,12 @@ def engine_disk(
 ) -> EngineDisk | None:
     """The local engine's disk budget; None when unset or when builds run elsewhere (on Kubernetes the
     chart's docker-api pods run `binder-service prune-engine` next to each engine)."""
-    if not settings.engine_disk_budget or settings.executor != "local" or settings.engine != "docker":
+    budget = settings.amounts.engine_disk_budget_bytes
+    if budget is None or settings.executor != "local" or settings.engine != "docker":
         return None  # buildah's storage: builds/buildah_local.py
     return EngineDisk(
         settings.docker_host,
-        budget=parse_size(settings.engine_disk_budget),
+        budget=budget,
         pinned=settings.engine_pinned_images,
         in_use=in_use,
         on_removed=on_removed,
@@ -93,7 +93,8 @@ async def collect_registry(
     """One registry garbage collection, against the build store `settings` name (opened for it)."""
     from .store import BuildStore
 
-    if not settings.registry_url or not settings.registry_retention:
+    retention = settings.amounts.registry_retention_seconds
+    if not settings.registry_url or retention is None:
         raise ValueError("registry garbage collection needs registry_url and registry_retention")
     store = await BuildStore.open(settings.resolved_db_url(), op_timeout=settings.db_timeout)
     try:
@@ -104,7 +105,7 @@ async def collect_registry(
                 SqlImageRecords(store.engine),
                 registry,
                 prefix=qualified_prefix(settings.image_prefix, settings.registry_url),
-                retention=parse_duration(settings.registry_retention),
+                retention=retention,
                 metrics=metrics,
             )
             return await collector.collect(dry_run=dry_run)
@@ -138,8 +139,8 @@ async def keep_house(
 ) -> None:
     """Start the background tasks `settings` ask for (each stopped by `stack`): the build history's
     retention, the engine's disk budget and the registry's garbage collection."""
-    if settings.build_retention_seconds > 0:
-        purge = purge_forever(store, settings.build_retention_seconds, on_purged=remove_logs)
+    if settings.amounts.build_retention_seconds > 0:
+        purge = purge_forever(store, settings.amounts.build_retention_seconds, on_purged=remove_logs)
         await background(stack, "build-retention", purge)
     if disk is not None:
         await background(stack, "engine-disk", disk.run_forever(settings.engine_prune_interval))

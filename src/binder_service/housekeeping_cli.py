@@ -78,14 +78,15 @@ async def gc(settings: Settings, *, dry_run: bool, out: TextIO) -> int:
 
 async def prune_engine(settings: Settings, *, once: bool, out: TextIO) -> int:
     from .images.engine.disk import EngineDisk
-    from .units import format_size, parse_size
+    from .units import format_size
 
-    if not settings.engine_disk_budget:
+    budget = settings.amounts.engine_disk_budget_bytes
+    if budget is None:
         print("binder-service prune-engine: needs BINDER_SERVICE_ENGINE_DISK_BUDGET", file=sys.stderr)
         return 2
     disk = EngineDisk(
         settings.docker_host,
-        budget=parse_size(settings.engine_disk_budget),
+        budget=budget,
         pinned=settings.engine_pinned_images,
         timeout=max(settings.docker_timeout, 30.0),
     )

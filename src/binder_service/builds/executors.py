@@ -50,8 +50,6 @@ async def make_executor(
 
 def _engine_config(settings: Settings) -> str:
     """repo2docker config lines for the build engine: the per-build limits (buildah's RUN steps)."""
-    from ..units import parse_size
-
     if settings.build_user:
         return f"c.BuildahEngine.run_as = {settings.build_user!r}\n"  # (no limits with one: Settings)
     if not (settings.build_memory_limit or settings.build_cpu_limit):
@@ -63,22 +61,20 @@ def _engine_config(settings: Settings) -> str:
         )
         return ""
     lines = []
-    if settings.build_memory_limit:
-        lines.append(f"c.BuildahEngine.memory_limit = {parse_size(settings.build_memory_limit)}\n")
+    if settings.amounts.build_memory_limit_bytes is not None:
+        lines.append(f"c.BuildahEngine.memory_limit = {settings.amounts.build_memory_limit_bytes}\n")
     if settings.build_cpu_limit:
         lines.append(f"c.BuildahEngine.cpu_limit = {settings.build_cpu_limit!r}\n")
     return "".join(lines)
 
 
 def _buildah_storage(settings: Settings, environ: Mapping[str, str]) -> BuildahStorage:
-    from ..units import parse_size
-
     return BuildahStorage(
         _buildah_root(settings),
         environ=environ,
         registry_url=settings.registry_url,
         docker_config=settings.resolved_docker_config(),
-        disk_budget=parse_size(settings.engine_disk_budget) if settings.engine_disk_budget else None,
+        disk_budget=settings.amounts.engine_disk_budget_bytes,
         build_user=settings.build_user,
     )
 

@@ -134,10 +134,6 @@ class Settings(BaseSettings, ServingSettings, KubernetesSettings, SourceSettings
             return self.db_url.get_secret_value()
         return f"sqlite+aiosqlite:///{self.resolved_state_dir() / 'binder-service.sqlite'}"
 
-    @property
-    def build_retention_seconds(self) -> float:
-        return parse_duration(self.build_retention)
-
     def resolved_docker_config(self) -> Path | None:
         """The docker config.json to use: the setting, else where the docker CLI would look."""
         if self.docker_config is not None:

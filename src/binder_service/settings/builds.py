@@ -2,19 +2,34 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 
 from pydantic import (
     AliasChoices,
     BaseModel,
     Field,
+    PrivateAttr,
     SecretStr,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import NoDecode
 
+from ..units import parse_size
 from .values import parse_duration, split_list
+
+
+@dataclass(frozen=True, slots=True)
+class Amounts:
+    """The sizes and durations of the build settings as numbers, converted once when the settings load
+    (the fields keep what the operator wrote: the chart schema and the docs show those)."""
+
+    build_retention_seconds: float  # 0: forever
+    registry_retention_seconds: float | None  # None: no registry garbage collection
+    engine_disk_budget_bytes: int | None  # None: no budget
+    build_memory_limit_bytes: int | None  # None: no limit
 
 
 class BuildSettings(BaseModel):
@@ -170,8 +185,6 @@ class BuildSettings(BaseModel):
     @field_validator("engine_disk_budget")
     @classmethod
     def _disk_budget(cls, value: str) -> str:
-        from ..units import parse_size
-
         if value.strip():
             parse_size(value)  # ValueError with the accepted forms
         return value.strip()
@@ -179,8 +192,6 @@ class BuildSettings(BaseModel):
     @field_validator("build_memory_limit")
     @classmethod
     def _memory_limit(cls, value: str) -> str:
-        from ..units import parse_size
-
         if value.strip() and parse_size(value) < 6 * 2**20:
             raise ValueError("build_memory_limit must be at least 6MiB (runc's minimum), or empty")
         return value.strip()
@@ -191,3 +202,23 @@ class BuildSettings(BaseModel):
         if value.strip() and parse_duration(value) <= 0:
             raise ValueError("registry_retention must be a positive duration such as 30d (empty: off)")
         return value.strip()
+
+    _amounts: Amounts | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _convert(self) -> Self:
+        self._amounts = Amounts(
+            build_retention_seconds=parse_duration(self.build_retention),
+            registry_retention_seconds=parse_duration(self.registry_retention)
+            if self.registry_retention
+            else None,
+            engine_disk_budget_bytes=parse_size(self.engine_disk_budget) if self.engine_disk_budget else None,
+            build_memory_limit_bytes=parse_size(self.build_memory_limit) if self.build_memory_limit else None,
+        )
+        return self
+
+    @property
+    def amounts(self) -> Amounts:
+        """The sizes and durations above as numbers (converted when the settings loaded)."""
+        assert self._amounts is not None  # set by the model validator
+        return self._amounts
