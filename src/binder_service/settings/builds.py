@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal, Self
+from typing import Literal, Self
 
 from pydantic import (
     AliasChoices,
@@ -15,10 +15,9 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import NoDecode
 
 from ..units import parse_size
-from .values import parse_duration, split_list
+from .values import Words, parse_duration
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,10 +92,10 @@ class BuildSettings(BaseModel):
     )
     max_concurrent_builds: int = Field(4, ge=1, description="Builds running at once; the rest queue.")
     build_timeout: float = Field(3600.0, gt=0, description="Seconds a build may run before it is stopped.")
-    repo2docker_command: Annotated[list[str], NoDecode] = Field(
+    repo2docker_command: Words = Field(
         default_factory=lambda: ["repo2docker"], description="How to run repo2docker."
     )
-    repo2docker_extra_args: Annotated[list[str], NoDecode] = Field(
+    repo2docker_extra_args: Words = Field(
         default_factory=list, description="Extra arguments for every repo2docker run (operator-set)."
     )
     build_history: int = Field(1000, ge=1, description="Finished builds kept for reading and replay.")
@@ -141,7 +140,7 @@ class BuildSettings(BaseModel):
         "each build and every `engine_prune_interval` seconds they are pruned oldest-use first until under "
         "it. Empty: no budget.",
     )
-    engine_pinned_images: Annotated[list[str], NoDecode] = Field(
+    engine_pinned_images: Words = Field(
         default_factory=list,
         description="Images the engine budget never removes (base images), as `name:tag`, or `name` for "
         "every tag of it.",
@@ -157,16 +156,6 @@ class BuildSettings(BaseModel):
     registry_gc_interval: float = Field(
         0.0, ge=0, description="Seconds between garbage collections of the registry by the service; 0: none."
     )
-
-    @field_validator(
-        "repo2docker_command",
-        "repo2docker_extra_args",
-        "engine_pinned_images",
-        mode="before",
-    )
-    @classmethod
-    def _builds_lists(cls, value: object) -> object:
-        return split_list(value)
 
     @field_validator("registry_url")
     @classmethod

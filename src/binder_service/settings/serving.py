@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 from pydantic import (
     AliasChoices,
     BaseModel,
@@ -11,9 +9,8 @@ from pydantic import (
     SecretStr,
     field_validator,
 )
-from pydantic_settings import NoDecode
 
-from .values import ORIGIN, split_list
+from .values import ORIGIN, SecretWords, Words
 
 
 class ServingSettings(BaseModel):
@@ -92,13 +89,13 @@ class ServingSettings(BaseModel):
         validation_alias=AliasChoices("BINDER_SERVICE_HUB_HOST", "JUPYTERHUB_HOST"),
         description="JupyterHub's public origin when it differs from this service's (`JUPYTERHUB_HOST`).",
     )
-    hub_build_scopes: Annotated[list[str], NoDecode] = Field(
+    hub_build_scopes: Words = Field(
         default_factory=list,
         description="Scopes that allow building (any one is enough). Default: "
         "`access:services!service=<name>`, `access:services`, `custom:binder:build`, `custom:binder:admin`. "
         "Set `custom:binder:build` to require the build scope.",
     )
-    hub_admin_scopes: Annotated[list[str], NoDecode] = Field(
+    hub_admin_scopes: Words = Field(
         default_factory=lambda: ["custom:binder:admin"],
         description="Scopes that see and cancel every build (others see only their own).",
     )
@@ -114,28 +111,17 @@ class ServingSettings(BaseModel):
     max_requests_per_minute: int = Field(
         0, ge=0, description="Build requests one user may make per minute; 0: no limit."
     )
-    api_tokens: Annotated[list[SecretStr], NoDecode] = Field(
+    api_tokens: SecretWords = Field(
         default_factory=list,
         description="Static bearer tokens; when set, every build API call needs one of them (health, "
         "versions, metrics and provider listings stay open). Required when listening beyond loopback.",
     )
-    cors_allow_origins: Annotated[list[str], NoDecode] = Field(
+    cors_allow_origins: Words = Field(
         default_factory=list,
         description="Web origins (`https://host[:port]`, or `*` for any) whose pages may call the API "
         "from the browser (CORS), with a token in `Authorization`; cookies are never accepted "
         "cross-origin. Empty: no CORS headers.",
     )
-
-    @field_validator(
-        "api_tokens",
-        "cors_allow_origins",
-        "hub_build_scopes",
-        "hub_admin_scopes",
-        mode="before",
-    )
-    @classmethod
-    def _serving_lists(cls, value: object) -> object:
-        return split_list(value)
 
     @field_validator("cors_allow_origins")
     @classmethod

@@ -17,14 +17,14 @@ from pydantic_settings import NoDecode
 
 from ..policy import SpecRule, compile_patterns, parse_spec_config
 from ..provider_order import PROVIDER_ORDER
-from .values import OBJECTS, STRINGS, IPNetwork, split_list, split_policy_list
+from .values import OBJECTS, STRINGS, IPNetwork, Words, split_policy_list
 
 
 class SourceSettings(BaseModel):
     """Settings of where repositories come from: resolution, providers, egress and the spec policy."""
 
     # --- resolution ---
-    allowed_git_protocols: Annotated[list[str], NoDecode] = Field(
+    allowed_git_protocols: Words = Field(
         default_factory=lambda: ["http", "https", "git", "ssh"],
         description="URL schemes a git repository may use.",
     )
@@ -42,7 +42,7 @@ class SourceSettings(BaseModel):
     )
 
     # --- repository providers ---
-    providers: Annotated[list[str], NoDecode] = Field(
+    providers: Words = Field(
         default_factory=lambda: list(PROVIDER_ORDER),
         description="Enabled repository providers, in the order URL detection tries them: "
         "`gh` (GitHub), `gl` (GitLab), `gist` (GitHub gists), `zenodo`, `figshare`, `hydroshare`, "
@@ -78,11 +78,11 @@ class SourceSettings(BaseModel):
     doi_cache_ttl: float = Field(
         3600.0, ge=0, description="Seconds the URL a DOI is registered to is remembered."
     )
-    zenodo_urls: Annotated[list[str], NoDecode] = Field(
+    zenodo_urls: Words = Field(
         default_factory=lambda: ["https://zenodo.org", "https://sandbox.zenodo.org"],
         description="Zenodo (InvenioRDM) sites `zenodo` resolves records on; the API is `<site>/api`.",
     )
-    zenodo_doi_prefixes: Annotated[list[str], NoDecode] = Field(
+    zenodo_doi_prefixes: Words = Field(
         default_factory=lambda: ["10.5281"],
         description="DOI prefixes the native API hands to `zenodo` without being told the provider.",
     )
@@ -91,16 +91,16 @@ class SourceSettings(BaseModel):
     hydroshare_url: str = Field(
         "https://www.hydroshare.org", description="HydroShare's web address; its API is `<url>/hsapi`."
     )
-    dataverse_installations: Annotated[list[str], NoDecode] = Field(
+    dataverse_installations: Words = Field(
         default_factory=lambda: ["https://dataverse.harvard.edu"],
         description="Dataverse installations `dataverse` resolves datasets on (and repo2docker may fetch "
         "from), as URLs.",
     )
-    dataverse_doi_prefixes: Annotated[list[str], NoDecode] = Field(
+    dataverse_doi_prefixes: Words = Field(
         default_factory=lambda: ["10.7910"],
         description="DOI prefixes the native API hands to `dataverse` without being told the provider.",
     )
-    ckan_hosts: Annotated[list[str], NoDecode] = Field(
+    ckan_hosts: Words = Field(
         default_factory=list,
         description="Hosts (`host` or `host:port`) `ckan` may resolve datasets on; empty: any host "
         "(egress rules still apply). The native API detects CKAN URLs only on these hosts.",
@@ -136,20 +136,6 @@ class SourceSettings(BaseModel):
         description='Per-repository options (JSON), the first matching pattern wins: `[{"pattern": '
         '"^gh/big-org/", "quota": 5}]`; `quota` is the most builds of matching repositories at once.',
     )
-
-    @field_validator(
-        "allowed_git_protocols",
-        "providers",
-        "zenodo_urls",
-        "zenodo_doi_prefixes",
-        "dataverse_installations",
-        "dataverse_doi_prefixes",
-        "ckan_hosts",
-        mode="before",
-    )
-    @classmethod
-    def _sources_lists(cls, value: object) -> object:
-        return split_list(value)
 
     @field_validator("git_credentials", mode="before")
     @classmethod

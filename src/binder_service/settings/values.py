@@ -5,11 +5,10 @@ from __future__ import annotations
 import ipaddress
 import re
 from ipaddress import IPv4Network, IPv6Network
+from typing import Annotated
 
-from pydantic import (
-    ValidationError,
-    WithJsonSchema,
-)
+from pydantic import BeforeValidator, SecretStr, ValidationError, WithJsonSchema
+from pydantic_settings import NoDecode
 
 
 def split_list(value: object) -> object:
@@ -87,3 +86,8 @@ PROFILE_NAME = re.compile(r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*")
 APPARMOR_NAME = re.compile(r"[A-Za-z0-9._-]+")
 # A Kubernetes quantity for a size (emptyDir sizeLimit): 20Gi, 500M, 1e9.
 QUANTITY = re.compile(r"[0-9]+(\.[0-9]+)?([KMGTPE]i|[kMGTPE]|e[0-9]+)?")
+
+
+# A list as an environment variable gives it ("a,b c", or a JSON list): split before it is validated.
+Words = Annotated[list[str], NoDecode, BeforeValidator(split_list)]
+SecretWords = Annotated[list[SecretStr], NoDecode, BeforeValidator(split_list)]
