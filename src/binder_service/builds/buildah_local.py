@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import fcntl
 import hashlib
 import json
 import logging
@@ -33,12 +32,12 @@ from pathlib import Path
 from ..errors import BuilderUnavailable
 from ..images.docker_config import DockerConfig
 from ..images.naming import registry_host
+from .buildah_files import LOCK, disk_usage, mounts_under, try_lock, try_lock_probe, unmount_under
 
 log = logging.getLogger(__name__)
 
 __all__ = ["BuildahBuild", "BuildahStorage", "storage_key"]
 
-_LOCK = ".lock"
 _TMP = "tmp-"
 CLEAN_TIMEOUT = 120.0  # seconds for `buildah rm --all` in one storage
 PROBE_TIMEOUT = 30.0
@@ -137,14 +136,14 @@ class BuildahStorage:
     def _acquire(self, image: str, build_id: str) -> tuple[Path, int]:
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         shared = self._prepare(self.root / storage_key(image))
-        fd = _try_lock(shared)
+        fd = try_lock(shared)
         if fd is not None:
-            os.utime(shared / _LOCK)  # last use: what a disk budget removes first
+            os.utime(shared / LOCK)  # last use: what a disk budget removes first
             return shared, fd
         if not build_id.isalnum():
             raise ValueError(f"not a build id: {build_id[:64]!r}")
         own = self._prepare(self.root / f"{_TMP}{build_id}")
-        fd = _try_lock(own)
+        fd = try_lock(own)
         if fd is None:
             raise RuntimeError(f"buildah storage {own} is locked by another process")
         return own, fd
@@ -163,7 +162,7 @@ class BuildahStorage:
         )
         if not conf.is_file() or conf.read_text() != text:
             conf.write_text(text)
-        (storage / _LOCK).touch(mode=0o600, exist_ok=True)
+        (storage / LOCK).touch(mode=0o600, exist_ok=True)
         return storage
 
     def _auth_file(self, build_dir: Path) -> Path | None:
@@ -188,7 +187,7 @@ class BuildahStorage:
     def _release(self, storage: Path) -> None:
         """Remove what the build left in `storage` if nobody holds it any more (else its build still runs,
         and whoever sees it end, or the next start, does)."""
-        fd = _try_lock(storage)
+        fd = try_lock(storage)
         if fd is None:
             return
         try:
@@ -229,9 +228,9 @@ class BuildahStorage:
         if not self.root.is_dir():
             return cleaned
         for storage in sorted(self.root.iterdir()):
-            if not (storage / _LOCK).exists() or not _left_something(storage):
+            if not (storage / LOCK).exists() or not _left_something(storage):
                 continue
-            if _try_lock_probe(storage):
+            if try_lock_probe(storage):
                 self._release(storage)
                 cleaned.append(storage)
         return cleaned
@@ -241,14 +240,14 @@ class BuildahStorage:
         `budget` bytes; never one a build holds. Returns the removed ones."""
         if not self.root.is_dir():
             return []
-        storages = [p for p in self.root.iterdir() if (p / _LOCK).exists()]
+        storages = [p for p in self.root.iterdir() if (p / LOCK).exists()]
         sizes = {p: disk_usage(p) for p in storages}
         total = sum(sizes.values())
         removed: list[Path] = []
-        for storage in sorted(storages, key=lambda p: (p / _LOCK).stat().st_mtime):
+        for storage in sorted(storages, key=lambda p: (p / LOCK).stat().st_mtime):
             if total <= budget:
                 break
-            fd = _try_lock(storage)
+            fd = try_lock(storage)
             if fd is None:
                 continue  # a running build's
             try:
@@ -343,62 +342,10 @@ def _check_rootless(user: str) -> None:
 
 def _left_something(storage: Path) -> bool:
     """Containers or mounts in `storage`, or a build's own storage (removed whole)."""
-    if storage.name.startswith(_TMP) or _mounts_under(storage) or any(storage.glob("build-*")):
+    if storage.name.startswith(_TMP) or mounts_under(storage) or any(storage.glob("build-*")):
         return True
     try:
         listed = (storage / "root" / "overlay-containers" / "containers.json").read_text().strip()
     except OSError:
         return False
     return listed not in ("", "[]")
-
-
-def disk_usage(path: Path) -> int:
-    """Bytes the files under `path` take on disk, each inode once (overlay layers share none)."""
-    seen: set[tuple[int, int]] = set()
-    total = 0
-    for top, dirs, files in os.walk(path):
-        for name in dirs + files:
-            with contextlib.suppress(OSError):
-                st = os.lstat(os.path.join(top, name))
-                if (st.st_dev, st.st_ino) not in seen:
-                    seen.add((st.st_dev, st.st_ino))
-                    total += st.st_blocks * 512
-    return total
-
-
-def _try_lock(storage: Path) -> int | None:
-    """An fd holding `storage`'s exclusive lock, or None when someone else holds it."""
-    fd = os.open(storage / _LOCK, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        return None
-    return fd
-
-
-def _try_lock_probe(storage: Path) -> bool:
-    fd = _try_lock(storage)
-    if fd is None:
-        return False
-    os.close(fd)
-    return True
-
-
-def _mounts_under(path: Path) -> list[str]:
-    prefix = str(path.resolve())
-    points: list[str] = []
-    with contextlib.suppress(OSError), open("/proc/self/mountinfo") as f:
-        for line in f:
-            point = line.split(" ")[4].encode().decode("unicode_escape")  # \040 and friends
-            if point == prefix or point.startswith(prefix + "/"):
-                points.append(point)
-    return points
-
-
-def unmount_under(path: Path) -> None:
-    """Detach every mount at or below `path` (deepest first)."""
-    for point in sorted(_mounts_under(path), key=len, reverse=True):
-        proc = subprocess.run(["umount", "-l", point], capture_output=True, check=False, timeout=30)
-        if proc.returncode != 0:
-            log.warning("could not unmount", extra={"mount": point})
