@@ -564,3 +564,20 @@ def median(values: list[float]) -> float:
 
 async def wait_all(aws: list[Awaitable[Any]]) -> list[Any]:
     return await asyncio.gather(*aws)
+
+
+def timed_build(settings: Any, repo: str) -> tuple[float, list[str]]:
+    """A build of `repo` at main through a service run with `settings` (tests.support.service): seconds
+    from the request to `ready`, and the event messages. RuntimeError if it does not end ready."""
+    import httpx
+    from tests.support.service import running_service, sse_messages
+
+    with running_service(settings) as service:
+        t0 = time.perf_counter()
+        r = httpx.post(f"{service}api/v1/builds", json={"repo": repo, "ref": "main"}, timeout=30)
+        r.raise_for_status()
+        events = sse_messages(str(httpx.URL(service).join(r.json()["events_url"])), timeout=900)
+        elapsed = time.perf_counter() - t0
+    if events[-1]["phase"] != "ready":
+        raise RuntimeError(f"build failed: {events[-3:]}")
+    return elapsed, [str(e["message"]) for e in events]

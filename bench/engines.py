@@ -32,10 +32,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common as c
-import httpx
 from tests.support.engines import fresh_engine, push_base_image
 from tests.support.gitserve import commit, make_repo, serve_git_daemon
-from tests.support.service import running_service, sse_messages
 
 from binder_service.builds.r2d_args import r2d_config
 from binder_service.settings import Settings
@@ -53,19 +51,6 @@ def settings(
         allow_private_networks=True,
         build_timeout=900.0,
     )
-
-
-def build(s: Settings, repo: str) -> tuple[float, bool]:
-    """Seconds from request to `ready` through the service, and whether the registry cache was used."""
-    with running_service(s) as service:
-        t0 = time.perf_counter()
-        r = httpx.post(f"{service}api/v1/builds", json={"repo": repo, "ref": "main"}, timeout=30)
-        r.raise_for_status()
-        events = sse_messages(str(httpx.URL(service).join(r.json()["events_url"])), timeout=900)
-        elapsed = time.perf_counter() - t0
-    if events[-1]["phase"] != "ready":
-        raise RuntimeError(f"build failed: {events[-3:]}")
-    return elapsed, any(str(e["message"]).startswith("Reusing layers of") for e in events)
 
 
 @contextlib.contextmanager
@@ -140,21 +125,37 @@ def main() -> int:
                     prefix = f"bench-eng-{uuid.uuid4().hex[:6]}/"
                     with storage(work, engine) as (state_a, host_a):
                         c.log(f"{engine} {kind}: commit 1, cold, fresh storage")
-                        seconds, _ = build(settings(engine, prefix, state_a, host_a), git_url + name)
+                        seconds, _ = c.timed_build(settings(engine, prefix, state_a, host_a), git_url + name)
                         results.append((engine, kind, "commit 1, cold", seconds, False))
                         commit(work / "git" / name, {"step.txt": "2"})
                         with storage(work, engine) as (state_b, host_b):
                             c.log(f"{engine} {kind}: commit 2, other fresh storage, registry cache")
-                            seconds, hit = build(settings(engine, prefix, state_b, host_b), git_url + name)
+                            seconds, messages = c.timed_build(
+                                settings(engine, prefix, state_b, host_b), git_url + name
+                            )
                             results.append(
-                                (engine, kind, "commit 2, fresh storage + registry cache", seconds, hit)
+                                (
+                                    engine,
+                                    kind,
+                                    "commit 2, fresh storage + registry cache",
+                                    seconds,
+                                    _reused(messages),
+                                )
                             )
                         if engine == "buildah":
                             commit(work / "git" / name, {"step.txt": "3"})
                             c.log(f"{engine} {kind}: commit 3, commit 1's storage")
-                            seconds, hit = build(settings(engine, prefix, state_a, host_a), git_url + name)
+                            seconds, messages = c.timed_build(
+                                settings(engine, prefix, state_a, host_a), git_url + name
+                            )
                             results.append(
-                                (engine, kind, "commit 3, the repository's own storage", seconds, hit)
+                                (
+                                    engine,
+                                    kind,
+                                    "commit 3, the repository's own storage",
+                                    seconds,
+                                    _reused(messages),
+                                )
                             )
             name = f"eng-raw-{uuid.uuid4().hex[:6]}"
             make_repo(work / "git", name, {"Dockerfile": f"FROM {base}\nRUN echo {name}\n", "step.txt": "1"})
@@ -162,7 +163,7 @@ def main() -> int:
             raw = raw_repo2docker(git_url + name, f"{c.REGISTRY}/bench-eng-raw/{name}:1", work)
             commit(work / "git" / name, {"step.txt": "2"})
             state = Path(tempfile.mkdtemp(prefix="svc-", dir=work))
-            served, _ = build(
+            served, _ = c.timed_build(
                 settings("buildah", f"bench-eng-{uuid.uuid4().hex[:6]}/", state), git_url + name
             )
     finally:
@@ -178,6 +179,11 @@ def main() -> int:
     print(f"buildah, no expensive step: raw repo2docker {raw:5.2f} s, through the service {served:5.2f} s "
           f"(+{served - raw:4.2f} s)")  # fmt: skip
     return 0
+
+
+def _reused(messages: list[str]) -> bool:
+    """The build reused layers from the registry cache."""
+    return any(m.startswith("Reusing layers of") for m in messages)
 
 
 if __name__ == "__main__":

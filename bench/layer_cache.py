@@ -16,17 +16,14 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
-import time
 import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common as c
-import httpx
 from tests.support.engines import fresh_engine, push_base_image
 from tests.support.gitserve import commit, make_repo, serve_git_daemon
-from tests.support.service import running_service, sse_messages
 
 from binder_service.settings import Settings
 
@@ -40,19 +37,6 @@ def settings(prefix: str, docker_host: str, **kw: object) -> Settings:
         build_timeout=900.0,
         **kw,  # type: ignore[arg-type]
     )
-
-
-def build(s: Settings, repo: str) -> tuple[float, list[str]]:
-    """Seconds from request to `ready` through the service, and the event messages."""
-    with running_service(s) as service:
-        t0 = time.perf_counter()
-        r = httpx.post(f"{service}api/v1/builds", json={"repo": repo, "ref": "main"}, timeout=30)
-        r.raise_for_status()
-        events = sse_messages(str(httpx.URL(service).join(r.json()["events_url"])), timeout=900)
-        elapsed = time.perf_counter() - t0
-    if events[-1]["phase"] != "ready":
-        raise RuntimeError(f"build failed: {events[-3:]}")
-    return elapsed, [str(e["message"]) for e in events]
 
 
 def main() -> int:
@@ -74,20 +58,20 @@ def main() -> int:
     try:
         with serve_git_daemon(work / "git") as git_url:
             c.log("commit 1 on engine A (the world's)")
-            first, _ = build(settings(prefix, world["DOCKER_HOST"]), git_url + name)
+            first, _ = c.timed_build(settings(prefix, world["DOCKER_HOST"]), git_url + name)
             commit(work / "git" / name, {"step.txt": "2"})
 
             c.log("commit 2 on fresh engine B, layer cache on")
             (work / "b").mkdir()
             with fresh_engine(work / "b") as engine_b:
-                rebuild, messages = build(settings(prefix, engine_b), git_url + name)
+                rebuild, messages = c.timed_build(settings(prefix, engine_b), git_url + name)
             reused = any(m.startswith("Reusing layers of") for m in messages)
 
             c.log("commit 2 cold on another fresh engine, layer cache off")
             (work / "c").mkdir()
             with fresh_engine(work / "c") as engine_c:
                 cold_prefix = f"bench-lc-cold-{uuid.uuid4().hex[:6]}/"
-                cold, _ = build(settings(cold_prefix, engine_c, layer_cache=False), git_url + name)
+                cold, _ = c.timed_build(settings(cold_prefix, engine_c, layer_cache=False), git_url + name)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -28,7 +28,7 @@ ImageRef = Annotated[
 
 
 class ImagePublic(BaseModel):
-    # `image_admin.ImageInfo`, field for field (tests/api/test_models.py holds them equal); no docstring,
+    # `images.admin.ImageInfo`, field for field (tests/api/test_models.py holds them equal); no docstring,
     # which would change the OpenAPI document.
     model_config = ConfigDict(from_attributes=True)
 
