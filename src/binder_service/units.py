@@ -1,6 +1,6 @@
-"""Values as operators write them: sizes (`400MB`, `2GiB`, and as we show them) and IP networks
-(`10.1.0.0/16`). No imports of ours: the settings, the engine disk budget, buildah's storage and the egress
-policy all read them, and this stays a leaf they can share."""
+"""Values as operators write them: sizes (`400MB`, `2GiB`, and as we show them), IP networks
+(`10.1.0.0/16`) and whether a host is this machine's. No imports of ours: the settings, the engine disk
+budget, buildah's storage, its engine plugin and the egress policy all read them; this stays a leaf."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import ipaddress
 import re
 from collections.abc import Iterable
 
-__all__ = ["IPNetwork", "format_size", "parse_networks", "parse_size"]
+__all__ = ["IPNetwork", "format_size", "is_loopback", "parse_networks", "parse_size"]
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -43,3 +43,19 @@ def parse_networks(values: Iterable[str]) -> list[IPNetwork]:
         except ValueError as e:
             raise ValueError(f"{value!r} is not an IP network (e.g. 10.1.0.0/16 or fd00::/8)") from e
     return networks
+
+
+def is_loopback(host: str) -> bool:
+    """`localhost`, a loopback address, or either with a port (`127.0.0.1:5055`, `[::1]:5000`): only this
+    machine can reach it."""
+    name = host
+    if name.startswith("["):
+        name = name[1 : name.find("]")]
+    elif name.count(":") == 1:
+        name = name.partition(":")[0]
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False

@@ -24,11 +24,12 @@ with warnings.catch_warnings():
 from binder_service.builds.executor import BuildJob
 from binder_service.builds.r2d_args import r2d_args
 from binder_service.builds.r2d_logs import Progress
-from binder_service.engines.buildah import BuildahEngine, from_images, is_loopback_host, registries_conf
+from binder_service.engines.buildah import BuildahEngine, from_images, registries_conf
 from binder_service.events import Phase
 from binder_service.images.layer_cache import CacheWatch
 from binder_service.images.naming import cache_repository
 from binder_service.providers import ResolvedRepo
+from binder_service.units import is_loopback
 
 IMAGE = "127.0.0.1:5055/p/r-1:" + "c" * 40
 
@@ -125,7 +126,7 @@ def test_registries_conf_marks_only_loopback_registries_insecure() -> None:
      ("localhost.example.org:5000", False), ("10.0.0.1:5000", False), ("docker.io", False)],
 )  # fmt: skip
 def test_loopback_hosts(host: str, loopback: bool) -> None:
-    assert is_loopback_host(host) is loopback
+    assert is_loopback(host) is loopback
 
 
 def test_from_images() -> None:

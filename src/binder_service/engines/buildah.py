@@ -20,7 +20,6 @@ that marks just them `insecure`; every other registry keeps TLS verification.
 from __future__ import annotations
 
 import base64
-import ipaddress
 import json
 import os
 import pwd
@@ -37,7 +36,8 @@ from typing import Any
 from repo2docker.engine import BuildError, ContainerEngine, Image, ImageLoadError
 from traitlets import Float, Int, Unicode, default
 
-from ..images.naming import cache_repository
+from ..images.naming import cache_repository, reference_host
+from ..units import is_loopback
 from . import OUT_OF_MEMORY
 
 __all__ = ["PUSH_MARK", "BuildahEngine", "registries_conf"]
@@ -52,29 +52,6 @@ _KILLED = re.compile(r"exit status 137$")  # SIGKILL: what the kernel's OOM kill
 CPU_PERIOD = 100_000  # microseconds: the CFS period CPU limits are a quota of
 
 
-def registry_host(reference: str) -> str | None:
-    """The registry host of an image reference, None for a short name (docker's rule)."""
-    first, sep, _ = reference.partition("/")
-    if sep and ("." in first or ":" in first or first == "localhost"):
-        return first
-    return None
-
-
-def is_loopback_host(host: str) -> bool:
-    """`127.0.0.1:5055`, `localhost`, `[::1]:5000`: a registry only this machine reaches."""
-    name = host
-    if name.startswith("["):
-        name = name[1 : name.find("]")]
-    elif name.count(":") == 1:
-        name = name.partition(":")[0]
-    if name == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
-
-
 def from_images(dockerfile: str) -> list[str]:
     """The images a Dockerfile's stages start FROM (as written; build-arg expressions included)."""
     return _FROM.findall(dockerfile)
@@ -84,7 +61,7 @@ def registries_conf(hosts: Iterable[str], base: str) -> str | None:
     """`base` (the registries.conf in force) plus an `insecure` entry per loopback host it does not
     configure already; None when no host needs one. A v1-format `base` cannot be extended (mixing
     formats is refused by buildah): None, and TLS stays required."""
-    wanted = sorted({h for h in hosts if is_loopback_host(h) and f'"{h}"' not in base})
+    wanted = sorted({h for h in hosts if is_loopback(h) and f'"{h}"' not in base})
     if not wanted or _V1_TABLE.search(base):
         return None
     entries = "".join(f'\n[[registry]]\nlocation = "{h}"\ninsecure = true\n' for h in wanted)
@@ -249,7 +226,7 @@ class BuildahEngine(ContainerEngine):  # type: ignore[misc]  # repo2docker ships
         except OSError:
             bases = []  # buildah will say the Dockerfile is missing
         refs = [tag, *(cache_repository(ref) for ref in cache_from), *bases]
-        hosts = {h for ref in refs if ref and (h := registry_host(ref))}
+        hosts = {h for ref in refs if ref and (h := reference_host(ref))}
         current = Path(env.get("CONTAINERS_REGISTRIES_CONF") or SYSTEM_REGISTRIES_CONF)
         base = current.read_text(encoding="utf-8") if current.is_file() else ""
         conf = registries_conf(hosts, base)

@@ -26,10 +26,15 @@ def registry_host(registry_url: str) -> str:
     return urlsplit(registry_url).netloc
 
 
+def reference_host(reference: str) -> str | None:
+    """The registry host of an image reference (or prefix); None for a short name. Docker's own rule: the
+    first path part is a registry host if it has a dot or a colon, or is localhost."""
+    first, sep, _ = reference.partition("/")
+    return first if sep and ("." in first or ":" in first or first == "localhost") else None
+
+
 def _has_host(prefix: str) -> bool:
-    # docker's own rule: the first path part is a registry host if it has a dot or a colon, or is localhost.
-    first, sep, _ = prefix.partition("/")
-    return bool(sep) and ("." in first or ":" in first or first == "localhost")
+    return reference_host(prefix) is not None
 
 
 def qualified_prefix(image_prefix: str, registry_url: str) -> str:

@@ -14,11 +14,12 @@ from urllib.parse import urlsplit
 from pydantic import AliasChoices, PrivateAttr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ..units import is_loopback
 from .builds import BuildSettings
 from .kubernetes import KubernetesSettings
 from .serving import ServingSettings
 from .sources import SourceSettings
-from .values import IPNetwork, UnsafeSettings, describe_invalid, is_loopback, parse_duration
+from .values import IPNetwork, UnsafeSettings, describe_invalid, parse_duration
 
 __all__ = [
     "NOT_SETTINGS",

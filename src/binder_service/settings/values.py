@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from ipaddress import IPv4Network, IPv6Network
 from typing import Annotated
@@ -46,16 +45,6 @@ def parse_duration(text: str) -> float:
     if seconds < 0 or seconds != seconds:
         raise ValueError(f"{text!r} must be 0 (forever) or a positive duration")
     return seconds
-
-
-def is_loopback(host: str) -> bool:
-    """True for `localhost` and loopback addresses: only this machine can connect."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class UnsafeSettings(ValueError):
