@@ -232,6 +232,9 @@ class Service:
     log_path: Path | None = None
     port: int = 0
     proc: subprocess.Popen[bytes] | None = None
+    # A command the service runs under (e.g. valgrind), and a state directory to reuse (default: a new one).
+    wrapper: list[str] = field(default_factory=list)
+    state_dir: str | None = None
     _own_log: bool = False
 
     def start(self, timeout: float = 60.0) -> Service:
@@ -241,7 +244,8 @@ class Service:
             "BINDER_SERVICE_REGISTRY_URL": f"http://{REGISTRY}",
             "BINDER_SERVICE_IMAGE_PREFIX": self.prefix,
             "BINDER_SERVICE_ALLOW_PRIVATE_NETWORKS": "true",  # the benchmarks' git servers are on loopback
-            "BINDER_SERVICE_STATE_DIR": tempfile.mkdtemp(prefix="bench-state-"),  # a build store of its own
+            # a build store of its own
+            "BINDER_SERVICE_STATE_DIR": self.state_dir or tempfile.mkdtemp(prefix="bench-state-"),
             "DOCKER_HOST": world.DOCKER_HOST,
             "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}",
             **self.env,
@@ -251,7 +255,7 @@ class Service:
             self._own_log = True
         with open(self.log_path, "ab") as out:
             self.proc = subprocess.Popen(
-                [str(VENV_BIN / "binder-service"), "serve", "--port", str(self.port)],
+                [*self.wrapper, str(VENV_BIN / "binder-service"), "serve", "--port", str(self.port)],
                 env=env,
                 stdout=out,
                 stderr=subprocess.STDOUT,

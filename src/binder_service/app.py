@@ -150,6 +150,7 @@ async def _lifespan(app: FastAPI, parts: _Parts) -> AsyncIterator[dict[str, Any]
             builds=builds,
             image_prefix=qualified_prefix(settings.image_prefix, settings.registry_url),
             metrics=metrics,
+            settings=settings,
             policy=parts.policy,
             destinations=DestinationCheck(parts.egress, timeout=settings.resolve_timeout),
         )

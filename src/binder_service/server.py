@@ -15,6 +15,7 @@ from typing import Any, Final
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
+from .access_log import log_config
 from .api.release_memory import CONNECTIONS
 from .stall_guard import stall_guarded
 from .stop_notice import StopNotice
@@ -136,6 +137,7 @@ def server_config(
         host=host,
         port=port,
         log_level=log_level,
+        log_config=log_config(),  # the access log without credentials from URLs (access_log.py)
         proxy_headers=False,
         http=stall_guarded(_Protocol, send_timeout),
         ws="none",  # no WebSocket routes: the websockets package is never loaded (~1 MB, issue 16)

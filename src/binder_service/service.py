@@ -11,6 +11,7 @@ from .metrics import Metrics
 from .policy import SpecPolicy, spec_key
 from .providers import Providers, RepoSpec
 from .security.destinations import DestinationCheck
+from .settings import Settings
 
 
 class BinderService:
@@ -23,14 +24,17 @@ class BinderService:
         builds: BuildManager,
         image_prefix: str,
         metrics: Metrics,
+        settings: Settings,
         policy: SpecPolicy | None = None,
         destinations: DestinationCheck | None = None,
     ) -> None:
-        """`destinations` checks what the build will clone from (None: nothing is checked)."""
+        """`destinations` checks what the build will clone from (None: nothing is checked). `settings`
+        and `metrics` are here for the API's handlers: one dependency gives them all they need."""
         self.providers = providers
         self.builds = builds
         self.image_prefix = image_prefix
         self.metrics = metrics
+        self.settings = settings
         self.policy = policy or SpecPolicy()
         self.destinations = destinations
 

@@ -43,13 +43,12 @@ EXPECTED = RemoteRefs(
 
 
 def parse(data: bytes, *, smart_http: bool = True, chunk: int | None = None) -> RemoteRefs:
-    reader, parser = PktReader("srv"), RefsParser("srv", smart_http=smart_http)
+    """As the transports read: `chunk` bytes at a time, until the parser has the whole advertisement."""
+    parser = RefsParser("srv", smart_http=smart_http)
     step = chunk or len(data) or 1
     for i in range(0, len(data), step):
-        for pkt in reader.feed(data[i : i + step]):
-            parser.add(pkt)
-            if parser.done:
-                return parser.result()
+        if parser.feed(data[i : i + step]):
+            break
     return parser.result()
 
 
@@ -94,6 +93,13 @@ def test_an_error_packet_is_shown_without_credentials_or_control_characters() ->
     assert "s3cret" not in str(info.value)
 
 
+@pytest.mark.parametrize("chunk", [None, 1, 5])
+def test_an_error_packet_after_the_first_ref_is_an_error_too(chunk: int | None) -> None:
+    data = smart_http_answer(*ADVERTISED[:1], b"ERR gone https://user:s3cret@host/x\n")
+    with pytest.raises(RepoNotFound, match=r"^srv: gone https://host/x$"):
+        parse(data, chunk=chunk)
+
+
 @pytest.mark.parametrize(
     ("data", "match"),
     [
@@ -102,6 +108,10 @@ def test_an_error_packet_is_shown_without_credentials_or_control_characters() ->
         (pkt_line(b"# service=git-upload-pack\n") + b"00000001", "unexpected git protocol version"),  # v2
         (smart_http_answer(b"not-a-sha refs/heads/main\n"), "malformed ref advertisement"),
         (smart_http_answer(f"{MAIN}refs/heads/main\n".encode()), "malformed ref advertisement"),
+        # After the first line (capabilities), the other lines take a faster path: the same checks.
+        (smart_http_answer(*ADVERTISED[:1], b"not-a-sha refs/heads/x\n"), "malformed ref advertisement"),
+        (smart_http_answer(*ADVERTISED[:1], f"{MAIN} \n".encode()), "malformed ref advertisement"),
+        (smart_http_answer(*ADVERTISED[:1], f"{MAIN}refs/heads/x\n".encode()), "malformed ref advertisement"),
         (smart_http_answer(*ADVERTISED)[:-4], "before the end of its refs"),
         (b"", "before the end of its refs"),
     ],

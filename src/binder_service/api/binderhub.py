@@ -11,7 +11,7 @@ from sse_starlette import EventSourceResponse
 from starlette.convertors import PathConvertor, register_url_convertor
 
 from ..errors import BinderError, InvalidRequest
-from .deps import BuilderDep, MetricsDep, ServiceDep, SettingsDep
+from .deps import BuilderDep, ServiceDep
 from .errors import BINDERHUB_ROUTE
 from .models import ErrorBody
 from .sse import complete_stream, event_stream, failed_payload
@@ -75,11 +75,10 @@ async def build(
     spec: str,
     request: Request,
     service: ServiceDep,
-    settings: SettingsDep,
-    metrics: MetricsDep,
     user: BuilderDep,
     build_only: str = Query("false", description="Must be `true`: this service builds; JupyterHub launches."),
 ) -> Response:
+    settings, metrics = service.settings, service.metrics
     raw_spec = _raw_spec(request, settings.base_url, provider, spec)
     try:
         if build_only.lower() != "true":

@@ -13,7 +13,7 @@ from sse_starlette import EventSourceResponse
 from ..builds import Build, BuildStatus
 from ..builds.recording import follow_stored
 from ..errors import BinderError, BuildShared, StoreUnavailable
-from .deps import BuilderDep, MetricsDep, ServiceDep, SettingsDep, UserDep
+from .deps import BuilderDep, ServiceDep, UserDep
 from .models import BuildCreate, BuildList, BuildPublic, ErrorBody, check_create
 from .sse import event_stream
 
@@ -61,11 +61,10 @@ async def create_build(
     request: Request,
     response: Response,
     service: ServiceDep,
-    settings: SettingsDep,
-    metrics: MetricsDep,
     user: BuilderDep,
 ) -> BuildPublic:
     """Resolve the ref and return the build of its image: new (201), or one that is running or done (200)."""
+    settings, metrics = service.settings, service.metrics
     check_create(body, settings.max_input_length)
     try:
         spec = service.parse_native(body.repo, body.ref, body.provider)
@@ -142,7 +141,6 @@ async def cancel_build(build_id: str, request: Request, service: ServiceDep, use
 async def build_events(
     build_id: str,
     service: ServiceDep,
-    settings: SettingsDep,
     user: UserDep,
     last_event_id: Annotated[str | None, Header()] = None,
     after: Annotated[int | None, Query(ge=0, description="Replay events after this id.")] = None,
@@ -151,6 +149,7 @@ async def build_events(
 
     Reconnect with `Last-Event-ID` (or `?after=`) to get exactly the events you missed.
     """
+    settings = service.settings
     build = await service.builds.find_for(user, build_id)
     start = after if after is not None else _event_id(last_event_id)
     if build.done and start >= build.last_event_id:

@@ -96,9 +96,14 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        length = dict(scope["headers"]).get(b"content-length")
+        headers = dict(scope["headers"])
+        length = headers.get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
             await _too_large(scope, receive, send)
+            return
+        if length is None and b"transfer-encoding" not in headers:
+            # No body (HTTP/1.1 has one only with either header): nothing to count, nothing to wrap.
+            await self.app(scope, receive, send)
             return
         seen = 0
         refused = False

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 from ...security.egress import EgressPolicy
 from ...security.redaction import redact_url
-from .protocol import PktReader, RefsParser, RemoteRefs, pkt_line
+from .protocol import RefsParser, RemoteRefs, pkt_line
 
 __all__ = ["GIT_DAEMON_PORT", "list_refs"]
 
@@ -32,15 +32,12 @@ async def list_refs(url: str, *, egress: EgressPolicy | None) -> RemoteRefs:
     try:
         writer.write(pkt_line(request))
         await writer.drain()
-        pkts, parser = PktReader(shown), RefsParser(shown, smart_http=False)
+        parser = RefsParser(shown, smart_http=False)
         while not parser.done:
             data = await reader.read(1 << 16)
             if not data:
                 break
-            for pkt in pkts.feed(data):
-                parser.add(pkt)
-                if parser.done:
-                    break
+            parser.feed(data)
         refs = parser.result()
         # A flush instead of "want" lines tells upload-pack we are done, so it exits cleanly.
         writer.write(b"0000")

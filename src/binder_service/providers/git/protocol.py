@@ -7,7 +7,7 @@ A malformed or hostile answer becomes RepoUnreachable/RepoNotFound, never an exc
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, Literal
 
@@ -97,6 +97,28 @@ class Advertisement:
             return
         self._add(left, name)
 
+    def add_refs(self, pkts: list[bytes | None], start: int, *, on_error: Callable[[bytes], None]) -> int:
+        """The ref lines of `pkts` from `start` up to a flush: the flush's index (len(pkts) if none came).
+        A line that is not `<sha> <name>` goes to `on_error` first (an `ERR` line), then is refused."""
+        # The common case, in one loop with local names: this runs once per build request.
+        refs, peeled, match = self._refs, self._peeled, _SHA.fullmatch
+        for i in range(start, len(pkts)):
+            line = pkts[i]
+            if line is None:
+                return i
+            sha, _, name = line.partition(b" ")
+            if not name or match(sha) is None:
+                on_error(line)
+                raise self._bad()
+            commit, ref = sha.decode("ascii"), name.decode("utf-8", "replace")
+            if ref[-3:] == "^{}":
+                peeled[ref[:-3]] = commit
+            elif ref == "HEAD":
+                self._head = commit
+            else:
+                refs[ref] = commit
+        return len(pkts)
+
     def _add(self, sha: bytes, name: bytes) -> None:
         if not _SHA.fullmatch(sha) or not name:
             raise self._bad()
@@ -127,41 +149,45 @@ class PktReader:
 
     def __init__(self, where: str) -> None:
         self._where = where
-        self._buf = bytearray()
+        self._rest = b""
         self._seen = 0
 
-    def feed(self, data: bytes) -> Iterator[bytes | None]:
+    def feed(self, data: bytes) -> list[bytes | None]:
         """Complete pkt-lines seen so far: payloads, None for a flush (0000)."""
         self._seen += len(data)
         if self._seen > MAX_ADVERTISEMENT:
             raise RepoUnreachable(f"{self._where} sent more than {MAX_ADVERTISEMENT >> 20} MiB of refs")
-        self._buf += data
-        pos = 0
-        while len(self._buf) - pos >= 4:
-            head = bytes(self._buf[pos : pos + 4])
+        # One loop over plain bytes, no generator: an advertisement is read once per build request.
+        buf = self._rest + data if self._rest else data
+        out: list[bytes | None] = []
+        pos, end = 0, len(buf)
+        while end - pos >= 4:
             try:
-                size = int(head, 16)
+                size = int(buf[pos : pos + 4], 16)
             except ValueError:
                 raise RepoUnreachable(f"{self._where} did not answer with git's protocol") from None
             if size == 0:
                 pos += 4
-                yield None
+                out.append(None)
                 continue
             if size < 4:  # 0001/0002 are protocol v2 delimiters, which we never ask for
                 raise RepoUnreachable(f"{self._where} answered with an unexpected git protocol version")
-            if len(self._buf) - pos < size:
+            if end - pos < size:
                 break
-            payload = bytes(self._buf[pos + 4 : pos + size])
-            pos += size
-            yield payload[:-1] if payload.endswith(b"\n") else payload
-        del self._buf[:pos]
+            stop = pos + size
+            out.append(buf[pos + 4 : stop - 1] if buf[stop - 1] == 0x0A else buf[pos + 4 : stop])
+            pos = stop
+        self._rest = buf[pos:]
+        return out
 
 
 class RefsParser:
-    """Turns pkt-line payloads into RemoteRefs; `done` once the advertisement's closing flush arrives."""
+    """Turns git's answer, fed as it arrives, into RemoteRefs; `done` once the advertisement's closing
+    flush has arrived (whatever follows it is not read)."""
 
     def __init__(self, where: str, *, smart_http: bool) -> None:
         self._where = where
+        self._pkts = PktReader(where)
         self._state: Literal["service", "service-flush", "refs", "done"] = "service" if smart_http else "refs"
         self._advert = Advertisement(where)
         self._any = False
@@ -170,10 +196,29 @@ class RefsParser:
     def done(self) -> bool:
         return self._state == "done"
 
-    def add(self, pkt: bytes | None) -> None:
-        if pkt is not None and pkt.startswith(b"ERR "):
+    def feed(self, data: bytes) -> bool:
+        """The next bytes of the answer; True once the advertisement is complete."""
+        pkts = self._pkts.feed(data)
+        i = 0
+        while i < len(pkts) and self._state != "done":
+            if self._any:  # past the first ref line: the rest are plain `<sha> <name>` lines
+                i = self._advert.add_refs(pkts, i, on_error=self._err)
+                if i < len(pkts):  # stopped at the flush
+                    self._state = "done"
+                break
+            self.add(pkts[i])
+            i += 1
+        return self.done
+
+    def _err(self, pkt: bytes) -> None:
+        if pkt.startswith(b"ERR "):
             message = scrub(pkt[4:].decode("utf-8", "replace"))
             raise RepoNotFound(f"{self._where}: {message}")
+
+    def add(self, pkt: bytes | None) -> None:
+        """One pkt-line payload (None: a flush)."""
+        if pkt is not None:
+            self._err(pkt)
         if self._state == "service":
             if pkt != b"# service=git-upload-pack":
                 raise RepoUnreachable(f"{self._where} does not speak git's smart HTTP protocol")

@@ -60,7 +60,7 @@ class GitRemote:
             return ref.lower()  # a commit id is already immutable: no round trip
         if not ref or any(c.isspace() or not c.isprintable() for c in ref):
             raise InvalidSpec(f"{ref[:100]!r} is not a valid git ref")
-        commit = pick_ref(await self.list_refs(url), ref)
+        commit = pick_ref(await self._list_refs(url), ref)
         if commit is None:
             raise RefNotFound(f"ref {ref[:200]!r} not found in {redact_url(url)}")
         return commit
@@ -68,6 +68,10 @@ class GitRemote:
     async def list_refs(self, url: str) -> RemoteRefs:
         """Every ref the repository at `url` advertises."""
         self._check(url)
+        return await self._list_refs(url)
+
+    async def _list_refs(self, url: str) -> RemoteRefs:
+        """`list_refs` of a URL `_check` has passed."""
         proto = transport(url)
         async with self._translate_errors(url):
             async with asyncio.timeout(self._timeout):

@@ -9,7 +9,7 @@ import httpx
 
 from ...errors import RepoNotFound, RepoUnreachable
 from ...security.redaction import redact_url
-from .protocol import PktReader, RefsParser, RemoteRefs
+from .protocol import RefsParser, RemoteRefs
 
 __all__ = ["info_refs_url", "list_refs"]
 
@@ -45,10 +45,8 @@ async def list_refs(
             raise RepoUnreachable(
                 f"{shown} does not speak git's smart HTTP protocol (dumb HTTP servers are not supported)"
             )
-        reader, parser = PktReader(shown), RefsParser(shown, smart_http=True)
+        parser = RefsParser(shown, smart_http=True)
         async for chunk in resp.aiter_bytes():
-            for pkt in reader.feed(chunk):
-                parser.add(pkt)
-                if parser.done:
-                    return parser.result()
+            if parser.feed(chunk):
+                break
         return parser.result()
