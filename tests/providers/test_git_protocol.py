@@ -112,6 +112,13 @@ def test_an_error_packet_after_the_first_ref_is_an_error_too(chunk: int | None) 
         (smart_http_answer(*ADVERTISED[:1], b"not-a-sha refs/heads/x\n"), "malformed ref advertisement"),
         (smart_http_answer(*ADVERTISED[:1], f"{MAIN} \n".encode()), "malformed ref advertisement"),
         (smart_http_answer(*ADVERTISED[:1], f"{MAIN}refs/heads/x\n".encode()), "malformed ref advertisement"),
+        # Two lines in one pkt-line, beside a bad one: as many matches as lines, still refused.
+        (
+            smart_http_answer(
+                *ADVERTISED[:1], f"{MAIN} refs/heads/a\n{MAIN} refs/heads/b\n".encode(), b"x\n"
+            ),
+            "malformed ref advertisement",
+        ),
         (smart_http_answer(*ADVERTISED)[:-4], "before the end of its refs"),
         (b"", "before the end of its refs"),
     ],
