@@ -91,9 +91,16 @@ def _environ(pid: int) -> dict[str, str]:
 def test_serve_runs_on_the_services_allocator_unless_the_operator_chose_one(
     given: str | None, used: str, tmp_path: Path
 ) -> None:
-    """The allocator is read when Python starts: `serve` starts itself again (same process) with it set."""
+    """The allocator is read when Python starts: `serve` starts itself again (same process) with it set.
+    Its children (git here, repo2docker) start on the allocator the operator chose, or Python's default."""
+    dump = tmp_path / "child-env.txt"
+    fake_ssh = tmp_path / "bin" / "ssh"  # what `git ls-remote ssh://...` runs: it shows its environment
+    fake_ssh.parent.mkdir()
+    fake_ssh.write_text(f"#!/bin/sh\nenv > {dump}\necho 'ssh: connect: Connection refused' >&2\nexit 255\n")
+    fake_ssh.chmod(0o755)
     env = {
-        "PATH": os.environ["PATH"],
+        "PATH": f"{fake_ssh.parent}:{os.environ['PATH']}",
+        "BINDER_SERVICE_ALLOW_PRIVATE_NETWORKS": "true",
         "HOME": os.environ.get("HOME", "/root"),
         "BINDER_SERVICE_STATE_DIR": str(tmp_path / "state"),
         "BINDER_SERVICE_REGISTRY_URL": "",
@@ -103,3 +110,9 @@ def test_serve_runs_on_the_services_allocator_unless_the_operator_chose_one(
     with serve_process(env, tmp_path / "serve.log") as (proc, url):
         assert _environ(proc.pid).get("PYTHONMALLOC") == used  # the pid we started, now serving
         assert httpx.get(f"{url}versions", timeout=10).status_code == 200
+        body = {"repo": "ssh://git@127.0.0.1/org/repo.git", "ref": "main"}
+        reply = httpx.post(f"{url}api/v1/builds", json=body, timeout=60)
+        assert reply.status_code == 502, reply.text  # repo_unreachable: what the fake ssh said
+    child = dict(line.partition("=")[::2] for line in dump.read_text().splitlines())
+    assert child.get("GIT_TERMINAL_PROMPT") == "0"  # it is git's child
+    assert child.get("PYTHONMALLOC") == given
