@@ -7,7 +7,8 @@ requests, then instrumentation is switched on, the counters zeroed, `--n` reques
 dumped (`callgrind_control`): instructions executed by the service per request, in Python, the
 interpreter and every C library it calls (uvloop, httptools, pydantic-core, the kernel calls' user
 side). Same request mix as `cached_path.py`: the BinderHub face or the native one, over git:// with a
-branch per worker (a ref advertisement read per request), `--c` workers.
+branch per worker (a ref advertisement read per request), `--c` workers; `--api versions` gives the
+floor every request pays (`GET /versions`: uvicorn, FastAPI, the middleware, the access log).
 
 The image is built once by a service run normally; the valgrind run uses the same build store and finds
 the image in the registry. Needs valgrind (Debian package `valgrind`). Takes ~2-4 minutes.
@@ -98,6 +99,13 @@ async def measure(args: argparse.Namespace) -> dict[str, float]:
                 def check(reply: c.Reply) -> str | None:
                     ok = reply.status == 200 and c.last_sse(reply.body).get("phase") == "ready"
                     return None if ok else f"HTTP {reply.status} {reply.body[-200:]!r}"
+            elif args.api == "versions":  # the floor: any request's cost (server, framework, access log)
+
+                def make(i: int, w: int) -> tuple[str, str, bytes | None, bool]:
+                    return "GET", "/versions", None, False
+
+                def check(reply: c.Reply) -> str | None:
+                    return None if reply.status == 200 else f"HTTP {reply.status}"
             else:
                 bodies = [json.dumps({"repo": url, "ref": f"w{i}"}).encode() for i in range(BRANCHES)]
 
@@ -136,7 +144,7 @@ async def measure(args: argparse.Namespace) -> dict[str, float]:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--api", choices=["binderhub", "native"], default="binderhub")
+    p.add_argument("--api", choices=["binderhub", "native", "versions"], default="binderhub")
     p.add_argument("--n", type=int, default=400, help="measured requests")
     p.add_argument("--c", type=int, default=20, help="concurrent workers (one branch each)")
     p.add_argument("--warmup", type=int, default=100)

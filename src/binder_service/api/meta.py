@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -32,6 +33,7 @@ class HealthReport(BaseModel):
     checks: list[HealthCheck]
 
 
+@functools.cache  # read once: a lookup scans the installed distributions (~1.8M instructions)
 def _repo2docker_version() -> str:
     try:
         return version("jupyter-repo2docker")
