@@ -1,9 +1,11 @@
-"""Session fixtures: the base image in the loopback registry, and a second, empty Docker engine."""
+"""Session fixtures: the base image in the loopback registry, a second, empty Docker engine, and the
+unprivileged build user of rootless buildah builds."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,3 +29,11 @@ def fresh_engine_host(world_env: dict[str, str]) -> Iterator[str]:
     with fresh_engine(root) as host:
         yield host
     shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def build_user() -> str:
+    """A rootless build user, made as the quick-start makes it (scripts/install-system.sh --build-user)."""
+    name = "bsbuild"
+    subprocess.run(["scripts/install-system.sh", "--build-user", name], check=True, capture_output=True)
+    return name
