@@ -1,5 +1,5 @@
-"""Session fixtures: the base image in the loopback registry, a second, empty Docker engine, and the
-unprivileged build user of rootless buildah builds."""
+"""Session fixtures: the base image in the loopback registry, a second, empty Docker engine, the
+unprivileged build user of rootless buildah builds, and a virtualenv that user can run the service from."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.engines import fresh_engine, push_base_image
+from tests.support.unprivileged_venv import unprivileged_venv
 
 
 @pytest.fixture(scope="session")
@@ -37,3 +38,9 @@ def build_user() -> str:
     name = "bsbuild"
     subprocess.run(["scripts/install-system.sh", "--build-user", name], check=True, capture_output=True)
     return name
+
+
+@pytest.fixture(scope="session")
+def unprivileged_python() -> Path:
+    """A virtualenv of this tree any user can run (tests/support/unprivileged_venv.py); its directory."""
+    return unprivileged_venv()
