@@ -4,7 +4,8 @@
 # carry file capabilities (cap_setuid+ep, cap_setgid+ep) instead of the setuid bit, and builder owns the
 # subordinate ids 100000-165535, which buildah maps into its user namespace for the image's other users.
 #   docker build -f Dockerfile.builder -t binder-service-builder .   (scripts/release.sh builds it, stamped)
-# The build pod mounts an emptyDir at /home/builder (buildah's storage, the clone) and runs
+# The build pod runs it on a read-only root, with an emptyDir at /home/builder (buildah's storage, the
+# clone) and directories of it at /tmp and /var/tmp, and runs
 # `sh -c <script> repo2docker --engine buildah ...` through tini.
 ARG BASE_IMAGE=python:3.12-slim-bookworm
 

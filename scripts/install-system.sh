@@ -35,6 +35,9 @@ command -v prometheus >/dev/null || need+=(prometheus)
 command -v buildah >/dev/null || need+=(buildah)
 command -v runc >/dev/null || need+=(runc)
 command -v newuidmap >/dev/null || need+=(uidmap)
+# the rootless end-to-end test runs the service as the build user, from a virtualenv of Debian's Python
+# (tests/support/unprivileged_venv.py): the project's own may live where that user cannot read
+/usr/bin/python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
 if $browser; then
   [ -x /usr/bin/chromium ] || need+=(chromium)
   command -v npm >/dev/null || need+=(npm)

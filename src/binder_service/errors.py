@@ -295,7 +295,8 @@ class BuildTimeout(BuildError):
 
 
 class BuildOutOfMemory(BuildError):
-    """A RUN step went over the build's memory limit (`BINDER_SERVICE_BUILD_MEMORY_LIMIT`) and was killed."""
+    """The build (a RUN step, or repo2docker or buildah) went over its memory limit
+    (`BINDER_SERVICE_BUILD_MEMORY_LIMIT`, or the build pod's) and the kernel killed it."""
 
     code = "build_out_of_memory"
 

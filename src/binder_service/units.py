@@ -8,7 +8,7 @@ import ipaddress
 import re
 from collections.abc import Iterable
 
-__all__ = ["IPNetwork", "format_size", "is_loopback", "parse_networks", "parse_size"]
+__all__ = ["IPNetwork", "binary_size", "format_size", "is_loopback", "parse_networks", "parse_size"]
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -32,6 +32,14 @@ def format_size(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1000
     return f"{n:.1f} TB"
+
+
+def binary_size(n: int) -> str:
+    """Bytes as a limit is said: `64 MiB`, `1.5 GiB` (powers of 1024)."""
+    for unit, factor in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= factor:
+            return f"{n / factor:.4g} {unit}"
+    return f"{n} bytes"
 
 
 def parse_networks(values: Iterable[str]) -> list[IPNetwork]:

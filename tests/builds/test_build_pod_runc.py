@@ -1,9 +1,9 @@
 """The buildah build pod's spec is enough, not only well-formed: its container, translated into an OCI runtime
 config as a kubelet with containerd would (tests/support/oci.py: uid 1000, only SETUID/SETGID/SYS_CHROOT,
 no_new_privs as allowPrivilegeEscalation says, the chart's Localhost seccomp profile, masked /proc, no extra
-devices, the emptyDir and the push Secret as bind mounts), runs under runc in the builder image
-(Dockerfile.builder) and builds and pushes a real image to a registry that wants the Secret's credentials.
-And what `restricted` would change (no_new_privs) breaks it, as docs/kubernetes.md says."""
+devices, a read-only root, the emptyDir and the push Secret as bind mounts), runs under runc in the builder
+image (Dockerfile.builder) and builds and pushes a real image to a registry that wants the Secret's
+credentials. And what `restricted` would change (no_new_privs) breaks it, as docs/kubernetes.md says."""
 
 from __future__ import annotations
 
@@ -41,6 +41,7 @@ SECCOMP_ROOT = ROOT / "chart" / "files" / "seccomp"  # stands in for the kubelet
 RUNC = shutil.which("runc", path="/usr/sbin:/usr/bin:/sbin:/bin")
 PUSH_SECRET = "push-creds"
 NS = "builds"
+WRITES = ["/home/builder", "/tmp", "/var/tmp"]  # where a build writes, on the read-only root
 
 pytestmark = [
     pytest.mark.docker,
@@ -232,6 +233,9 @@ def test_the_container_has_only_what_the_spec_grants(builder: Builder, tmp_path:
             "grep -E '^(Uid|Gid|Groups|CapEff|CapBnd|CapAmb|NoNewPrivs|Seccomp):' /proc/self/status",
             "echo keys=$(stat -c %t.%T /proc/keys)",  # a masked file is /dev/null (device 1.3)
             "echo dev=$(ls /dev | sort | tr '\\n' ' ')",
+            # readOnlyRootFilesystem: the root is read-only; HOME, /tmp and /var/tmp (the emptyDir) are not
+            "echo root=$(awk '$5 == \"/\" {print $6}' /proc/self/mountinfo | cut -d, -f1)",
+            *(f"echo w{d}=$(touch {d}/probe 2>/dev/null && echo yes || echo no)" for d in WRITES),
         ]
     )
     pod = _pod("git://127.0.0.1:1/x", "0" * 40, "127.0.0.1:1/x:1", args=["/bin/sh", "-c", probe])
@@ -249,6 +253,8 @@ def test_the_container_has_only_what_the_spec_grants(builder: Builder, tmp_path:
     assert status["NoNewPrivs"] == ["0"]  # allowPrivilegeEscalation: true
     assert status["Seccomp"] == ["2"]  # filtered
     assert status["keys"] == ["1.3"], ran.log  # masked, as containerd masks it
+    assert status["root"] == ["ro"], ran.log
+    assert {d: status[f"w{d}"] for d in WRITES} == {d: ["yes"] for d in WRITES}, ran.log
     assert set(status["dev"]) <= {"core", "fd", "full", "mqueue", "null", "ptmx", "pts", "random", "shm"} | {
         "stderr", "stdin", "stdout", "tty", "urandom", "zero",
     }  # fmt: skip

@@ -22,10 +22,20 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-from binder_service_client import messages
 
 from binder_service.builds.buildah_local import BuildahStorage, storage_key
 from binder_service.images.registry.client import MANIFEST_TYPES, split_image
+from binder_service.settings import Settings
+from tests.support.buildah import (
+    build_cgroups_left,
+    left_behind,
+    mounts_under,
+    native_build,
+    read_until,
+    running,
+    service_cgroups,
+    stream_until,
+)
 from tests.support.gitserve import commit, make_repo
 from tests.support.net import free_port
 from tests.support.registry_servers import RegistryServer
@@ -34,31 +44,10 @@ from tests.support.service import sse_messages
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.docker
+LIMIT = "128MiB"  # a memory limit a small build fits in (its cgroup: test_buildah_limits.py)
 
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 Start = Callable[..., AbstractContextManager[str]]
-
-
-def _storages(state: Path) -> list[Path]:
-    root = state / "buildah"
-    return sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
-
-
-def _mounts_under(path: Path) -> list[str]:
-    prefix = str(path.resolve())
-    with open("/proc/self/mountinfo") as f:
-        return [line.split(" ")[4] for line in f if line.split(" ")[4].startswith(prefix)]
-
-
-def _left_behind(state: Path) -> dict[str, Any]:
-    """buildah containers and mounts under the service's state directory (nothing, after a build)."""
-    storage = BuildahStorage(state / "buildah", environ=os.environ, registry_url="", docker_config=None)
-    containers = {p.name: storage.containers(p) for p in _storages(state)}
-    return {
-        "containers": {k: v for k, v in containers.items() if v},
-        "mounts": _mounts_under(state),
-        "build_storages": [p.name for p in _storages(state) if p.name.startswith("tmp-")],
-    }
 
 
 def _manifest(registry: str, image: str, auth: tuple[str, str] | None = None) -> dict[str, Any]:
@@ -69,16 +58,6 @@ def _manifest(registry: str, image: str, auth: tuple[str, str] | None = None) ->
     assert r.status_code == 200, r.text
     data: dict[str, Any] = r.json()
     return data
-
-
-def _native_build(
-    service: str, repo: str, timeout: float = 300
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    r = httpx.post(f"{service}api/v1/builds", json={"repo": repo, "ref": "main"}, timeout=30)
-    assert r.status_code == 201, r.text
-    build: dict[str, Any] = r.json()
-    events = sse_messages(str(httpx.URL(service).join(build["events_url"])), timeout=timeout)
-    return build, events
 
 
 @pytest.fixture
@@ -98,7 +77,7 @@ def test_build_and_push_through_both_faces(
         health = httpx.get(f"{service}health", timeout=60).json()
         assert {"service": "buildah", "ok": True} in health["checks"], health
 
-        build, events = _native_build(service, git_daemon_url + native)
+        build, events = native_build(service, git_daemon_url + native)
         assert events[-1]["phase"] == "ready", events[-5:]
         phases = [e["phase"] for e in events]
         assert phases.index("building") < phases.index("pushing") < phases.index("ready")
@@ -109,7 +88,7 @@ def test_build_and_push_through_both_faces(
         got = sse_messages(f"{service}build/git/{spec}/main?build_only=true", timeout=300)
         assert got[-1]["phase"] == "ready", got[-5:]
         assert _manifest(registry, got[-1]["imageName"])["mediaType"] == DOCKER_MANIFEST
-    assert _left_behind(state) == {"containers": {}, "mounts": [], "build_storages": []}
+    assert left_behind(state) == {"containers": {}, "mounts": [], "build_storages": []}
 
 
 def test_push_with_credentials_from_a_private_auth_file(
@@ -137,7 +116,7 @@ def test_push_with_credentials_from_a_private_auth_file(
         with start_service(
             engine="buildah", registry_url=reg.url, docker_config=config, state_dir=state
         ) as service:
-            build, events = _native_build(service, git_daemon_url + name)
+            build, events = native_build(service, git_daemon_url + name)
     finally:
         stop.set()
         watcher.join(10)
@@ -178,11 +157,11 @@ def test_registry_layer_cache_on_fresh_storage(
     make_repo(git_root, name, {"Dockerfile": dockerfile, "step.txt": "1"})
     prefix = f"test-bah-cache-{uuid.uuid4().hex[:6]}/"
     with start_service(engine="buildah", image_prefix=prefix, state_dir=tmp_path / "a") as service:
-        first, _ = _native_build(service, git_daemon_url + name)
+        first, _ = native_build(service, git_daemon_url + name)
     commit(git_root / name, {"step.txt": "2"})
     # Another state directory: storage that never saw the repository (another machine, a new pod).
     with start_service(engine="buildah", image_prefix=prefix, state_dir=tmp_path / "b") as service:
-        second, events = _native_build(service, git_daemon_url + name)
+        second, events = native_build(service, git_daemon_url + name)
         assert events[-1]["phase"] == "ready", events[-5:]
         messages_ = [str(e["message"]) for e in events]
         assert f"Reusing layers of {first['image_name']}\n" in messages_
@@ -194,31 +173,24 @@ def test_registry_layer_cache_on_fresh_storage(
     assert a[-1] != b[-1]  # the changed step was rebuilt
 
 
-def _stream_until(
-    url: str, seen: Callable[[dict[str, Any]], bool], then: Callable[[], None]
-) -> list[dict[str, Any]]:
-    """Read a build's events; call `then` once an event satisfies `seen`; every event to the end."""
-    events: list[dict[str, Any]] = []
-    done = False
-    with httpx.stream("GET", url, headers={"Accept": "text/event-stream"}, timeout=300) as r:
-        for message in messages(r.iter_lines()):
-            events.append(message.json())
-            if not done and seen(events[-1]):
-                done = True
-                then()
-    return events
-
-
 @pytest.mark.parametrize("how", ["cancel", "timeout"])
 def test_a_stopped_build_leaves_nothing_behind(
-    how: str, start_service: Start, git_root: Path, git_daemon_url: str, base_image: str, tmp_path: Path
+    how: str,
+    start_service: Start,
+    make_settings: Callable[..., Settings],
+    git_root: Path,
+    git_daemon_url: str,
+    base_image: str,
+    tmp_path: Path,
 ) -> None:
+    """Cancelled, or out of time with a memory limit (its cgroup goes too; a cancelled build's cgroup is
+    test_buildah_limits.py's)."""
     name = f"bah-stop-{uuid.uuid4().hex[:8]}"
     make_repo(
         git_root, name, {"Dockerfile": f"FROM {base_image}\nRUN echo {name} && sleep 120 && echo done\n"}
     )
     state = tmp_path / "state"
-    timeout = {"build_timeout": 15.0} if how == "timeout" else {}
+    timeout: dict[str, Any] = {"build_timeout": 15.0, "build_memory_limit": LIMIT} if how == "timeout" else {}
     with start_service(engine="buildah", state_dir=state, **timeout) as service:
         r = httpx.post(
             f"{service}api/v1/builds", json={"repo": git_daemon_url + name, "ref": "main"}, timeout=30
@@ -227,12 +199,12 @@ def test_a_stopped_build_leaves_nothing_behind(
         build = r.json()
 
         def cancel() -> None:
-            assert _running(f"echo {name} && sleep 120 && echo done")  # the step runs now
+            assert running(f"echo {name} && sleep 120 && echo done")  # the step runs now
             if how == "cancel":
                 c = httpx.post(f"{service}api/v1/builds/{build['id']}/cancel", timeout=30)
                 assert c.status_code in (200, 202), c.text
 
-        events = _stream_until(
+        events = stream_until(
             str(httpx.URL(service).join(build["events_url"])),
             lambda e: str(e.get("message", "")).strip() == name,  # the RUN step is running
             cancel,
@@ -240,18 +212,10 @@ def test_a_stopped_build_leaves_nothing_behind(
         assert events[-1]["phase"] == "failed", events[-3:]
         assert events[-1]["code"] == ("build_cancelled" if how == "cancel" else "build_timeout")
         # the step's process is gone too (it ran under runc, in the build's process group)
-        wait_until(lambda: not _running(f"echo {name} && sleep 120 && echo done"), what="the RUN step to end")
-    assert _left_behind(state) == {"containers": {}, "mounts": [], "build_storages": []}
-
-
-def _running(needle: str) -> bool:
-    for proc in Path("/proc").iterdir():
-        try:
-            if proc.name.isdigit() and needle.encode() in (proc / "cmdline").read_bytes():
-                return True
-        except OSError:
-            pass
-    return False
+        wait_until(lambda: not running(f"echo {name} && sleep 120 && echo done"), what="the RUN step to end")
+    assert left_behind(state) == {"containers": {}, "mounts": [], "build_storages": []}
+    if timeout:
+        assert build_cgroups_left(service_cgroups(make_settings, state, build_memory_limit=LIMIT)) == []
 
 
 def test_a_killed_build_is_cleaned_at_the_next_start(base_image: str, tmp_path: Path) -> None:
@@ -277,41 +241,11 @@ def test_a_killed_build_is_cleaned_at_the_next_start(base_image: str, tmp_path: 
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(30)
     assert storage.containers(path)  # the killed build's working container
-    assert _mounts_under(path)
+    assert mounts_under(path)
 
     assert storage.sweep() == [path]
     assert storage.containers(path) == []
-    assert _mounts_under(path) == []
-
-
-def test_a_step_over_the_memory_limit_fails_the_build_and_nothing_else(
-    start_service: Start, git_root: Path, git_daemon_url: str, base_image: str, tmp_path: Path
-) -> None:
-    hungry, modest = f"bah-oom-{uuid.uuid4().hex[:8]}", f"bah-fits-{uuid.uuid4().hex[:8]}"
-    # `tail -c` keeps what it reads in memory: 200 MiB, against a limit of 64 MiB.
-    step = "RUN head -c {}m /dev/zero | tail -c {}m >/dev/null && echo {}\n"
-    make_repo(git_root, hungry, {"Dockerfile": f"FROM {base_image}\n" + step.format(200, 199, hungry)})
-    make_repo(git_root, modest, {"Dockerfile": f"FROM {base_image}\n" + step.format(8, 7, modest)})
-    state = tmp_path / "state"
-    with start_service(engine="buildah", state_dir=state, build_memory_limit="64MiB") as service:
-        _, events = _native_build(service, git_daemon_url + hungry)
-        assert events[-1]["phase"] == "failed", events[-3:]
-        assert events[-1]["code"] == "build_out_of_memory"
-        assert "memory limit of 64 MiB" in events[-1]["message"]
-        assert "head -c 200m" in events[-1]["message"]  # which step
-        # the service and other builds carry on
-        _, fits = _native_build(service, git_daemon_url + modest)
-        assert fits[-1]["phase"] == "ready", fits[-3:]
-        assert httpx.get(f"{service}health", timeout=60).json()["ok"]
-    assert _left_behind(state) == {"containers": {}, "mounts": [], "build_storages": []}
-
-
-@pytest.fixture(scope="session")
-def build_user() -> str:
-    """A rootless build user, made as the quick-start makes it (scripts/install-system.sh --build-user)."""
-    name = "bsbuild"
-    subprocess.run(["scripts/install-system.sh", "--build-user", name], check=True, capture_output=True)
-    return name
+    assert mounts_under(path) == []
 
 
 def test_as_root_buildah_runs_as_the_named_build_user(
@@ -332,7 +266,7 @@ def test_as_root_buildah_runs_as_the_named_build_user(
     with start_service(engine="buildah", build_user=build_user, state_dir=tmp_path / "state") as service:
         health = httpx.get(f"{service}health", timeout=60).json()
         assert {"service": "buildah", "ok": True} in health["checks"], health
-        build, events = _native_build(service, git_daemon_url + name)
+        build, events = native_build(service, git_daemon_url + name)
         assert events[-1]["phase"] == "ready", events[-5:]
         maps = [e["message"].split() for e in events if e["message"].split()[:1] == ["0"]]
         assert maps, [e["message"] for e in events]
@@ -371,7 +305,7 @@ def test_a_cancelled_build_of_the_build_user_leaves_nothing_behind(
         def cancel() -> None:
             httpx.post(f"{service}api/v1/builds/{build['id']}/cancel", timeout=30).raise_for_status()
 
-        events = _stream_until(
+        events = stream_until(
             str(httpx.URL(service).join(build["events_url"])),
             lambda e: str(e.get("message", "")).strip() == name,
             cancel,
@@ -385,7 +319,7 @@ def test_a_cancelled_build_of_the_build_user_leaves_nothing_behind(
     mine = root / storage_key(build["image_name"])
     assert storage.containers(mine) == []
     assert not list(mine.glob("build-*"))
-    assert _mounts_under(root) == []
+    assert mounts_under(root) == []
 
 
 def _processes_of(uid: int) -> list[str]:
@@ -403,7 +337,7 @@ def test_a_failing_step_is_the_reason_said_once(
     name = f"bah-fail-{uuid.uuid4().hex[:8]}"
     make_repo(git_root, name, {"Dockerfile": f"FROM {base_image}\nRUN echo {name} && exit 3\n"})
     with start_service(engine="buildah", state_dir=tmp_path / "state") as service:
-        _, events = _native_build(service, git_daemon_url + name)
+        _, events = native_build(service, git_daemon_url + name)
     assert events[-1]["phase"] == "failed", events[-3:]
     assert events[-1]["code"] == "build_failed"
     reason = events[-1]["message"]
@@ -413,41 +347,44 @@ def test_a_failing_step_is_the_reason_said_once(
 
 
 def test_a_graceful_stop_leaves_nothing_behind(
-    start_service: Start, git_root: Path, git_daemon_url: str, base_image: str, tmp_path: Path
+    start_service: Start,
+    make_settings: Callable[..., Settings],
+    git_root: Path,
+    git_daemon_url: str,
+    base_image: str,
+    tmp_path: Path,
 ) -> None:
     """The service stopping (what SIGTERM does to `serve`) stops a running local build: its RUN step
-    ends, and its container and mounts go."""
+    ends, and its container, mounts and cgroup go."""
     name = f"bah-term-{uuid.uuid4().hex[:8]}"
     make_repo(
         git_root, name, {"Dockerfile": f"FROM {base_image}\nRUN echo {name} && sleep 120 && echo done\n"}
     )
     state = tmp_path / "state"
-    with start_service(engine="buildah", state_dir=state) as service:
+    with start_service(engine="buildah", state_dir=state, build_memory_limit=LIMIT) as service:
         r = httpx.post(
             f"{service}api/v1/builds", json={"repo": git_daemon_url + name, "ref": "main"}, timeout=30
         )
         assert r.status_code == 201, r.text
-        _read_until(str(httpx.URL(service).join(r.json()["events_url"])), name)  # the RUN step runs
-        assert _running(f"echo {name} && sleep 120 && echo done")
-    wait_until(lambda: not _running(f"echo {name} && sleep 120 && echo done"), what="the RUN step to end")
-    wait_until(lambda: not _left_behind(state)["containers"], what="the build's container to go")
-    assert _left_behind(state) == {"containers": {}, "mounts": [], "build_storages": []}
-
-
-def _read_until(url: str, message: str) -> None:
-    """Read a build's event stream until an event says `message` (then stop reading)."""
-    with httpx.stream("GET", url, headers={"Accept": "text/event-stream"}, timeout=120) as r:
-        for event in messages(r.iter_lines()):
-            if str(event.json().get("message", "")).strip() == message:
-                return
-    raise AssertionError(f"the stream ended without {message!r}")
+        read_until(str(httpx.URL(service).join(r.json()["events_url"])), name)  # the RUN step runs
+        assert running(f"echo {name} && sleep 120 && echo done")
+    wait_until(lambda: not running(f"echo {name} && sleep 120 && echo done"), what="the RUN step to end")
+    wait_until(lambda: not left_behind(state)["containers"], what="the build's container to go")
+    assert left_behind(state) == {"containers": {}, "mounts": [], "build_storages": []}
+    assert build_cgroups_left(service_cgroups(make_settings, state, build_memory_limit=LIMIT)) == []
 
 
 def test_sigkill_mid_build_then_restart_adopts_and_cleans(
-    world_env: dict[str, str], git_root: Path, git_daemon_url: str, base_image: str, tmp_path: Path
+    world_env: dict[str, str],
+    make_settings: Callable[..., Settings],
+    git_root: Path,
+    git_daemon_url: str,
+    base_image: str,
+    tmp_path: Path,
 ) -> None:
-    """A SIGKILLed `serve` leaves its buildah build running (durable, docs/state.md); the next start adopts
-    it, and when it is cancelled there its RUN step ends and its container and mounts go."""
+    """A SIGKILLed `serve` leaves its buildah build running (durable, docs/state.md) in its cgroup; the
+    next start adopts it, and when it is cancelled there its RUN step ends and its container, mounts and
+    cgroup go."""
     name = f"bah-kill-{uuid.uuid4().hex[:8]}"
     make_repo(
         git_root, name, {"Dockerfile": f"FROM {base_image}\nRUN echo {name} && sleep 120 && echo done\n"}
@@ -462,23 +399,28 @@ def test_sigkill_mid_build_then_restart_adopts_and_cleans(
         BINDER_SERVICE_ALLOW_PRIVATE_NETWORKS="true",
         BINDER_SERVICE_STATE_DIR=str(state),
         BINDER_SERVICE_KEEPALIVE_INTERVAL="0.5",
+        BINDER_SERVICE_BUILD_MEMORY_LIMIT=LIMIT,
     )
+    cgroups = service_cgroups(make_settings, state, build_memory_limit=LIMIT)
     log = tmp_path / "serve.log"
     step = f"echo {name} && sleep 120 && echo done"
     with serve_process(env, log) as (first, url):
         r = httpx.post(f"{url}api/v1/builds", json={"repo": git_daemon_url + name, "ref": "main"}, timeout=30)
         assert r.status_code == 201, r.text
         build = r.json()
-        _read_until(f"{url}api/v1/builds/{build['id']}/events", name)  # the RUN step runs
+        read_until(f"{url}api/v1/builds/{build['id']}/events", name)  # the RUN step runs
         first.send_signal(signal.SIGKILL)  # no shutdown: what a crash or an OOM kill does
         first.wait()
-    assert _running(step)  # the build outlived the service
+    assert running(step)  # the build outlived the service
+    assert build_cgroups_left(cgroups) == [build["id"]]
     with serve_process(env, log, graceful=True) as (_, url):
         assert httpx.get(f"{url}api/v1/builds/{build['id']}", timeout=10).json()["status"] == "running"
+        assert build_cgroups_left(cgroups) == [build["id"]]  # running: not swept at start, adopted
         c = httpx.post(f"{url}api/v1/builds/{build['id']}/cancel", timeout=30)
         assert c.status_code in (200, 202), c.text
         events = sse_messages(f"{url}api/v1/builds/{build['id']}/events", timeout=120)
         assert events[-1]["code"] == "build_cancelled", events[-3:]
-        wait_until(lambda: not _running(step), what="the RUN step to end")
-        wait_until(lambda: not _left_behind(state)["containers"], what="the adopted build's container to go")
-    assert _left_behind(state) == {"containers": {}, "mounts": [], "build_storages": []}
+        wait_until(lambda: not running(step), what="the RUN step to end")
+        wait_until(lambda: not left_behind(state)["containers"], what="the adopted build's container to go")
+    assert left_behind(state) == {"containers": {}, "mounts": [], "build_storages": []}
+    assert build_cgroups_left(cgroups) == []

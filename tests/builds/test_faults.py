@@ -160,7 +160,7 @@ def test_sigterm_reaches_every_member_even_after_the_leader_exits() -> None:
     """`stop_group` ends the group when its leader is already gone (a unit check of the mechanism)."""
     import asyncio
 
-    from binder_service.builds.local import stop_group
+    from binder_service.builds.process_groups import stop_group
 
     async def scenario() -> int:
         proc = await asyncio.create_subprocess_exec(

@@ -127,6 +127,9 @@ async def test_the_exact_buildah_pod(kube: FakeKube, sent: Callable[[PodTemplate
         "image": "registry.example.org/binder-service-builder:1.0.0",
         "volumeMounts": [
             {"name": "build-storage", "mountPath": "/home/builder"},
+            # the read-only root's scratch directories, on the same size-limited emptyDir
+            {"name": "build-storage", "mountPath": "/tmp", "subPath": "tmp-root"},
+            {"name": "build-storage", "mountPath": "/var/tmp", "subPath": "var-tmp"},
             {"name": "docker-config", "mountPath": "/etc/binder-service/docker-config", "readOnly": True},
         ],
         "securityContext": {
@@ -134,6 +137,7 @@ async def test_the_exact_buildah_pod(kube: FakeKube, sent: Callable[[PodTemplate
             "runAsGroup": 1000,
             "runAsNonRoot": True,
             "allowPrivilegeEscalation": True,  # newuidmap's file capabilities need it (no no_new_privs)
+            "readOnlyRootFilesystem": True,
             "capabilities": {"drop": ["ALL"], "add": ["SETUID", "SETGID", "SYS_CHROOT"]},
             "seccompProfile": {"type": "Localhost", "localhostProfile": "binder-service-buildah.json"},
         },

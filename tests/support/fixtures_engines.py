@@ -1,15 +1,18 @@
-"""Session fixtures: the base image in the loopback registry, and a second, empty Docker engine."""
+"""Session fixtures: the base image in the loopback registry, a second, empty Docker engine, the
+unprivileged build user of rootless buildah builds, and a virtualenv that user can run the service from."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.support.engines import fresh_engine, push_base_image
+from tests.support.unprivileged_venv import unprivileged_venv
 
 
 @pytest.fixture(scope="session")
@@ -27,3 +30,17 @@ def fresh_engine_host(world_env: dict[str, str]) -> Iterator[str]:
     with fresh_engine(root) as host:
         yield host
     shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def build_user() -> str:
+    """A rootless build user, made as the quick-start makes it (scripts/install-system.sh --build-user)."""
+    name = "bsbuild"
+    subprocess.run(["scripts/install-system.sh", "--build-user", name], check=True, capture_output=True)
+    return name
+
+
+@pytest.fixture(scope="session")
+def unprivileged_python() -> Path:
+    """A virtualenv of this tree any user can run (tests/support/unprivileged_venv.py); its directory."""
+    return unprivileged_venv()

@@ -9,7 +9,9 @@ one, so `runc` can run exactly what the pod spec grants without a cluster:
   kept for this architecture and the container's capabilities (`includes`/`excludes`);
 - mounts: containerd's defaults (proc, a tmpfs /dev with only runc's default devices, devpts, shm, mqueue,
   a read-only sysfs and cgroup), the masked and read-only /proc and /sys paths, and the pod's volumes
-  (emptyDir and Secret) as bind mounts of directories the caller made;
+  (emptyDir and Secret) as bind mounts of directories the caller made (a `subPath` made in its volume as
+  the kubelet makes it: the volume's mode and owners);
+- the root filesystem read-only when `readOnlyRootFilesystem` says so;
 - memory and CPU limits as the container's cgroup limits.
 
 One deliberate difference: no network namespace (the pod's own is not what is checked here), so the build
@@ -153,13 +155,11 @@ def runtime_config(
     mounts = [dict(m) for m in DEFAULT_MOUNTS]
     for m in container.get("volumeMounts") or []:
         options = ["rbind", "ro" if m.get("readOnly") else "rw", "nosuid", "nodev"]
+        source = volumes[m["name"]]
+        if m.get("subPath"):
+            source = _sub_path(source, m["subPath"])
         mounts.append(
-            {
-                "destination": m["mountPath"],
-                "type": "bind",
-                "source": str(volumes[m["name"]]),
-                "options": options,
-            }
+            {"destination": m["mountPath"], "type": "bind", "source": str(source), "options": options}
         )
     linux: dict[str, Any] = {
         "namespaces": [{"type": t} for t in ("pid", "ipc", "uts", "mount")],
@@ -200,6 +200,19 @@ def runtime_config(
         "mounts": mounts,
         "linux": linux,
     }
+
+
+def _sub_path(volume: Path, sub: str) -> Path:
+    """A volume's `subPath`, made as a kubelet makes it when missing: the volume's mode and owners."""
+    assert not Path(sub).is_absolute(), sub
+    assert ".." not in Path(sub).parts, sub
+    path = volume / sub
+    if not path.exists():
+        st = volume.stat()
+        path.mkdir(parents=True)
+        os.chown(path, st.st_uid, st.st_gid)
+        os.chmod(path, st.st_mode & 0o7777)
+    return path
 
 
 def prepare_bundle(

@@ -6,7 +6,7 @@ import contextlib
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import httpx
@@ -17,16 +17,21 @@ from tests.support.waiting import wait_until
 
 @contextlib.contextmanager
 def serve_process(
-    env: dict[str, str], log: Path, *, graceful: bool = False, cwd: Path | None = None
+    env: dict[str, str],
+    log: Path,
+    *,
+    graceful: bool = False,
+    cwd: Path | None = None,
+    command: Sequence[str] = (sys.executable, "-m", "binder_service.cli", "serve"),
 ) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    """The service with exactly `env` (plus a free port unless `env` names one: a restart keeps its
-    URL); yields the process and its URL (with BINDER_SERVICE_BASE_URL's path, ending in "/"). At the
+    """The service (`command`) with exactly `env` (plus a free port unless `env` names one: a restart keeps
+    its URL); yields the process and its URL (with BINDER_SERVICE_BASE_URL's path, ending in "/"). At the
     end it is killed, or with `graceful` stopped with SIGTERM (killed if it has not stopped in 30 s)."""
     port = int(env.get("BINDER_SERVICE_PORT") or free_port())
     env = {**env, "BINDER_SERVICE_PORT": str(port)}
     with open(log, "ab") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "binder_service.cli", "serve"],
+            list(command),
             env=env,
             cwd=cwd,
             stdout=out,

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .buildah_local import BuildahStorage
+from .cgroups import BuildCgroups, Limits
 from .executor import Executor
 from .local import LocalExecutor
 
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
     from ..security.credentials import GitCredentials
     from ..settings import Settings
 
-__all__ = ["engine_check_name", "make_executor"]
+__all__ = ["build_cgroups", "build_limits", "engine_check_name", "make_executor"]
 
 log = logging.getLogger(__name__)
 
@@ -45,13 +46,15 @@ async def make_executor(
         state_dir=settings.resolved_state_dir(),
         buildah=_buildah_storage(settings, environ) if settings.engine == "buildah" else None,
         engine_config=_engine_config(settings),
+        cgroups=build_cgroups(settings),
     )
 
 
 def _engine_config(settings: Settings) -> str:
-    """repo2docker config lines for the build engine: the per-build limits (buildah's RUN steps)."""
+    """repo2docker config lines for the build engine: its build user, or per-step limits."""
     if settings.build_user:
-        return f"c.BuildahEngine.run_as = {settings.build_user!r}\n"  # (no limits with one: Settings)
+        # RUN steps in a chroot, no cgroup of their own: the build's cgroup alone holds the limits.
+        return f"c.BuildahEngine.run_as = {settings.build_user!r}\n"
     if not (settings.build_memory_limit or settings.build_cpu_limit):
         return ""
     if settings.engine == "docker":
@@ -60,12 +63,32 @@ def _engine_config(settings: Settings) -> str:
             "in the Docker daemon, outside the build's process (use engine 'buildah')"
         )
         return ""
+    # As root each RUN step runs under runc, in a cgroup of its own below the build's: the same limits
+    # there too, a second line that costs nothing. They hold where the engine runs without the build's
+    # cgroup (an adopted build whose cgroup was gone), and a step killed there is named in the reason.
     lines = []
     if settings.amounts.build_memory_limit_bytes is not None:
         lines.append(f"c.BuildahEngine.memory_limit = {settings.amounts.build_memory_limit_bytes}\n")
     if settings.build_cpu_limit:
         lines.append(f"c.BuildahEngine.cpu_limit = {settings.build_cpu_limit!r}\n")
     return "".join(lines)
+
+
+def build_limits(settings: Settings) -> Limits | None:
+    """The per-build limits a local buildah build's cgroup holds; None when there are none."""
+    memory = settings.amounts.build_memory_limit_bytes
+    if settings.engine != "buildah" or not (memory or settings.build_cpu_limit):
+        return None
+    return Limits(memory=memory, cpus=settings.build_cpu_limit)
+
+
+def build_cgroups(settings: Settings) -> BuildCgroups | None:
+    """Where `settings`' local buildah builds get their cgroups; None without limits."""
+    limits = build_limits(settings)
+    if limits is None:
+        return None
+    # Settings refused the limits already where no cgroup can be made (cgroups.unavailable_reason).
+    return BuildCgroups.here(limits, key=str(settings.resolved_state_dir()))
 
 
 def _buildah_storage(settings: Settings, environ: Mapping[str, str]) -> BuildahStorage:

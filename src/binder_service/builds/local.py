@@ -10,7 +10,6 @@ import logging
 import os
 import shlex
 import shutil
-import signal
 import sys
 import tempfile
 from collections.abc import AsyncIterator, Mapping
@@ -22,16 +21,18 @@ from ..events import Phase
 from ..images.store import EngineImageStore
 from ..security.child_env import child_environ
 from ..security.credentials import GitCredentials
+from ..units import binary_size
 from . import durable
 from .buildah_local import BuildahStorage
+from .cgroups import BuildCgroup, BuildCgroups
 from .executor import Adoptee, BuildJob, Emit
+from .process_groups import KILL_GRACE, end_group, stop_group
 from .r2d_args import r2d_args, r2d_config
 from .r2d_logs import Progress, read_lines
 from .workdirs import Workdir, sweep_abandoned
 
 log = logging.getLogger(__name__)
 
-KILL_GRACE = 5.0  # seconds between SIGTERM and SIGKILL when a build is stopped
 BUILDER_PROBE_TIMEOUT = 60  # `repo2docker --version` imports a lot; a slow machine takes seconds
 
 
@@ -53,6 +54,7 @@ class LocalExecutor:
         state_dir: Path | None = None,
         buildah: BuildahStorage | None = None,
         engine_config: str = "",
+        cgroups: BuildCgroups | None = None,
     ) -> None:
         # With a state directory, builds outlive the service: output to a per-build log file there,
         # followed (and adopted after a restart) instead of read from a pipe (docs/state.md).
@@ -60,6 +62,8 @@ class LocalExecutor:
         # settings.engine = "buildah": repo2docker runs our engine plugin over buildah, no Docker engine.
         self._buildah = buildah
         self._engine_config = engine_config  # repo2docker config lines for the engine (its limits)
+        # The per-build limits (engine buildah): each build in a cgroup of its own (cgroups.py).
+        self._cgroups = cgroups
         self._docker_host = docker_host
         self._command = _locate(command, environ)
         self._extra_args = extra_args
@@ -76,6 +80,9 @@ class LocalExecutor:
         self._engine = EngineImageStore(docker_host, timeout=docker_timeout)
         if buildah is not None:
             buildah.sweep()  # containers and mounts of builds that died with an earlier service
+        if cgroups is not None:
+            cgroups.prepare()
+            cgroups.sweep()  # the cgroups of those builds
         self._builder_ok = False
 
     @property
@@ -142,6 +149,23 @@ class LocalExecutor:
         finally:
             await asyncio.to_thread(shutil.rmtree, root, ignore_errors=True)
 
+    @contextlib.asynccontextmanager
+    async def _cgroup(self, build_id: str, *, adopted: bool = False) -> AsyncIterator[BuildCgroup | None]:
+        """Build `build_id`'s cgroup (a new one, or the one an adopted build runs in); when the build
+        ends, what is left in it is killed, an out-of-memory kill noted, and the cgroup removed."""
+        if self._cgroups is None:
+            yield None
+            return
+        make = self._cgroups.of if adopted else self._cgroups.create
+        try:
+            cgroup = await asyncio.to_thread(make, build_id)
+        except OSError as e:
+            raise BuilderUnavailable(f"cannot make the build's cgroup (its limits): {e}") from e
+        try:
+            yield cgroup
+        finally:
+            await asyncio.to_thread(cgroup.end, build_id)
+
     def _config_file(self, content_provider: str, repo_url: str = "") -> Path:
         config = r2d_config(content_provider, repo_url) + self._engine_config  # the name checked first
         digest = hashlib.sha256(config.encode()).hexdigest()[:12]  # Dataverse's differs per installation
@@ -157,10 +181,10 @@ class LocalExecutor:
         return [*self._command, "--config", config, *r2d_args(job, self._extra_args, engine=engine)]
 
     async def _spawn(
-        self, job: BuildJob, env: dict[str, str], fds: tuple[int, ...]
+        self, argv: list[str], env: dict[str, str], fds: tuple[int, ...]
     ) -> asyncio.subprocess.Process:
         return await asyncio.create_subprocess_exec(
-            *self.argv(job),
+            *argv,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
@@ -176,21 +200,22 @@ class LocalExecutor:
         await self._engine_check()
         emit(Phase.FETCHING, f"Fetching {job.repo.build_slug} at {job.repo.commit[:12]}\n")
         progress = Progress(emit)
-        async with self._build_dir(job) as (env, fds):
+        async with self._build_dir(job) as (env, fds), self._cgroup(job.build_id) as cgroup:
+            argv = self.argv(job) if cgroup is None else cgroup.enter(self.argv(job))
             if self._state_dir is not None:
-                code = await self._run_durable(job, env, fds, progress, self._state_dir)
+                code = await self._run_durable(job, argv, env, fds, progress, self._state_dir)
             else:
-                code = await self._run_piped(job, env, fds, progress)
+                code = await self._run_piped(job, argv, env, fds, progress)
         if code != 0:
             await self._engine_lost()
-            raise _failed(progress.failure(f"repo2docker exited with code {code}"))
+            raise _failed(progress.failure(f"repo2docker exited with code {code}"), cgroup)
         progress.flush()
 
     async def _run_piped(
-        self, job: BuildJob, env: dict[str, str], fds: tuple[int, ...], progress: Progress
+        self, job: BuildJob, argv: list[str], env: dict[str, str], fds: tuple[int, ...], progress: Progress
     ) -> int:
         try:
-            proc = await self._spawn(job, env, fds)
+            proc = await self._spawn(argv, env, fds)
         except FileNotFoundError as e:
             raise BuilderUnavailable(self._missing()) from e
         log.info("build started", extra={"build_id": job.build_id, "image": job.image_name, "pid": proc.pid})
@@ -205,11 +230,17 @@ class LocalExecutor:
             await stop_group(proc)
 
     async def _run_durable(
-        self, job: BuildJob, env: dict[str, str], fds: tuple[int, ...], progress: Progress, state_dir: Path
+        self,
+        job: BuildJob,
+        argv: list[str],
+        env: dict[str, str],
+        fds: tuple[int, ...],
+        progress: Progress,
+        state_dir: Path,
     ) -> int:
         files = durable.BuildFiles.for_build(state_dir, job.build_id)
         await asyncio.to_thread(files.create)
-        proc = await durable.spawn(self.argv(job), files, env=env, cwd=self._workdir, pass_fds=fds)
+        proc = await durable.spawn(argv, files, env=env, cwd=self._workdir, pass_fds=fds)
         log.info("build started", extra={"build_id": job.build_id, "image": job.image_name, "pid": proc.pid})
         try:
             if job.on_process is not None:
@@ -243,17 +274,20 @@ class LocalExecutor:
                 "restarted) before it finished; ask again to build"
             )
         try:
-            code = await durable.follow(files, progress.feed, alive)
+            async with self._cgroup(job.build_id, adopted=True) as cgroup:
+                try:
+                    code = await durable.follow(files, progress.feed, alive)
+                finally:
+                    if alive():  # cancelled or out of time: nothing of the build outlives it
+                        await end_group(adoptee.pid, KILL_GRACE)
         finally:
-            if alive():  # cancelled or out of time: nothing of the build outlives it
-                await end_group(adoptee.pid, KILL_GRACE)
             if self._buildah is not None:  # its storage is free now: what the build left goes
                 await asyncio.to_thread(self._buildah.sweep)
         if code is None:
             raise BuildError("the build's process was stopped before it finished")
         if code != 0:
             await self._engine_lost()
-            raise _failed(progress.failure(f"repo2docker exited with code {code}"))
+            raise _failed(progress.failure(f"repo2docker exited with code {code}"), cgroup)
         progress.flush()
 
     async def _engine_check(self) -> None:
@@ -317,11 +351,18 @@ class LocalExecutor:
         await self._engine.aclose()
         self._cleanup()  # the workdir: config files, and nothing secret (credentials live per build)
         atexit.unregister(self._cleanup)
+        if self._cgroups is not None:
+            await asyncio.to_thread(self._cgroups.close)
 
 
-def _failed(reason: str) -> BuildError:
+def _failed(reason: str, cgroup: BuildCgroup | None = None) -> BuildError:
     if reason.startswith(OUT_OF_MEMORY):  # the buildah engine's word for a step killed at the limit
         return BuildOutOfMemory(reason.removeprefix("Error: "))
+    if cgroup is not None and cgroup.out_of_memory and cgroup.limits.memory is not None:
+        limit = binary_size(cgroup.limits.memory)
+        return BuildOutOfMemory(
+            f"out of memory: the build was killed at its memory limit of {limit} ({reason})"
+        )
     return BuildError(reason)
 
 
@@ -331,49 +372,3 @@ def _locate(command: list[str], environ: Mapping[str, str]) -> list[str]:
         return command
     sibling = Path(sys.executable).parent / command[0]
     return [str(sibling), *command[1:]] if sibling.exists() else command
-
-
-async def stop_group(proc: asyncio.subprocess.Process, grace: float = KILL_GRACE) -> None:
-    """End `proc`'s whole process group: SIGTERM, then SIGKILL after `grace` seconds if any member is left.
-
-    The group is watched, not just its leader: a member that ignores SIGTERM is killed even when the
-    leader exited at once. Safe to call when everything has exited already.
-    """
-    await end_group(proc.pid, grace)  # start_new_session: the leader's pid is the group's id
-    if proc.returncode is None:
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(grace):
-                await proc.wait()
-
-
-async def end_group(pgid: int, grace: float = KILL_GRACE) -> None:
-    """SIGTERM process group `pgid`, then SIGKILL after `grace` seconds if any member is left; returns
-    when none is (or `grace` after the SIGKILL). For a build adopted after a restart too (not our child)."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        if not _group_alive(pgid):
-            return
-        _signal_group(pgid, sig)
-        await _group_gone(pgid, grace)
-
-
-async def _group_gone(pgid: int, within: float) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    # No event tells when the last member of a group exits (they are not all our children): poll.
-    while _group_alive(pgid) and loop.time() < deadline:  # noqa: ASYNC110
-        await asyncio.sleep(0.05)
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # a member changed its credentials: it still exists
-        return True
-    return True
-
-
-def _signal_group(pgid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)

@@ -37,7 +37,7 @@ from repo2docker.engine import BuildError, ContainerEngine, Image, ImageLoadErro
 from traitlets import Float, Int, Unicode, default
 
 from ..images.naming import cache_repository, reference_host
-from ..units import is_loopback
+from ..units import binary_size, is_loopback
 from . import OUT_OF_MEMORY
 
 __all__ = ["PUSH_MARK", "BuildahEngine", "registries_conf"]
@@ -162,7 +162,7 @@ class BuildahEngine(ContainerEngine):  # type: ignore[misc]  # repo2docker ships
                     # The last error line, so the build's reason (binder-service: build_out_of_memory).
                     reason = (
                         f"{OUT_OF_MEMORY}a RUN step was killed at the build's memory limit of "
-                        f"{_size(self.memory_limit)} ({e})"
+                        f"{binary_size(self.memory_limit)} ({e})"
                     )
                     yield reason + "\n"
                     raise BuildError(reason) from None
@@ -316,13 +316,6 @@ def _hand_over(private: Path, user: tuple[int, int], env: dict[str, str]) -> dic
         "TMPDIR": str(private / "tmp"),
         "BUILDAH_ISOLATION": "chroot",
     }
-
-
-def _size(n: int) -> str:
-    for unit, factor in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if n >= factor:
-            return f"{n / factor:.4g} {unit}"
-    return f"{n} bytes"
 
 
 def _run(argv: list[str], env: dict[str, str], error: type[Exception]) -> Iterator[str]:

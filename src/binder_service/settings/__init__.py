@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 from pydantic import AliasChoices, PrivateAttr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from ..units import is_loopback
+from ..units import is_loopback, parse_size
 from .builds import BuildSettings
 from .kubernetes import KubernetesSettings
 from .serving import ServingSettings
@@ -62,14 +62,18 @@ class Settings(BaseSettings, ServingSettings, KubernetesSettings, SourceSettings
         if self.build_user and (self.engine != "buildah" or self.executor != "local"):
             raise ValueError("build_user is for engine 'buildah' with the local executor")
         limited = self.build_memory_limit or self.build_cpu_limit
-        rootless = os.geteuid() != 0 or self.build_user
-        if limited and self.engine == "buildah" and self.executor == "local" and rootless:
-            # Rootless buildah runs RUN steps in a chroot (no cgroup of their own), and cgroup v1 delegates
-            # no controller to an unprivileged user: nothing could hold the limit.
-            raise ValueError(
-                "build_memory_limit and build_cpu_limit need the service to run as root with engine "
-                "'buildah' and no build_user (rootless builds cannot be limited on this machine)"
-            )
+        if limited and self.engine == "buildah" and self.executor == "local":
+            from ..builds.cgroups import Limits, unavailable_reason
+
+            # Each build runs in a cgroup of its own holding the limits (builds/cgroups.py): refused here,
+            # at start, where none can be made.
+            memory = parse_size(self.build_memory_limit) if self.build_memory_limit else None
+            reason = unavailable_reason(Limits(memory=memory, cpus=self.build_cpu_limit))
+            if reason is not None:
+                raise ValueError(
+                    "build_memory_limit and build_cpu_limit put each build in a cgroup of its own, and "
+                    f"none can be made here: {reason}"
+                )
         if self.k8s_sticky_builds and self.engine == "buildah":
             raise ValueError(
                 "k8s_sticky_builds is for engine 'docker' (it prefers the docker-api node holding a "

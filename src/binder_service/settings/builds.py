@@ -71,24 +71,26 @@ class BuildSettings(BaseModel):
     )
     build_memory_limit: str = Field(
         "",
-        description="Memory (swap included) each `RUN` step of a build may use, a size such as `2GB` or "
-        "`512MiB`; a step over it fails the build with `build_out_of_memory`. Engine `buildah` as root "
-        "(runc's cgroup per step); with engine `docker` the steps run in the daemon and escape it (a "
-        "warning at start). Empty: no limit.",
+        description="Memory (swap included) a build may use, a size such as `2GB` or `512MiB`: engine "
+        "`buildah` runs each build in a cgroup of its own holding repo2docker, buildah and every `RUN` step "
+        "(a small build takes about 65 MiB by itself); going over it fails the build with "
+        "`build_out_of_memory`. Needs root on cgroup v1, or a delegated cgroup on v2 (refused at start "
+        "otherwise); with engine `docker` the steps run in the daemon and escape it (a warning at start). "
+        "Empty: no limit.",
     )
     build_user: str = Field(
         "",
         description="Engine `buildah`, service running as root: run buildah as this unprivileged user, "
         "rootless (its own user namespace; RUN steps in a chroot inside it), its storage in the user's "
-        "home directory. The user needs ranges in `/etc/subuid` and `/etc/subgid` "
-        "(`scripts/install-system.sh --build-user NAME` makes one). Empty: buildah runs as root, RUN steps "
-        "under runc.",
+        "home directory; the build's cgroup (`build_memory_limit`) still holds it. The user needs ranges "
+        "in `/etc/subuid` and `/etc/subgid` (`scripts/install-system.sh --build-user NAME` makes one). "
+        "Empty: buildah runs as root, RUN steps under runc.",
     )
     build_cpu_limit: float = Field(
         0.0,
         ge=0,
-        description="CPUs each `RUN` step of a build may use (`1.5`: one and a half). Engine `buildah` as "
-        "root, as `build_memory_limit`. 0: no limit.",
+        description="CPUs a build may use (`1.5`: one and a half), in the build's cgroup as "
+        "`build_memory_limit`. 0: no limit.",
     )
     max_concurrent_builds: int = Field(4, ge=1, description="Builds running at once; the rest queue.")
     build_timeout: float = Field(3600.0, gt=0, description="Seconds a build may run before it is stopped.")

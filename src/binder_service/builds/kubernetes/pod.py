@@ -35,10 +35,15 @@ ENTRY_SCRIPT = (
     'd="$(mktemp -d)" && printf "%s" "$BINDER_R2D_CONFIG" > "$d/binder_r2d_config.py" && cd "$d" '
     '&& exec repo2docker --config "$d/binder_r2d_config.py" "$@"'
 )
-# buildah keeps its storage, run directory and temporary files on the size-limited emptyDir (its HOME).
+# buildah keeps its storage, run directory and temporary files on the size-limited emptyDir (its HOME;
+# TMPDIR on the storage's own mount, not a mount of its own, across which a file could not be renamed).
 BUILDER_UID = 1000  # the builder image's user, whose subordinate id ranges are in its /etc/subuid
 BUILD_HOME = "/home/builder"
 BUILDAH_ENTRY_SCRIPT = 'mkdir -p -m 0700 "$XDG_RUNTIME_DIR" "$TMPDIR" && ' + ENTRY_SCRIPT
+# The root filesystem is read-only; what the build writes outside HOME goes to these, on the same
+# size-limited emptyDir: buildah writes image configs to /var/tmp whatever TMPDIR says, and its chroot
+# helper, started with an empty environment, makes its runtime directory in /tmp (measured under runc).
+SCRATCH_DIRS = [("/tmp", "tmp-root"), ("/var/tmp", "var-tmp")]  # noqa: S108 (mount path, subPath)
 # Rootless buildah in a pod (measured under runc, issue 18): newuidmap/newgidmap carry file capabilities
 # (cap_setuid/cap_setgid+ep), which only take effect without no_new_privs, hence allowPrivilegeEscalation;
 # the bounding set keeps just those two and SYS_CHROOT (chroot isolation): baseline, not restricted.
@@ -186,7 +191,8 @@ def _docker_container(template: PodTemplate) -> tuple[dict[str, Any], list[dict[
 
 
 def _buildah_container(template: PodTemplate) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The builder image, rootless: buildah's storage on a size-limited emptyDir, no socket, no hostPath."""
+    """The builder image, rootless on a read-only root: buildah's storage (and every directory the build
+    writes) on a size-limited emptyDir, no socket, no hostPath."""
     if template.seccomp_profile == "RuntimeDefault":
         seccomp: dict[str, str] = {"type": "RuntimeDefault"}
     else:
@@ -199,12 +205,16 @@ def _buildah_container(template: PodTemplate) -> tuple[dict[str, Any], list[dict
             {"name": "TMPDIR", "value": f"{BUILD_HOME}/tmp"},  # noqa: S108 (on the emptyDir) the clone, build contexts, layer blobs
             {"name": "BUILDAH_ISOLATION", "value": "chroot"},  # no runtime in the pod: chroot, not OCI
         ],
-        "volumeMounts": [{"name": "build-storage", "mountPath": BUILD_HOME}],
+        "volumeMounts": [
+            {"name": "build-storage", "mountPath": BUILD_HOME},
+            *({"name": "build-storage", "mountPath": path, "subPath": sub} for path, sub in SCRATCH_DIRS),
+        ],
         "securityContext": {
             "runAsUser": BUILDER_UID,
             "runAsGroup": BUILDER_UID,
             "runAsNonRoot": True,
             "allowPrivilegeEscalation": True,
+            "readOnlyRootFilesystem": True,  # the build writes to HOME and SCRATCH_DIRS only
             "capabilities": {"drop": ["ALL"], "add": list(BUILDAH_CAPABILITIES)},
             "seccompProfile": seccomp,
         },
