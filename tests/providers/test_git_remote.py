@@ -352,6 +352,35 @@ async def test_hostile_daemon_cannot_exhaust_memory(
             await remote.list_refs(f"git://127.0.0.1:{port}/x")
 
 
+@pytest.mark.parametrize(
+    ("answer", "error", "match"),
+    [
+        (pkt_line(b"%s HEAD\0caps\n" % (b"a" * 40)), RepoUnreachable, "before the end of its refs"),
+        (b"HTTP/1.1 400 Bad Request\r\n\r\n", RepoUnreachable, "did not answer with git's protocol"),
+        (pkt_line(b"ERR access denied\n"), RepoNotFound, "access denied"),
+        (b"", RepoUnreachable, "before the end of its refs"),
+    ],
+)
+async def test_a_daemon_that_answers_wrongly_then_hangs_up(
+    remote: GitRemote, answer: bytes, error: type[Exception], match: str
+) -> None:
+    """git:// : whatever the daemon sends before it closes, the lookup ends with a clear error."""
+    requests: list[bytes] = []
+
+    async def wrong(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        requests.append(await reader.read(1000))
+        writer.write(answer)
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(wrong, "127.0.0.1", 0)
+    async with server:
+        port = server.sockets[0].getsockname()[1]
+        with pytest.raises(error, match=match):
+            await remote.list_refs(f"git://127.0.0.1:{port}/x")
+    assert requests == [pkt_line(f"git-upload-pack /x\0host=127.0.0.1:{port}\0".encode())]
+
+
 async def test_option_injection_never_runs(remote: GitRemote, tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
     for url in (f"--upload-pack=touch {marker}", f"ext::sh -c touch% {marker}", f"-u touch {marker}"):

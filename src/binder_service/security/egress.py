@@ -27,14 +27,16 @@ import contextlib
 import ipaddress
 import socket
 import ssl
-from collections.abc import Iterable, Sequence
-from typing import Final
+from collections.abc import Callable, Iterable, Sequence
+from typing import Final, TypeVar
 
 import httpcore
 import httpx
 
 from ..errors import DestinationNotAllowed
 from ..units import IPNetwork, parse_networks
+
+P = TypeVar("P", bound=asyncio.BaseProtocol)
 
 __all__ = [
     "EgressBackend",
@@ -150,17 +152,20 @@ class EgressPolicy:
         for *_, sockaddr in infos:
             self.check_address(ipaddress.ip_address(str(sockaddr[0]).partition("%")[0]), host=host)
 
-    async def open_connection(
-        self, host: str, port: int
-    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        """`asyncio.open_connection` to a checked address of `host` (the first that accepts)."""
+    async def create_connection(
+        self, protocol_factory: Callable[[], P], host: str, port: int
+    ) -> tuple[asyncio.Transport, P]:
+        """`loop.create_connection` to a checked address of `host` (the first that accepts)."""
         addresses = await self.resolve(host, port)
+        loop = asyncio.get_running_loop()
         error: OSError | None = None
         for address in addresses:
             try:
-                return await asyncio.open_connection(address, port)
+                transport, protocol = await loop.create_connection(protocol_factory, address, port)
             except OSError as e:
                 error = e
+            else:
+                return transport, protocol
         assert error is not None
         raise error
 

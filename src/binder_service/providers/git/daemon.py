@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from typing import Final
+from typing import Final, cast
 from urllib.parse import urlsplit
 
 from ...security.egress import EgressPolicy
@@ -16,6 +15,43 @@ __all__ = ["GIT_DAEMON_PORT", "list_refs"]
 GIT_DAEMON_PORT: Final = 9418
 
 
+class _Reader(asyncio.Protocol):
+    """Sends the request once connected and feeds what comes back to the parser; `finished` is set once
+    the advertisement is complete or the connection ends (the parser then says what was missing).
+    A protocol, not streams: no reader buffer and no task wake-up per chunk (this runs per build request)."""
+
+    def __init__(self, request: bytes, parser: RefsParser) -> None:
+        self._request = request
+        self._parser = parser
+        self.finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        cast(asyncio.Transport, transport).write(pkt_line(self._request))
+
+    def data_received(self, data: bytes) -> None:
+        if self.finished.done():
+            return
+        try:
+            if self._parser.feed(data):
+                self.finished.set_result(None)
+        except Exception as e:  # malformed or hostile: the lookup's error
+            self.finished.set_exception(e)
+
+    def eof_received(self) -> bool | None:
+        self._end(None)
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._end(exc)
+
+    def _end(self, exc: Exception | None) -> None:
+        if not self.finished.done():
+            if exc is None:
+                self.finished.set_result(None)
+            else:
+                self.finished.set_exception(exc)
+
+
 async def list_refs(url: str, *, egress: EgressPolicy | None) -> RemoteRefs:
     """The refs `git daemon` at `url` advertises; the caller bounds the time this takes."""
     shown = redact_url(url)
@@ -24,28 +60,24 @@ async def list_refs(url: str, *, egress: EgressPolicy | None) -> RemoteRefs:
     port = parts.port or GIT_DAEMON_PORT
     # As git sends it: host as written (IPv6 keeps its brackets), port only when given.
     host_header = parts.netloc.rpartition("@")[2]
+    parser = RefsParser(shown, smart_http=False)
     request = f"git-upload-pack {parts.path}\0host={host_header}\0".encode()
+
+    def reader() -> _Reader:
+        return _Reader(request, parser)
+
     if egress is not None:  # resolve, check, connect to the checked address
-        reader, writer = await egress.open_connection(host, port)
+        transport, protocol = await egress.create_connection(reader, host, port)
     else:
-        reader, writer = await asyncio.open_connection(host, port)
+        transport, protocol = await asyncio.get_running_loop().create_connection(reader, host, port)
     try:
-        writer.write(pkt_line(request))
-        await writer.drain()
-        parser = RefsParser(shown, smart_http=False)
-        while not parser.done:
-            data = await reader.read(1 << 16)
-            if not data:
-                break
-            parser.feed(data)
+        await protocol.finished
         refs = parser.result()
-        # A flush instead of "want" lines tells upload-pack we are done, so it exits cleanly.
-        writer.write(b"0000")
-        await writer.drain()
-        writer.close()
-        with contextlib.suppress(OSError):
-            await writer.wait_closed()
+        # A flush instead of "want" lines tells upload-pack we are done, so it exits cleanly; close()
+        # sends what is buffered first.
+        transport.write(b"0000")
+        transport.close()
         return refs
     finally:
-        if not writer.is_closing():
-            writer.transport.abort()
+        if not transport.is_closing():
+            transport.abort()
