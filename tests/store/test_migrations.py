@@ -7,6 +7,7 @@ import asyncio
 import subprocess
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from alembic import command
@@ -157,3 +158,19 @@ async def test_check_store_refuses_a_newer_database_through_the_child(db_url: st
     await store.aclose()
     with pytest.raises(StoreOpenError, match="newer binder-service"):
         await check_store(db_url, op_timeout=5.0)
+
+
+def test_a_sqlite_store_migrates_without_sqlalchemys_asyncio_extension(tmp_path: Path) -> None:
+    # `pip install binder-service` has no greenlet (SQLAlchemy's asyncio extra comes with `postgres`):
+    # the migrating child reaches SQLite through the standard library's driver.
+    program = (
+        "import sys; sys.modules['greenlet'] = None\n"
+        "from binder_service.store.migrate import main\n"
+        "sys.exit(main(['5']))"
+    )
+    url = f"sqlite:///{tmp_path / 'new.sqlite'}"
+    done = subprocess.run(
+        [sys.executable, "-c", program], input=url + "\n", capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "migrating the build store" in done.stderr
