@@ -19,7 +19,7 @@ RUN --mount=type=secret,id=pip_cert,required=false \
  && python3 -m venv /opt/binder-service \
  && /opt/binder-service/bin/pip install /src/src/client '/src[kubernetes,postgres]' \
  && /opt/binder-service/bin/binder-service --help >/dev/null \
- && /opt/binder-service/bin/python -c 'import kubernetes_asyncio, asyncpg' \
+ && /opt/binder-service/bin/python -c 'import kubernetes_asyncio, asyncpg, greenlet' \
  && if /opt/binder-service/bin/python -c 'import binder_service_hub' 2>/dev/null; then exit 1; fi
 
 FROM ${BASE_IMAGE}

@@ -100,7 +100,7 @@ async def fan_out(url: str | None, subscribers: int, events: int) -> float:
 
 async def startup(url: str, builds: int) -> None:
     store = await BuildStore.open(url, op_timeout=60.0)
-    async with store.engine.begin() as conn:
+    async with store.db.transaction() as conn:
         await _fill(conn, store.dialect)  # 100,000 builds (the scale test's data)
     await store.aclose()
     del builds
@@ -135,7 +135,7 @@ def databases(postgres: bool) -> Iterator[list[tuple[str, object]]]:
         counter = iter(range(1000))
 
         def sqlite() -> str:
-            return f"sqlite+aiosqlite:///{tmp}/bench-{next(counter)}.sqlite"
+            return f"sqlite:///{tmp}/bench-{next(counter)}.sqlite"
 
         made.append(("SQLite file", sqlite))
         if not postgres:

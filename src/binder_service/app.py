@@ -134,7 +134,7 @@ async def _lifespan(app: FastAPI, parts: _Parts) -> AsyncIterator[dict[str, Any]
         stack.push_async_callback(runner.aclose)
         builds, app.state.admission, disk = await _builds(stack, parts, runner, images, store, http)
         app.state.image_admin = ImageAdmin(
-            store.engine, registry_images(settings, http), forget=builds.forget_images
+            store.db, registry_images(settings, http), forget=builds.forget_images
         )
         app.state.auth = authenticator(settings, hub_http)
         providers = make_providers(

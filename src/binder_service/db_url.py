@@ -1,15 +1,16 @@
-"""Database URLs as operators write them, mapped to the async drivers the build store runs on.
+"""Database URLs as operators write them, mapped to what the build store opens.
 
 JupyterHub's `db_url`, Helm charts and managed databases hand out `sqlite:///path`, `postgresql://…` and
-`postgres://…`, often with libpq options such as `?sslmode=require`. The store speaks only asyncio:
-SQLite through aiosqlite, PostgreSQL through asyncpg. A SQLite URL keeps its path (SQLAlchemy's rules:
-`sqlite:///relative`, `sqlite:////absolute`). A libpq URL (any `postgresql` form but SQLAlchemy's own
-`postgresql+asyncpg://`) is handed to asyncpg whole, which reads it as libpq does (`sslmode`,
-`sslrootcert`, several hosts, …); in a `postgresql+asyncpg://` URL, SQLAlchemy passes each query option to
-asyncpg by name, so libpq's `sslmode` becomes asyncpg's `ssl` (same values). Anything else is refused in
-one line that names the accepted forms (and the extra a missing driver comes with), never the password.
+`postgres://…`, often with libpq options such as `?sslmode=require`. The store opens SQLite with the
+standard library (store/db/sqlite.py) and PostgreSQL with asyncpg. A SQLite URL keeps its path
+(SQLAlchemy's rules: `sqlite:///relative`, `sqlite:////absolute`, `sqlite://` in memory). A libpq URL (any
+`postgresql` form but SQLAlchemy's `postgresql+asyncpg://`) is handed to asyncpg whole, which reads it as
+libpq does (`sslmode`, `sslrootcert`, several hosts, …); in a `postgresql+asyncpg://` URL each query
+option is passed to asyncpg by name, as SQLAlchemy did, so libpq's `sslmode` becomes asyncpg's `ssl`
+(same values). Anything else is refused in one line that names the accepted forms (and the extra a
+missing driver comes with), never the password.
 
-Light on purpose: settings validation imports it, before SQLAlchemy is loaded.
+Light on purpose: settings validation imports it.
 """
 
 from __future__ import annotations
@@ -18,30 +19,33 @@ import importlib.util
 import re
 from dataclasses import dataclass, field
 from typing import Literal
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
-__all__ = ["ACCEPTED", "StoreURL", "store_url"]
+__all__ = ["ACCEPTED", "StoreURL", "safe_url", "store_url"]
 
 ACCEPTED = (
     "sqlite:///PATH (relative) or sqlite:////ABSOLUTE/PATH, "
     "postgresql://USER:PASSWORD@HOST[:PORT]/DB or postgres://… (libpq options such as ?sslmode=require)"
 )
+# The drivers SQLAlchemy names in a URL: which library to use, not how to connect. The store opens SQLite
+# with the standard library, and PostgreSQL with asyncpg (their options are libpq's, which asyncpg reads).
 _SQLITE_DRIVERS = {"", "aiosqlite", "pysqlite"}
-# SQLAlchemy's sync PostgreSQL drivers: the URL says which library to use, not how to connect; the store
-# is async, so they all mean asyncpg here (their options are libpq's, which asyncpg reads).
 _POSTGRES_DRIVERS = {"", "psycopg2", "psycopg", "psycopg_async", "psycopg2cffi", "pg8000", "asyncpg"}
 _SSL_MODES = {"disable", "allow", "prefer", "require", "verify-ca", "verify-full"}
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+._-]{0,39}")  # shown in a message only when it is one
-_EXTRA = {"aiosqlite": "pip install binder-service", "asyncpg": "pip install 'binder-service[postgres]'"}
+_EXTRA = {"asyncpg": "pip install 'binder-service[postgres]'"}
+# user:password@ as SQLAlchemy's make_url reads it (a password runs to the first "@" after it)
+_PASSWORD = re.compile(r"(?P<head>[^:/?#]+://[^:/@?#]*:)[^@]*@")
+_QUERY_PASSWORD = re.compile(r"(?P<head>[?&]password=)[^&#]*", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
 class StoreURL:
-    """What the store's engine opens: `url` for SQLAlchemy, and keyword arguments for the driver's
-    `connect` (`dsn`: a libpq URL asyncpg reads itself; it holds the password)."""
+    """What the store opens: a SQLite file's `path` (`:memory:`), or asyncpg's `connect` arguments
+    (`dsn`: a libpq URL asyncpg reads itself, and options by name; they hold the password)."""
 
     backend: Literal["sqlite", "postgresql"]
-    url: str
+    path: str = ""
     connect: dict[str, str] = field(default_factory=dict)
 
     def __repr__(self) -> str:  # never the password, wherever this ends up
@@ -56,8 +60,7 @@ def store_url(url: str) -> StoreURL:
         raise ValueError(f"the database URL is not a URL (accepted: {ACCEPTED})")
     dialect, _, driver = scheme.lower().partition("+")
     if dialect == "sqlite" and driver in _SQLITE_DRIVERS:
-        _need("aiosqlite", "SQLite")
-        return StoreURL("sqlite", f"sqlite+aiosqlite://{rest}")
+        return _sqlite(rest)
     if dialect in ("postgresql", "postgres") and driver in _POSTGRES_DRIVERS:
         _need("asyncpg", "PostgreSQL")
         return _postgres(rest, sqlalchemy_form=driver == "asyncpg")
@@ -70,6 +73,25 @@ def _need(module: str, what: str) -> None:
         raise ValueError(
             f"a {what} database needs the {module} driver, which is not installed: {_EXTRA[module]}"
         )
+
+
+def safe_url(url: str) -> str:
+    """The URL without its password (in its user part or a `password=` option), for messages and logs."""
+    url = url.strip()
+    if "://" not in url:
+        return "<unparsable database URL>"  # it may still hold a secret
+    url = _PASSWORD.sub(r"\g<head>***@", url, count=1)
+    return _QUERY_PASSWORD.sub(r"\g<head>***", url)
+
+
+def _sqlite(rest: str) -> StoreURL:
+    """`sqlite://[host]/PATH`: PATH relative to the working directory unless it starts with "/"; none
+    (`sqlite://`) or `:memory:` is a database in memory."""
+    rest, _, query = rest.partition("?")
+    if query:
+        raise ValueError(f"a SQLite URL takes no ?options (accepted: {ACCEPTED})")
+    _host, _, path = rest.partition("/")
+    return StoreURL("sqlite", path or ":memory:")
 
 
 def _postgres(rest: str, *, sqlalchemy_form: bool) -> StoreURL:
@@ -85,7 +107,6 @@ def _postgres(rest: str, *, sqlalchemy_form: bool) -> StoreURL:
         if key == "sslmode" and value not in _SSL_MODES:
             raise ValueError(f"the database URL's sslmode must be one of: {', '.join(sorted(_SSL_MODES))}")
     if not sqlalchemy_form:
-        # asyncpg reads the libpq URL itself; SQLAlchemy is told only which dialect it talks to.
-        return StoreURL("postgresql", "postgresql+asyncpg://", {"dsn": urlunsplit(parts)})
-    renamed = urlencode([("ssl" if key == "sslmode" else key, value) for key, value in query])
-    return StoreURL("postgresql", urlunsplit(parts._replace(scheme="postgresql+asyncpg", query=renamed)))
+        return StoreURL("postgresql", connect={"dsn": urlunsplit(parts)})  # asyncpg reads it as libpq
+    options = {("ssl" if key == "sslmode" else key): value for key, value in query}
+    return StoreURL("postgresql", connect={"dsn": urlunsplit(parts._replace(query="")), **options})

@@ -102,7 +102,7 @@ async def collect_registry(
             registry = registry_images(settings, http)
             assert registry is not None
             collector = RegistryGC(
-                SqlImageRecords(store.engine),
+                SqlImageRecords(store.db),
                 registry,
                 prefix=qualified_prefix(settings.image_prefix, settings.registry_url),
                 retention=retention,

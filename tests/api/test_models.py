@@ -119,12 +119,12 @@ def test_a_builds_record_holds_every_field_and_reads_back_the_same() -> None:
 
 
 async def test_an_image_as_json(tmp_path: Path) -> None:
-    store = await BuildStore.open(f"sqlite+aiosqlite:///{tmp_path / 'store.sqlite'}", op_timeout=5.0)
+    store = await BuildStore.open(f"sqlite:///{tmp_path / 'store.sqlite'}", op_timeout=5.0)
     try:
         for who in ("bob", "alice"):
             store.touch_image(ImageTouch("r/p/a:1", "gh", REPO.build_slug, AT, requester=who, built=True))
         await store.flush()
-        admin = ImageAdmin(store.engine, None, forget=lambda images: None)
+        admin = ImageAdmin(store.db, None, forget=lambda images: None)
         found = await list_images(Identity(name="alice", kind="user"), admin, limit=10)
         assert json.loads(found.model_dump_json()) == {
             "images": [

@@ -153,7 +153,7 @@ def test_settings_round_trip_through_the_environment(monkeypatch: pytest.MonkeyP
     assert settings.hub_client_id == "service-binder"
     # The store is a SQLite file on the volume mounted at the state directory.
     assert str(settings.state_dir) == STATE_DIR
-    assert settings.resolved_db_url().startswith(f"sqlite+aiosqlite:///{STATE_DIR}/")
+    assert settings.resolved_db_url().startswith(f"sqlite:///{STATE_DIR}/")
     mounts = {m["mountPath"]: m["name"] for m in container(docs)["volumeMounts"]}
     assert mounts[STATE_DIR] == "state"
 
@@ -442,7 +442,7 @@ def test_several_replicas_share_postgresql_from_an_existing_secret() -> None:
     [
         ({"replicas": 2}, "replicas: 2 needs a build store the replicas share: set config.db_url"),
         (  # a SQLite URL is no shared store either
-            {"replicas": 3, "config": {"db_url": "sqlite+aiosqlite:////data/b.sqlite"}},
+            {"replicas": 3, "config": {"db_url": "sqlite:////data/b.sqlite"}},
             "replicas: 3 needs a build store the replicas share",
         ),
         (

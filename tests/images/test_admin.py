@@ -67,7 +67,7 @@ def test_list_and_delete_a_built_image_through_the_api(
 
 
 async def test_users_see_and_delete_only_their_own_images(tmp_path: Path) -> None:
-    store = await BuildStore.open(f"sqlite+aiosqlite:///{tmp_path / 'store.sqlite'}", op_timeout=5.0)
+    store = await BuildStore.open(f"sqlite:///{tmp_path / 'store.sqlite'}", op_timeout=5.0)
     try:
         now = datetime.now(UTC)
         for image, who in (("r/p/a:1", "alice"), ("r/p/shared:1", "alice"), ("r/p/shared:1", "bob")):
@@ -75,7 +75,7 @@ async def test_users_see_and_delete_only_their_own_images(tmp_path: Path) -> Non
         store.touch_image(ImageTouch("r/p/answered:1", "git", "h/y", now, requester="alice", built=False))
         await store.flush()
         forgotten: list[str] = []
-        admin = ImageAdmin(store.engine, None, forget=forgotten.extend)
+        admin = ImageAdmin(store.db, None, forget=forgotten.extend)
         assert sorted(i.image for i in await admin.list(ALICE)) == ["r/p/a:1", "r/p/shared:1"]
         assert [i.image for i in await admin.list(BOB)] == ["r/p/shared:1"]
         with pytest.raises(Forbidden):

@@ -56,7 +56,7 @@ def _status(registry_url: str, image: str) -> int:
 
 
 async def _store(tmp_path: Path, touches: list[ImageTouch]) -> BuildStore:
-    store = await BuildStore.open(f"sqlite+aiosqlite:///{tmp_path / 'gc.sqlite'}", op_timeout=5.0)
+    store = await BuildStore.open(f"sqlite:///{tmp_path / 'gc.sqlite'}", op_timeout=5.0)
     for touch in touches:
         store.touch_image(touch)
     await store.flush()
@@ -94,7 +94,7 @@ def test_gc_deletes_only_expired_images_it_built(world_registry: RegistryServer,
         try:
             async with httpx.AsyncClient() as http:
                 registry = RegistryImages(RegistryClient(url, http, credentials=None, timeout=10))
-                gc = RegistryGC(SqlImageRecords(store.engine), registry, prefix=prefix, retention=86400)
+                gc = RegistryGC(SqlImageRecords(store.db), registry, prefix=prefix, retention=86400)
                 dry = await gc.collect(dry_run=True)
                 assert dry.deleted == [expired]
                 assert _status(url, expired) == 200  # a dry run deletes nothing
@@ -120,7 +120,7 @@ def test_cli_dry_run_lists_what_would_go(
     host = world_registry.host
     prefix = f"test-gccli-{uuid.uuid4().hex[:6]}/"
     expired = _push(host, f"{prefix}app-1:old", "cli-old")
-    db = f"sqlite+aiosqlite:///{tmp_path / 'gc.sqlite'}"
+    db = f"sqlite:///{tmp_path / 'gc.sqlite'}"
 
     async def seed() -> None:
         store = await _store(tmp_path, [_touch(expired, OLD)])
@@ -171,7 +171,7 @@ def test_the_service_collects_periodically(
     prefix = f"test-gcsvc-{uuid.uuid4().hex[:6]}/"
     expired = _push(host, f"{prefix}app-1:old", "svc-old")
     kept = _push(host, f"{prefix}app-1:new", "svc-new")
-    db = f"sqlite+aiosqlite:///{tmp_path / 'gc.sqlite'}"
+    db = f"sqlite:///{tmp_path / 'gc.sqlite'}"
 
     async def seed() -> None:
         store = await _store(tmp_path, [_touch(expired, OLD), _touch(kept, NOW)])
@@ -214,7 +214,7 @@ def test_the_periodic_collection_says_what_went(world_registry: RegistryServer, 
 
     prefix = f"test-gcsay-{uuid.uuid4().hex[:6]}/"
     expired = _push(world_registry.host, f"{prefix}app-1:old", "say-old")
-    db = f"sqlite+aiosqlite:///{tmp_path / 'gc.sqlite'}"
+    db = f"sqlite:///{tmp_path / 'gc.sqlite'}"
     settings = Settings(
         registry_url=world_registry.url,
         image_prefix=prefix,

@@ -83,14 +83,14 @@ def test_gc_deletes_the_cache_of_gone_repositories_and_old_cached_steps(
     kept_new_step = _push(f"{kept}-cache:step1", "kept-step")
 
     async def scenario() -> None:
-        store = await BuildStore.open(f"sqlite+aiosqlite:///{tmp_path / 'gc.sqlite'}", op_timeout=5.0)
+        store = await BuildStore.open(f"sqlite:///{tmp_path / 'gc.sqlite'}", op_timeout=5.0)
         for image, at, built in [(gone_image, OLD, True), (kept_image, OLD, True), (kept_image, NOW, False)]:
             store.touch_image(ImageTouch(image, "git", "slug", at, requester="alice", built=built))
         await store.flush()
         try:
             async with httpx.AsyncClient() as http:
                 registry = RegistryImages(RegistryClient(url, http, credentials=None, timeout=10))
-                gc = RegistryGC(SqlImageRecords(store.engine), registry, prefix=prefix, retention=86400)
+                gc = RegistryGC(SqlImageRecords(store.db), registry, prefix=prefix, retention=86400)
                 dry = await gc.collect(dry_run=True)
                 cache_tags = [
                     split_image(t)[1] + ":" + split_image(t)[2] for t in (gone_cache, kept_old_step)

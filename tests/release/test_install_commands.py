@@ -86,7 +86,9 @@ def importable(python: Path, modules: tuple[str, ...]) -> dict[str, bool]:
     probe = (
         f"import importlib.util as u, json; print(json.dumps({{m: bool(u.find_spec(m)) for m in {modules}}}))"
     )
-    out = subprocess.run([python, "-c", probe], capture_output=True, text=True, check=True, timeout=120)
+    out = subprocess.run(  # without the caller's PYTHONPATH, which may name the source folders
+        [python, "-c", probe], env=_env(), capture_output=True, text=True, check=True, timeout=120
+    )
     found: dict[str, bool] = json.loads(out.stdout)
     return found
 

@@ -21,7 +21,7 @@ def pg() -> Iterator[Cluster]:
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """An empty database of the test's own: a SQLite file, or a fresh database in the session cluster."""
     if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'store.sqlite'}"
+        return f"sqlite:///{tmp_path / 'store.sqlite'}"
     cluster: Cluster = request.getfixturevalue("pg")
     return cluster.create_database()
 

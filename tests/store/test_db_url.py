@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from binder_service.db_url import StoreURL, store_url
+from binder_service.db_url import StoreURL, safe_url, store_url
 from binder_service.settings import Settings, describe_invalid
 from binder_service.store import BuildStore, StoreOpenError
 from tests.support.postgres import Cluster
@@ -21,28 +21,49 @@ SECRET = "pw-Secret-93"  # a password no message may show
 
 
 @pytest.mark.parametrize(
-    ("given", "url", "connect"),
+    ("given", "path", "connect"),
     [
-        ("sqlite:///state/b.sqlite", "sqlite+aiosqlite:///state/b.sqlite", {}),
-        ("sqlite:////var/lib/b.sqlite", "sqlite+aiosqlite:////var/lib/b.sqlite", {}),
-        ("sqlite+pysqlite:////b.sqlite", "sqlite+aiosqlite:////b.sqlite", {}),
-        ("sqlite+aiosqlite:////b.sqlite", "sqlite+aiosqlite:////b.sqlite", {}),
-        ("postgresql://u:p@h/db", "postgresql+asyncpg://", {"dsn": "postgresql://u:p@h/db"}),
-        ("postgres://u:p@h:5433/db", "postgresql+asyncpg://", {"dsn": "postgresql://u:p@h:5433/db"}),
+        ("sqlite:///state/b.sqlite", "state/b.sqlite", {}),
+        ("sqlite:////var/lib/b.sqlite", "/var/lib/b.sqlite", {}),
+        ("sqlite+pysqlite:////b.sqlite", "/b.sqlite", {}),
+        ("sqlite+aiosqlite:////b.sqlite", "/b.sqlite", {}),  # the form earlier releases wrote
+        ("sqlite://", ":memory:", {}),
+        ("sqlite:///:memory:", ":memory:", {}),
+        ("postgresql://u:p@h/db", "", {"dsn": "postgresql://u:p@h/db"}),
+        ("postgres://u:p@h:5433/db", "", {"dsn": "postgresql://u:p@h:5433/db"}),
         (
             "postgresql+psycopg2://u@h/db?sslmode=require&sslrootcert=/ca.pem",
-            "postgresql+asyncpg://",
+            "",
             {"dsn": "postgresql://u@h/db?sslmode=require&sslrootcert=/ca.pem"},
         ),
-        ("postgresql+asyncpg://u:p@h/db", "postgresql+asyncpg://u:p@h/db", {}),
-        # SQLAlchemy passes each option to asyncpg by name: libpq's sslmode is asyncpg's ssl.
-        ("postgresql+asyncpg://u@h/db?sslmode=require", "postgresql+asyncpg://u@h/db?ssl=require", {}),
+        ("postgresql+asyncpg://u:p@h/db", "", {"dsn": "postgresql://u:p@h/db"}),
+        # SQLAlchemy's form passes each option to asyncpg by name: libpq's sslmode is asyncpg's ssl.
+        ("postgresql+asyncpg://u@h/db?sslmode=require", "", {"dsn": "postgresql://u@h/db", "ssl": "require"}),
     ],
 )
-def test_each_form_maps_to_the_async_driver(given: str, url: str, connect: dict[str, str]) -> None:
+def test_each_form_maps_to_what_the_store_opens(given: str, path: str, connect: dict[str, str]) -> None:
     target = store_url(given)
-    assert (target.url, target.connect) == (url, connect)
+    assert (target.backend, target.path, target.connect) == (
+        "sqlite" if given.startswith("sqlite") else "postgresql",
+        path,
+        connect,
+    )
     assert "p@" not in repr(target)  # a StoreURL never shows what it connects with
+
+
+@pytest.mark.parametrize(
+    ("given", "shown"),
+    [
+        (f"postgresql+asyncpg://u:{SECRET}@h/db", "postgresql+asyncpg://u:***@h/db"),
+        (f"postgres://u:{SECRET}@h:5433/db?sslmode=require", "postgres://u:***@h:5433/db?sslmode=require"),
+        (f"postgresql://u@h/db?password={SECRET}&x=1", "postgresql://u@h/db?password=***&x=1"),
+        ("postgresql://u@h/db", "postgresql://u@h/db"),
+        ("sqlite:////var/lib/b.sqlite", "sqlite:////var/lib/b.sqlite"),
+        (f"u:{SECRET}@h/db", "<unparsable database URL>"),
+    ],
+)
+def test_safe_url_hides_the_password(given: str, shown: str) -> None:
+    assert safe_url(given) == shown
 
 
 @pytest.mark.parametrize(
@@ -177,6 +198,6 @@ async def test_sslmode_is_honoured_and_the_error_hides_the_password(pg: Cluster,
 
 
 def test_store_url_is_a_value_without_secrets_in_its_repr() -> None:
-    target = StoreURL("postgresql", "postgresql+asyncpg://", {"dsn": f"postgresql://u:{SECRET}@h/db"})
+    target = StoreURL("postgresql", connect={"dsn": f"postgresql://u:{SECRET}@h/db"})
     assert SECRET not in repr(target)
     assert SECRET not in str(target)

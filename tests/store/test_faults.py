@@ -21,7 +21,7 @@ async def test_a_corrupt_sqlite_file_is_a_clear_startup_error(tmp_path: Path) ->
     path = tmp_path / "store.sqlite"
     path.write_bytes(b"this is not SQLite" * 512)
     with pytest.raises(StoreOpenError, match=r"store\.sqlite.*corrupt or not SQLite"):
-        await BuildStore.open(f"sqlite+aiosqlite:///{path}", op_timeout=2.0)
+        await BuildStore.open(f"sqlite:///{path}", op_timeout=2.0)
 
 
 async def test_a_locked_sqlite_file_is_a_clear_startup_error(tmp_path: Path) -> None:
@@ -30,7 +30,7 @@ async def test_a_locked_sqlite_file_is_a_clear_startup_error(tmp_path: Path) -> 
     other.execute("BEGIN EXCLUSIVE")  # another process holding the file
     try:
         with pytest.raises(StoreOpenError, match=r"locked.*another process"):
-            await BuildStore.open(f"sqlite+aiosqlite:///{path}", op_timeout=0.3)
+            await BuildStore.open(f"sqlite:///{path}", op_timeout=0.3)
     finally:
         other.execute("ROLLBACK")
         other.close()
@@ -46,7 +46,7 @@ async def test_an_unreachable_server_is_a_clear_startup_error_without_the_passwo
 
 async def test_a_locked_sqlite_file_mid_write_delays_writes_and_loses_none(tmp_path: Path) -> None:
     path = tmp_path / "store.sqlite"
-    store = await BuildStore.open(f"sqlite+aiosqlite:///{path}", op_timeout=0.2)
+    store = await BuildStore.open(f"sqlite:///{path}", op_timeout=0.2)
     try:
         store.save_build(record("b1"))
         other = sqlite3.connect(path, isolation_level=None)

@@ -1,4 +1,5 @@
-"""Migrations: the models and the shipped migrations agree, and a later release opens an older database."""
+"""Migrations: the models and the shipped migrations agree, a later release opens an older database, and
+the service never loads SQLAlchemy or Alembic to open a store."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import asyncio
 import subprocess
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from alembic import command
@@ -14,9 +16,10 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
-from binder_service.store import BuildStore, StoreOpenError, check_store, head_revision
-from binder_service.store.engine import HEAD, VERSION_TABLE, alembic_config, create_engine
+from binder_service.store import BuildStore, StoreOpenError, check_store
+from binder_service.store.migrate import alembic_config, head_revision, in_transaction
 from binder_service.store.models import Base
+from binder_service.store.opening import HEAD, VERSION_TABLE
 
 
 def _upgrade_to(conn: Connection, revision: str) -> None:
@@ -25,26 +28,29 @@ def _upgrade_to(conn: Connection, revision: str) -> None:
     command.upgrade(cfg, revision)
 
 
+async def _version(store: BuildStore) -> str:
+    async with store.db.read() as conn:
+        return str(await conn.fetch_value(f"SELECT version_num FROM {VERSION_TABLE}"))
+
+
 async def test_migrations_build_exactly_the_models(db_url: str) -> None:
     store = await BuildStore.open(db_url, op_timeout=5.0)
-    try:
-        async with store.engine.connect() as conn:
-            diff = await conn.run_sync(
-                lambda c: compare_metadata(
-                    MigrationContext.configure(c, opts={"version_table": VERSION_TABLE}), Base.metadata
-                )
-            )
-    finally:
-        await store.aclose()
+    await store.aclose()
+    diff = await in_transaction(
+        db_url,
+        lambda c: compare_metadata(
+            MigrationContext.configure(c, opts={"version_table": VERSION_TABLE}), Base.metadata
+        ),
+        op_timeout=5.0,
+    )
     assert diff == []
 
 
 async def test_an_older_database_is_migrated_and_keeps_its_builds(db_url: str) -> None:
     # A database as the first release left it (schema 0001), holding one finished build and its event.
-    engine = create_engine(db_url, timeout=5.0)
-    async with engine.begin() as conn:
-        await conn.run_sync(_upgrade_to, "0001")
-        await conn.execute(
+    def first_release(conn: Connection) -> None:
+        _upgrade_to(conn, "0001")
+        conn.execute(
             text(
                 'INSERT INTO builds (id, image, provider, repository, build_slug, ref, "commit", '
                 "content_provider, requesters, status, cached, created_at, finished_at, phase_times, "
@@ -53,14 +59,15 @@ async def test_an_older_database_is_migrated_and_keeps_its_builds(db_url: str) -
             ),
             {"f": False, "t": datetime(2026, 1, 1)},
         )
-        await conn.execute(
+        conn.execute(
             text(
                 "INSERT INTO events (build_id, event_id, phase, message, created_at) "
                 "VALUES ('old1', 1, 'ready', 'Done!\n', :t)"
             ),
             {"t": datetime(2026, 1, 1)},
         )
-    await engine.dispose()
+
+    await in_transaction(db_url, first_release, op_timeout=5.0)
 
     store = await BuildStore.open(db_url, op_timeout=5.0)  # this release: upgrades to head
     try:
@@ -70,17 +77,15 @@ async def test_an_older_database_is_migrated_and_keeps_its_builds(db_url: str) -
         assert old.created_at == datetime(2026, 1, 1, tzinfo=UTC)
         assert (old.owner, old.pid, old.log_path, old.spec_key) == (None, None, None, None)
         assert [e.message for e in await store.events("old1")] == ["Done!\n"]
-        async with store.engine.connect() as conn:
-            version = (await conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}"))).scalar_one()
-        assert version == head_revision()
+        assert await _version(store) == head_revision()
     finally:
         await store.aclose()
 
 
 async def test_a_database_from_a_newer_release_is_refused(db_url: str) -> None:
     store = await BuildStore.open(db_url, op_timeout=5.0)
-    async with store.engine.begin() as conn:
-        await conn.execute(text(f"UPDATE {VERSION_TABLE} SET version_num = '9999'"))
+    async with store.db.transaction() as conn:
+        await conn.execute(f"UPDATE {VERSION_TABLE} SET version_num = '9999'")
     await store.aclose()
     with pytest.raises(StoreOpenError, match="newer binder-service"):
         await BuildStore.open(db_url, op_timeout=5.0)
@@ -99,14 +104,20 @@ def test_head_is_alembics_head() -> None:
 
 _CHECK = """
 import asyncio, sys
+import binder_service.app, binder_service.cli  # what `serve` imports
 from binder_service.store import BuildStore, check_store
+from tests.support.records import record
 url = sys.stdin.readline().strip()
 asyncio.run(check_store(url, op_timeout=5.0))
-async def reopen():
+async def use():
     store = await BuildStore.open(url, op_timeout=5.0)
+    store.save_build(record("b1"))
+    await store.flush()
+    assert (await store.get_build("b1")) is not None
     await store.aclose()
-asyncio.run(reopen())
-print(sorted({m.split(".")[0] for m in sys.modules} & {"alembic", "mako"}))
+asyncio.run(use())
+libraries = {"alembic", "mako", "sqlalchemy", "aiosqlite", "asyncpg"}
+print(sorted({m.split(".")[0] for m in sys.modules} & libraries))
 """
 
 
@@ -121,27 +132,45 @@ def _check_in_a_process(url: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-async def test_the_service_never_imports_alembic(db_url: str) -> None:
-    # A new store is migrated by a child process; opening a store at head needs no Alembic (issue 16:
-    # ~11 MB of the service's idle memory).
+async def test_the_service_never_imports_sqlalchemy_or_alembic(db_url: str) -> None:
+    # A new store is migrated by a child process; the service opens a store at head, writes and reads it
+    # on its own database layer (issue 16: SQLAlchemy ~20 MB, Alembic ~11 MB of its idle memory). A
+    # SQLite store does not load asyncpg either.
+    loaded = "['asyncpg']" if db_url.startswith("postgresql") else "[]"
     first = await asyncio.to_thread(_check_in_a_process, db_url)
     assert first.returncode == 0, first.stderr
-    assert first.stdout.strip() == "[]"
+    assert first.stdout.strip() == loaded
     assert "migrating the build store" in first.stderr  # the child's log reaches the service's
-    engine = create_engine(db_url, timeout=5.0)
-    async with engine.connect() as conn:
-        version = (await conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}"))).scalar_one()
-    await engine.dispose()
-    assert version == HEAD
+    store = await BuildStore.open(db_url, op_timeout=5.0)
+    try:
+        assert await _version(store) == HEAD
+    finally:
+        await store.aclose()
     again = await asyncio.to_thread(_check_in_a_process, db_url)
-    assert (again.returncode, again.stdout.strip()) == (0, "[]")
+    assert (again.returncode, again.stdout.strip()) == (0, loaded)
     assert "migrating" not in again.stderr
 
 
 async def test_check_store_refuses_a_newer_database_through_the_child(db_url: str) -> None:
     store = await BuildStore.open(db_url, op_timeout=5.0)
-    async with store.engine.begin() as conn:
-        await conn.execute(text(f"UPDATE {VERSION_TABLE} SET version_num = '9999'"))
+    async with store.db.transaction() as conn:
+        await conn.execute(f"UPDATE {VERSION_TABLE} SET version_num = '9999'")
     await store.aclose()
     with pytest.raises(StoreOpenError, match="newer binder-service"):
         await check_store(db_url, op_timeout=5.0)
+
+
+def test_a_sqlite_store_migrates_without_sqlalchemys_asyncio_extension(tmp_path: Path) -> None:
+    # `pip install binder-service` has no greenlet (SQLAlchemy's asyncio extra comes with `postgres`):
+    # the migrating child reaches SQLite through the standard library's driver.
+    program = (
+        "import sys; sys.modules['greenlet'] = None\n"
+        "from binder_service.store.migrate import main\n"
+        "sys.exit(main(['5']))"
+    )
+    url = f"sqlite:///{tmp_path / 'new.sqlite'}"
+    done = subprocess.run(
+        [sys.executable, "-c", program], input=url + "\n", capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "migrating the build store" in done.stderr

@@ -105,12 +105,12 @@ def test_builds_left_running_do_not_hold_the_store(tmp_path: Path) -> None:
     ("db_url", "expected"),
     [
         (
-            "sqlite+aiosqlite:///{state}/binder-service.sqlite",
+            "sqlite:///{state}/binder-service.sqlite",
             ["{state}/binder-service.lock", "{state}/binder-service.sqlite.lock"],
         ),
-        ("sqlite+aiosqlite:///{tmp}/shared.db", ["{state}/binder-service.lock", "{tmp}/shared.db.lock"]),
+        ("sqlite:///{tmp}/shared.db", ["{state}/binder-service.lock", "{tmp}/shared.db.lock"]),
         ("postgresql+asyncpg://u:pw@127.0.0.1/db", ["{state}/binder-service.lock"]),
-        ("sqlite+aiosqlite:///:memory:", ["{state}/binder-service.lock"]),
+        ("sqlite:///:memory:", ["{state}/binder-service.lock"]),
     ],
 )
 def test_what_is_locked(tmp_path: Path, db_url: str, expected: list[str]) -> None:

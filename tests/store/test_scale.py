@@ -5,10 +5,8 @@ Asserted on the query plans (and on the answers), not on time; bench/store.py pr
 
 from __future__ import annotations
 
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from binder_service.store import BuildStore
+from binder_service.store.db import Connection
 
 N = 100_000
 _COLUMNS = (
@@ -17,7 +15,7 @@ _COLUMNS = (
 )
 
 
-async def _fill(conn: AsyncConnection, dialect: str) -> None:
+async def _fill(conn: Connection, dialect: str) -> None:
     """N builds generated inside the database (fast): every 10th alice's, every 7th cached, most finished."""
     if dialect == "sqlite":
         series = f"WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < {N}) "
@@ -40,20 +38,19 @@ async def _fill(conn: AsyncConnection, dialect: str) -> None:
             f"SELECT 'b' || lpad(i::text, 6, '0'), 'alice', {when}, i % 7 = 0 "
             f"FROM generate_series(1, {N}) AS i WHERE i % 10 = 0"
         )
-    await conn.execute(text(f"{series}INSERT INTO builds ({_COLUMNS}) {row}"))
+    await conn.execute(f"{series}INSERT INTO builds ({_COLUMNS}) {row}")
     await conn.execute(
-        text(f"{series}INSERT INTO build_requesters (build_id, requester, created_at, cached) {req}")
+        f"{series}INSERT INTO build_requesters (build_id, requester, created_at, cached) {req}"
     )
     if dialect == "postgresql":
-        await conn.execute(text("ANALYZE"))
+        await conn.execute("ANALYZE")
 
 
-async def _plan(store: BuildStore, conn: AsyncConnection, **query: object) -> str:
-    stmt = store.list_query(**query)  # type: ignore[arg-type]
-    compiled = stmt.compile(conn.sync_connection, compile_kwargs={"literal_binds": True})
+async def _plan(store: BuildStore, conn: Connection, **query: object) -> str:
+    sql, params = store.list_query(**query)  # type: ignore[arg-type]
     prefix = "EXPLAIN QUERY PLAN " if store.dialect == "sqlite" else "EXPLAIN "
-    rows = (await conn.execute(text(prefix + str(compiled)))).all()
-    return "\n".join(str(r[-1]) for r in rows)
+    rows = await conn.fetch(prefix + sql, params)
+    return "\n".join(str(list(r.values())[-1]) for r in rows)
 
 
 async def test_100k_builds_list_by_index(db_url: str) -> None:
@@ -66,7 +63,7 @@ async def test_100k_builds_list_by_index(db_url: str) -> None:
 
 
 async def _check(store: BuildStore) -> None:
-    async with store.engine.begin() as conn:
+    async with store.db.transaction() as conn:
         await _fill(conn, store.dialect)
 
     newest = await store.list_builds(limit=5)
@@ -78,7 +75,7 @@ async def _check(store: BuildStore) -> None:
     assert len(await store.list_builds(cached=True, limit=1000)) == 1000
     assert "b099995" not in [b.id for b in await store.list_builds(limit=10)]  # cached: listed on request
 
-    async with store.engine.connect() as conn:
+    async with store.db.read() as conn:
         for query in (
             {},
             {"cached": True},

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import UTC, timedelta
-
-from sqlalchemy import select
+from datetime import timedelta
 
 from binder_service.events import BuildEvent, Phase
 from binder_service.store import BuildRecord, BuildStore, ImageTouch
-from binder_service.store.models import IMAGES
 from tests.support.records import T0, record
 
 
@@ -100,11 +97,11 @@ async def test_images_remember_requests_and_builds(store: BuildStore) -> None:
     await store.flush()
     store.touch_image(ImageTouch("reg/a:1", "gh", "org-a", T0 + timedelta(hours=2), "alice"))
     await store.flush()
-    async with store.engine.connect() as conn:
-        row = (await conn.execute(select(IMAGES))).one()
-    assert row.built_at.replace(tzinfo=UTC) == T0
-    assert row.last_requested_at.replace(tzinfo=UTC) == T0 + timedelta(hours=2)
-    assert row.requesters == ["bob", "alice"]  # most recent last
+    async with store.db.read() as conn:
+        (row,) = await conn.fetch("SELECT built_at, last_requested_at, requesters FROM images")
+    assert row["built_at"] == T0
+    assert row["last_requested_at"] == T0 + timedelta(hours=2)
+    assert row["requesters"] == ["bob", "alice"]  # most recent last
 
 
 async def test_retention_purges_old_finished_builds_in_bounded_runs(store: BuildStore) -> None:

@@ -10,19 +10,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
-
-from sqlalchemy import delete, select
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..auth import Identity
 from ..errors import Forbidden, ImageNotFound, ImageShared, NoRegistry
-from ..store.models import IMAGES
+from ..store.db import Database, Row
 from .registry.catalogue import RegistryImages
 from .registry.client import split_image
 from .registry.gc import GcReport, delete_in_repo
 
 __all__ = ["ImageAdmin", "ImageInfo"]
+
+_IMAGE = "SELECT image, provider, build_slug, built_at, last_requested_at, requesters FROM images"
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,30 +36,27 @@ class ImageInfo:
 class ImageAdmin:
     def __init__(
         self,
-        engine: AsyncEngine,
+        db: Database,
         registry: RegistryImages | None,
         *,
         forget: Callable[[list[str]], None],
     ) -> None:
-        self._engine = engine
+        self._db = db
         self._registry = registry
         self._forget = forget  # the manager's "this image exists" cache
 
     async def list(self, user: Identity, *, limit: int = 1000) -> list[ImageInfo]:
         """Images the service built that `user` asked for (admins: all), most recently asked for first."""
-        query = (
-            select(IMAGES).where(IMAGES.c.built_at.is_not(None)).order_by(IMAGES.c.last_requested_at.desc())
-        )
-        async with self._engine.connect() as conn:
-            rows = (await conn.execute(query)).all()
+        async with self._db.read() as conn:
+            rows = await conn.fetch(f"{_IMAGE} WHERE built_at IS NOT NULL ORDER BY last_requested_at DESC")
         found = [_info(r) for r in rows]
         return [i for i in found if user.may_see(set(i.requesters))][:limit]
 
     async def delete(self, user: Identity, image: str) -> GcReport:
         """Delete `image` from the registry and forget it; errors as above."""
-        async with self._engine.connect() as conn:
-            row = (await conn.execute(select(IMAGES).where(IMAGES.c.image == image))).first()
-        if row is None or row.built_at is None:
+        async with self._db.read() as conn:
+            row = await conn.fetch_one(f"{_IMAGE} WHERE image = :image", {"image": image})
+        if row is None or row["built_at"] is None:
             raise ImageNotFound(f"no image {image[:300]!r} was built by this service")
         info = _info(row)
         if not user.may_see(set(info.requesters)):
@@ -73,18 +68,18 @@ class ImageAdmin:
         report = GcReport()
         await delete_in_repo(self._registry, split_image(image)[1], [image], report)
         if report.deleted or report.already_gone:
-            async with self._engine.begin() as conn:
-                await conn.execute(delete(IMAGES).where(IMAGES.c.image == image))
+            async with self._db.transaction() as conn:
+                await conn.execute("DELETE FROM images WHERE image = :image", {"image": image})
             self._forget([image])
         return report
 
 
-def _info(r: Any) -> ImageInfo:  # a Row of IMAGES
+def _info(r: Row) -> ImageInfo:  # a row of images
     return ImageInfo(
-        image=r.image,
-        provider=r.provider,
-        repository=r.build_slug,
-        built_at=r.built_at,
-        last_requested_at=r.last_requested_at,
-        requesters=list(r.requesters or []),
+        image=r["image"],
+        provider=r["provider"],
+        repository=r["build_slug"],
+        built_at=r["built_at"],
+        last_requested_at=r["last_requested_at"],
+        requesters=list(r["requesters"] or []),
     )

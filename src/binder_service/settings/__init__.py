@@ -137,7 +137,7 @@ class Settings(BaseSettings, ServingSettings, KubernetesSettings, SourceSettings
         """The build store's URL (it may hold a password: never log it as it is)."""
         if self.db_url is not None and self.db_url.get_secret_value():
             return self.db_url.get_secret_value()
-        return f"sqlite+aiosqlite:///{self.resolved_state_dir() / 'binder-service.sqlite'}"
+        return f"sqlite:///{self.resolved_state_dir() / 'binder-service.sqlite'}"
 
     def resolved_docker_config(self) -> Path | None:
         """The docker config.json to use: the setting, else where the docker CLI would look."""

@@ -1,6 +1,7 @@
 """The build store: builds, their events and images, in SQLite (default) or PostgreSQL (docs/state.md)."""
 
-from .engine import StoreOpenError, check_store, head_revision, safe_url
+from ..db_url import safe_url
+from .opening import StoreOpenError, check_store
 from .records import ACTIVE, BuildRecord, ImageTouch, Purged
 from .store import BuildStore
 
@@ -12,6 +13,5 @@ __all__ = [
     "Purged",
     "StoreOpenError",
     "check_store",
-    "head_revision",
     "safe_url",
 ]

@@ -23,10 +23,8 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
-
-from .engine import StoreOpenError
+from ..db_url import store_url
+from .opening import StoreOpenError
 
 __all__ = ["LOCK_NAME", "OwnerLock", "StoreHeld", "claim", "holder", "is_free", "lock_files"]
 
@@ -79,12 +77,12 @@ def lock_files(state_dir: Path, db_url: str) -> tuple[Path, ...]:
 
 def _sqlite_file(db_url: str) -> Path | None:
     try:
-        url = make_url(db_url)
-    except ArgumentError:
-        return None  # not a URL: opening the store says so
-    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        target = store_url(db_url)
+    except ValueError:
+        return None  # not a URL the store opens: opening it says so
+    if target.backend != "sqlite" or target.path in ("", ":memory:"):
         return None
-    return Path(url.database)
+    return Path(target.path)
 
 
 def claim(paths: tuple[Path, ...], *, address: str) -> OwnerLock:

@@ -14,16 +14,11 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict
 from typing import Any
 
-from sqlalchemy import Table, select
-from sqlalchemy.dialects import sqlite
-from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-
-from .models import BUILD_REQUESTERS, BUILDS, EVENTS, IMAGES
+from .db import Connection, Database, DatabaseError, Json
 from .records import BuildRecord, EventWrite, ImageTouch, RequesterWrite
+from .schema import BUILD_COLUMNS, EVENT_COLUMNS, IMAGE_COLUMNS, build_row, names, params, quoted
 
 log = logging.getLogger(__name__)
 
@@ -32,15 +27,24 @@ MAX_BATCH = 2000
 BACKOFF_START, BACKOFF_MAX = 0.05, 5.0
 MAX_IMAGE_REQUESTERS = 1000  # an image's requesters list keeps the most recent ones
 
-
-def upsert(conn: AsyncConnection, table: Table) -> Any:
-    """The dialect's INSERT that can say ON CONFLICT (SQLite and PostgreSQL spell it alike)."""
-    if conn.dialect.name == "postgresql":
-        # Imported with the engine that needs it: a SQLite service never loads the PostgreSQL dialect.
-        from sqlalchemy.dialects import postgresql
-
-        return postgresql.insert(table)
-    return sqlite.insert(table)
+# Idempotent, all of them: a batch retried after an ambiguous failure writes nothing twice.
+_UPSERT_BUILD = (
+    f"INSERT INTO builds ({names(BUILD_COLUMNS)}) VALUES ({params(BUILD_COLUMNS)}) "
+    "ON CONFLICT (id) DO UPDATE SET "
+    + ", ".join(f"{quoted(c)} = excluded.{quoted(c)}" for c in BUILD_COLUMNS if c not in ("id", "created_at"))
+)
+_INSERT_EVENT = (
+    f"INSERT INTO events ({names(EVENT_COLUMNS)}) VALUES ({params(EVENT_COLUMNS)}) ON CONFLICT DO NOTHING"
+)
+_INSERT_REQUESTER = (
+    "INSERT INTO build_requesters (build_id, requester, created_at, cached) "
+    "VALUES (:build_id, :requester, :created_at, :cached) ON CONFLICT DO NOTHING"
+)
+_UPSERT_IMAGE = (
+    f"INSERT INTO images ({names(IMAGE_COLUMNS)}) VALUES ({params(IMAGE_COLUMNS)}) "
+    "ON CONFLICT (image) DO UPDATE SET built_at = excluded.built_at, "
+    "last_requested_at = excluded.last_requested_at, requesters = excluded.requesters"
+)
 
 
 class BatchWriter:
@@ -48,13 +52,13 @@ class BatchWriter:
 
     def __init__(
         self,
-        engine: AsyncEngine,
+        db: Database,
         *,
         timeout: float,
         max_batch: int = MAX_BATCH,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._engine = engine
+        self._db = db
         self._timeout = timeout
         self._max_batch = max_batch
         self._clock = clock
@@ -122,9 +126,9 @@ class BatchWriter:
         while True:
             try:
                 async with asyncio.timeout(self._timeout):
-                    async with self._engine.begin() as conn:
+                    async with self._db.transaction() as conn:
                         await write_batch(conn, batch)
-            except (SQLAlchemyError, OSError, TimeoutError) as e:
+            except (DatabaseError, OSError, TimeoutError) as e:
                 attempts += 1
                 self.last_error = _short(e)
                 if self.failing_since is None:
@@ -162,12 +166,11 @@ class BatchWriter:
 
 
 def _short(e: BaseException) -> str:
-    orig = getattr(e, "orig", None) or e
-    text = str(orig).splitlines()[0] if str(orig) else type(orig).__name__
+    text = str(e).splitlines()[0] if str(e) else type(e).__name__
     return text[:200]
 
 
-async def write_batch(conn: AsyncConnection, batch: Iterable[Op]) -> None:
+async def write_batch(conn: Connection, batch: Iterable[Op]) -> None:
     """Apply one batch in one transaction: the latest snapshot of each build, new events, image touches."""
     builds: dict[str, BuildRecord] = {}
     events: list[dict[str, Any]] = []
@@ -204,43 +207,32 @@ async def write_batch(conn: AsyncConnection, batch: Iterable[Op]) -> None:
     if builds:
         await _write_builds(conn, list(builds.values()))
     if events:
-        table = EVENTS
-        await conn.execute(upsert(conn, table).on_conflict_do_nothing(), events)
+        await conn.execute_many(_INSERT_EVENT, events)
     if touches:
         await _write_images(conn, touches)
     if joined:
-        await conn.execute(upsert(conn, BUILD_REQUESTERS).on_conflict_do_nothing(), joined)
+        await conn.execute_many(_INSERT_REQUESTER, joined)
 
 
-async def _write_builds(conn: AsyncConnection, records: list[BuildRecord]) -> None:
-    table = BUILDS
-    rows = []
-    for record in records:
-        row = asdict(record)
-        row["requesters"] = list(record.requesters)
-        rows.append(row)
-    stmt = upsert(conn, table)
-    keep = {"id", "created_at"}
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["id"],
-        set_={c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keep},
-    )
-    await conn.execute(stmt, rows)
+async def _write_builds(conn: Connection, records: list[BuildRecord]) -> None:
+    await conn.execute_many(_UPSERT_BUILD, [build_row(r) for r in records])
     who = [
         {"build_id": r.id, "requester": name, "created_at": r.created_at, "cached": r.cached}
         for r in records
         for name in r.requesters
     ]
     if who:
-        await conn.execute(upsert(conn, BUILD_REQUESTERS).on_conflict_do_nothing(), who)
+        await conn.execute_many(_INSERT_REQUESTER, who)
 
 
-async def _write_images(conn: AsyncConnection, touches: list[ImageTouch]) -> None:
+async def _write_images(conn: Connection, touches: list[ImageTouch]) -> None:
     merged: dict[str, dict[str, Any]] = {}
-    table = IMAGES
-    names = sorted({t.image for t in touches})
     existing = {
-        row.image: row for row in (await conn.execute(select(table).where(table.c.image.in_(names)))).all()
+        row["image"]: row
+        for row in await conn.fetch(
+            "SELECT image, built_at, requesters FROM images WHERE image IN (:images)",
+            {"images": sorted({t.image for t in touches})},
+        )
     }
     for touch in touches:
         row = merged.get(touch.image)
@@ -250,9 +242,9 @@ async def _write_images(conn: AsyncConnection, touches: list[ImageTouch]) -> Non
                 "image": touch.image,
                 "provider": touch.provider,
                 "build_slug": touch.build_slug,
-                "built_at": old.built_at if old is not None else None,
+                "built_at": old["built_at"] if old is not None else None,
                 "last_requested_at": touch.at,
-                "requesters": list(old.requesters) if old is not None else [],
+                "requesters": list(old["requesters"]) if old is not None else [],
             }
         row["last_requested_at"] = max(row["last_requested_at"], touch.at)
         if touch.built:
@@ -263,9 +255,6 @@ async def _write_images(conn: AsyncConnection, touches: list[ImageTouch]) -> Non
                 people.remove(touch.requester)
             people.append(touch.requester)  # most recent last
             del people[:-MAX_IMAGE_REQUESTERS]
-    stmt = upsert(conn, table)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["image"],
-        set_={c: stmt.excluded[c] for c in ("built_at", "last_requested_at", "requesters")},
+    await conn.execute_many(
+        _UPSERT_IMAGE, [{**row, "requesters": Json(row["requesters"])} for row in merged.values()]
     )
-    await conn.execute(stmt, list(merged.values()))

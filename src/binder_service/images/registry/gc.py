@@ -17,11 +17,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from sqlalchemy import delete, select
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from ...errors import BinderError
 from ...metrics import Metrics
+from ...store.db import Database
 from ..naming import CACHE_SUFFIX
 from .catalogue import DeleteDisabled, RegistryImages
 from .client import split_image
@@ -47,24 +45,18 @@ class ImageRecords(Protocol):
 class SqlImageRecords:
     """`ImageRecords` over the build store's `images` table."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
+    def __init__(self, db: Database) -> None:
+        self._db = db
 
     async def images(self) -> Sequence[ImageUse]:
-        from ...store.models import IMAGES
-
-        async with self._engine.connect() as conn:
-            rows = (
-                await conn.execute(select(IMAGES.c.image, IMAGES.c.built_at, IMAGES.c.last_requested_at))
-            ).all()
-        return [ImageUse(r.image, r.built_at, r.last_requested_at) for r in rows]
+        async with self._db.read() as conn:
+            rows = await conn.fetch("SELECT image, built_at, last_requested_at FROM images")
+        return [ImageUse(r["image"], r["built_at"], r["last_requested_at"]) for r in rows]
 
     async def forget(self, images: Sequence[str]) -> None:
-        from ...store.models import IMAGES
-
         if images:
-            async with self._engine.begin() as conn:
-                await conn.execute(delete(IMAGES).where(IMAGES.c.image.in_(list(images))))
+            async with self._db.transaction() as conn:
+                await conn.execute("DELETE FROM images WHERE image IN (:images)", {"images": list(images)})
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Alembic environment: always run programmatically (binder_service.store.engine), on a given connection."""
+"""Alembic environment: always run programmatically (binder_service.store.migrate), on a given connection."""
 
 from __future__ import annotations
 
