@@ -228,17 +228,24 @@ def test_the_wheels_install_into_a_clean_venv_and_import(release: Release, tmp_p
         " binder_service_client.__version__)\n"
         "print(sorted(e.name for e in m.entry_points(group='jupyterhub.spawners')))\n"
     )
-    out = subprocess.run([py, "-c", probe], capture_output=True, text=True, timeout=120, check=True).stdout
+    clean = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # it may name the source folders
+    out = subprocess.run(
+        [py, "-c", probe], env=clean, capture_output=True, text=True, timeout=120, check=True
+    ).stdout
     files, versions, spawners = out.splitlines()
     assert all(f.startswith(site) for f in files.split()), files
     assert versions.split() == [VERSION] * 4
     assert {"binder-docker", "binder-kubernetes"} <= set(json.loads(spawners.replace("'", '"')))
-    cli = subprocess.run([venv / "bin" / "binder-service", "--help"], capture_output=True, timeout=120)
+    cli = subprocess.run(
+        [venv / "bin" / "binder-service", "--help"], env=clean, capture_output=True, timeout=120
+    )
     assert cli.returncode == 0, cli.stderr
     # The hub side alone never pulls in the service's web stack.
     alone = "import sys, binder_service_hub; print('fastapi' in sys.modules)"
     assert (
-        subprocess.run([py, "-c", alone], capture_output=True, text=True, timeout=120).stdout.strip()
+        subprocess.run(
+            [py, "-c", alone], env=clean, capture_output=True, text=True, timeout=120
+        ).stdout.strip()
         == "False"
     )
 
