@@ -12,6 +12,7 @@ import json
 import os
 import resource
 import secrets
+import shutil
 import signal
 import statistics
 import subprocess
@@ -236,6 +237,14 @@ class Service:
     wrapper: list[str] = field(default_factory=list)
     state_dir: str | None = None
     _own_log: bool = False
+    _own_state: str | None = None
+
+    def _state(self) -> str:
+        """The state directory to use: the one given, else a build store of its own (removed at stop)."""
+        if self.state_dir is not None:
+            return self.state_dir
+        self._own_state = tempfile.mkdtemp(prefix="bench-state-")
+        return self._own_state
 
     def start(self, timeout: float = 60.0) -> Service:
         self.port = free_port()
@@ -244,8 +253,7 @@ class Service:
             "BINDER_SERVICE_REGISTRY_URL": f"http://{REGISTRY}",
             "BINDER_SERVICE_IMAGE_PREFIX": self.prefix,
             "BINDER_SERVICE_ALLOW_PRIVATE_NETWORKS": "true",  # the benchmarks' git servers are on loopback
-            # a build store of its own
-            "BINDER_SERVICE_STATE_DIR": self.state_dir or tempfile.mkdtemp(prefix="bench-state-"),
+            "BINDER_SERVICE_STATE_DIR": self._state(),
             "DOCKER_HOST": world.DOCKER_HOST,
             "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}",
             **self.env,
@@ -306,6 +314,9 @@ class Service:
         self._drop_log()
 
     def _drop_log(self) -> None:
+        if self._own_state is not None:
+            shutil.rmtree(self._own_state, ignore_errors=True)
+            self._own_state = None
         if self._own_log and self.log_path is not None and not os.environ.get("BENCH_KEEP_LOGS"):
             self.log_path.unlink(missing_ok=True)
 

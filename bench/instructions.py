@@ -67,81 +67,83 @@ async def measure(args: argparse.Namespace) -> dict[str, float]:
             branch(root / name, f"w{i}")
         url = git.url("git", name)
         state = tempfile.mkdtemp(prefix="bench-instr-state-")
-        prefix = f"bench-instr-{c.run_id()}/"
-        with c.Service(prefix=prefix, state_dir=state) as svc:  # the build, run normally
-            conn = c.RawConn("127.0.0.1", svc.port)
-            reply = await conn.request("GET", c.binderhub_path(url, "main"), sse=True)
-            conn.close()
-            last = c.last_sse(reply.body)
-            if last.get("phase") != "ready" or not str(last.get("imageName", "")).endswith(commit):
-                raise RuntimeError(f"first build failed: {last}")
         out_dir = Path(tempfile.mkdtemp(prefix="bench-callgrind-"))
-        wrapper = [
-            "valgrind",
-            "--tool=callgrind",
-            "--instr-atstart=no",
-            "--trace-children=no",
-            f"--callgrind-out-file={out_dir}/cg.out",
-        ]
-        # PYTHONMALLOC set here: the service would otherwise re-exec itself (and leave valgrind).
-        svc = c.Service(
-            prefix=prefix,
-            state_dir=state,
-            wrapper=wrapper,
-            env={"PYTHONMALLOC": args.allocator, **dict(kv.split("=", 1) for kv in args.service_env)},
-        )
-        c.log("starting the service under callgrind (start-up uninstrumented; ~1 min)")
-        svc.start(timeout=600)
         try:
-            conns = [c.RawConn("127.0.0.1", svc.port) for _ in range(args.c)]
-            image = str(last["imageName"])
-            if args.api == "binderhub":
-                targets = [c.binderhub_path(url, f"w{i}") for i in range(BRANCHES)]
-
-                def make(i: int, w: int) -> tuple[str, str, bytes | None, bool]:
-                    return "GET", targets[w % BRANCHES], None, True
-
-                def check(reply: c.Reply) -> str | None:
-                    ok = reply.status == 200 and c.last_sse(reply.body).get("phase") == "ready"
-                    return None if ok else f"HTTP {reply.status} {reply.body[-200:]!r}"
-            elif args.api == "versions":  # the floor: any request's cost (server, framework, access log)
-
-                def make(i: int, w: int) -> tuple[str, str, bytes | None, bool]:
-                    return "GET", "/versions", None, False
-
-                def check(reply: c.Reply) -> str | None:
-                    return None if reply.status == 200 else f"HTTP {reply.status}"
-            else:
-                bodies = [json.dumps({"repo": url, "ref": f"w{i}"}).encode() for i in range(BRANCHES)]
-
-                def make(i: int, w: int) -> tuple[str, str, bytes | None, bool]:
-                    return "POST", "/api/v1/builds", bodies[w % BRANCHES], False
-
-                def check(reply: c.Reply) -> str | None:
-                    ok = reply.status == 200 and image.encode() in reply.body
-                    return None if ok else f"HTTP {reply.status} {reply.body[:200]!r}"
-
-            warm = await c.run_load(conns, args.warmup, make, check)
-            if warm.errors:
-                raise RuntimeError(f"warm-up failed: {warm.first_error}")
-            callgrind(svc.pid, "--instr=on")
-            callgrind(svc.pid, "--zero")
-            t0 = time.perf_counter()
-            result = await c.run_load(conns, args.n, make, check)
-            callgrind(svc.pid, "--dump")
-            seconds = time.perf_counter() - t0
-            for conn in conns:
+            prefix = f"bench-instr-{c.run_id()}/"
+            with c.Service(prefix=prefix, state_dir=state) as svc:  # the build, run normally
+                conn = c.RawConn("127.0.0.1", svc.port)
+                reply = await conn.request("GET", c.binderhub_path(url, "main"), sse=True)
                 conn.close()
-            if result.errors:
-                raise RuntimeError(f"{result.errors} requests failed: {result.first_error}")
-            total = dumped_instructions(out_dir)
-        finally:
-            svc.stop()
-        if args.keep:
-            c.log(f"callgrind files kept in {out_dir} (callgrind_annotate <file>)")
-        else:
-            shutil.rmtree(out_dir, ignore_errors=True)
-        shutil.rmtree(state, ignore_errors=True)
+                last = c.last_sse(reply.body)
+                if last.get("phase") != "ready" or not str(last.get("imageName", "")).endswith(commit):
+                    raise RuntimeError(f"first build failed: {last}")
+            wrapper = [
+                "valgrind",
+                "--tool=callgrind",
+                "--instr-atstart=no",
+                "--trace-children=no",
+                f"--callgrind-out-file={out_dir}/cg.out",
+            ]
+            # PYTHONMALLOC set here: the service would otherwise re-exec itself (and leave valgrind).
+            svc = c.Service(
+                prefix=prefix,
+                state_dir=state,
+                wrapper=wrapper,
+                env={"PYTHONMALLOC": args.allocator, **dict(kv.split("=", 1) for kv in args.service_env)},
+            )
+            c.log("starting the service under callgrind (start-up uninstrumented; ~1 min)")
+            svc.start(timeout=600)
+            try:
+                conns = [c.RawConn("127.0.0.1", svc.port) for _ in range(args.c)]
+                image = str(last["imageName"])
+                if args.api == "binderhub":
+                    targets = [c.binderhub_path(url, f"w{i}") for i in range(BRANCHES)]
+
+                    def make(i: int, w: int) -> tuple[str, str, bytes | None, bool]:
+                        return "GET", targets[w % BRANCHES], None, True
+
+                    def check(reply: c.Reply) -> str | None:
+                        ok = reply.status == 200 and c.last_sse(reply.body).get("phase") == "ready"
+                        return None if ok else f"HTTP {reply.status} {reply.body[-200:]!r}"
+                elif args.api == "versions":  # the floor: any request's cost (server, framework, access log)
+
+                    def make(i: int, w: int) -> tuple[str, str, bytes | None, bool]:
+                        return "GET", "/versions", None, False
+
+                    def check(reply: c.Reply) -> str | None:
+                        return None if reply.status == 200 else f"HTTP {reply.status}"
+                else:
+                    bodies = [json.dumps({"repo": url, "ref": f"w{i}"}).encode() for i in range(BRANCHES)]
+
+                    def make(i: int, w: int) -> tuple[str, str, bytes | None, bool]:
+                        return "POST", "/api/v1/builds", bodies[w % BRANCHES], False
+
+                    def check(reply: c.Reply) -> str | None:
+                        ok = reply.status == 200 and image.encode() in reply.body
+                        return None if ok else f"HTTP {reply.status} {reply.body[:200]!r}"
+
+                warm = await c.run_load(conns, args.warmup, make, check)
+                if warm.errors:
+                    raise RuntimeError(f"warm-up failed: {warm.first_error}")
+                callgrind(svc.pid, "--instr=on")
+                callgrind(svc.pid, "--zero")
+                t0 = time.perf_counter()
+                result = await c.run_load(conns, args.n, make, check)
+                callgrind(svc.pid, "--dump")
+                seconds = time.perf_counter() - t0
+                for conn in conns:
+                    conn.close()
+                if result.errors:
+                    raise RuntimeError(f"{result.errors} requests failed: {result.first_error}")
+                total = dumped_instructions(out_dir)
+            finally:
+                svc.stop()
+        finally:  # also when a step failed: nothing of this run stays behind
+            shutil.rmtree(state, ignore_errors=True)
+            if args.keep:
+                c.log(f"callgrind files kept in {out_dir} (callgrind_annotate <file>)")
+            else:
+                shutil.rmtree(out_dir, ignore_errors=True)
     per_request = total / args.n
     c.log(f"{args.n} requests in {seconds:.1f} s under callgrind; {total:,} instructions")
     return {"instructions per request": per_request}
