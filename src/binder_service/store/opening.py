@@ -15,7 +15,7 @@ import sys
 from urllib.parse import urlsplit
 
 from ..db_url import safe_url, store_url
-from .db import Database, DatabaseError, connect
+from .db import Database, DatabaseError, connect, first_line
 from .schema import KINDS
 
 log = logging.getLogger(__name__)
@@ -82,7 +82,7 @@ async def _revision(db: Database) -> str | None:
 def reason(e: BaseException, url: str) -> str:
     """A short, secret-free reason: the driver's message, with SQLite's usual suspects explained."""
     orig = getattr(e, "orig", None) or e  # SQLAlchemy's errors (the migrating child) wrap the driver's
-    message = str(orig).splitlines()[0] if str(orig) else type(orig).__name__
+    message = first_line(orig)
     with contextlib.suppress(ValueError):
         password = urlsplit(url.strip()).password
         if password:  # asyncpg reads a libpq URL itself: its messages must not quote it

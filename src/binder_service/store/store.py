@@ -17,7 +17,7 @@ from ..db_url import safe_url
 from ..errors import StoreUnavailable
 from ..events import BuildEvent, Phase
 from . import leases, places
-from .db import Connection, Database, DatabaseError, Row
+from .db import Connection, Database, DatabaseError, Row, first_line
 from .leases import Lease
 from .opening import open_database
 from .records import ACTIVE, BuildRecord, EventWrite, ImageTouch, Purged, RequesterWrite
@@ -157,9 +157,7 @@ class BuildStore:
                 async with self.db.transaction() if write else self.db.read() as conn:
                     return await work(conn)
         except (DatabaseError, OSError, TimeoutError) as e:
-            log.warning(
-                "build store: read failed", extra={"what": what, "error": str(e).splitlines()[0][:200]}
-            )
+            log.warning("build store: read failed", extra={"what": what, "error": first_line(e)[:200]})
             raise StoreUnavailable(f"the build store did not answer ({what}); try again shortly") from None
 
     # --- reads ---

@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from .db import Connection, Database, DatabaseError, Json
+from .db import Connection, Database, DatabaseError, Json, first_line
 from .records import BuildRecord, EventWrite, ImageTouch, RequesterWrite
 from .schema import BUILD_COLUMNS, EVENT_COLUMNS, IMAGE_COLUMNS, build_row, names, params, quoted
 
@@ -166,8 +166,7 @@ class BatchWriter:
 
 
 def _short(e: BaseException) -> str:
-    text = str(e).splitlines()[0] if str(e) else type(e).__name__
-    return text[:200]
+    return first_line(e)[:200]
 
 
 async def write_batch(conn: Connection, batch: Iterable[Op]) -> None:

@@ -9,11 +9,21 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from ...db_url import StoreURL
-from .base import Connection, Database, DatabaseError, Row
+from .base import Connection, Database, DatabaseError, Row, first_line
 from .dialects import Dialect
 from .values import Json, Kind
 
-__all__ = ["Connection", "Database", "DatabaseError", "Dialect", "Json", "Kind", "Row", "connect"]
+__all__ = [
+    "Connection",
+    "Database",
+    "DatabaseError",
+    "Dialect",
+    "Json",
+    "Kind",
+    "Row",
+    "connect",
+    "first_line",
+]
 
 
 def connect(target: StoreURL, *, timeout: float, kinds: Mapping[str, Kind]) -> Database:

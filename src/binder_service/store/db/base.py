@@ -32,6 +32,7 @@ class DatabaseError(Exception):
 
 
 def first_line(e: BaseException) -> str:
+    """An error's message as the store shows it: its first line, or its type's name."""
     text = str(e)
     return text.splitlines()[0] if text else type(e).__name__
 
