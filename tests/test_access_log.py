@@ -9,7 +9,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from binder_service.access_log import AccessFormatter, redact_path
+from binder_service.access_log import AccessFormatter
+from binder_service.security.redaction import redact_path
 from tests.support.serve_process import serve_process
 
 TOKEN = "ghp_s3cretT0ken"

@@ -2,7 +2,7 @@
 
 A BinderHub spec carries the repository URL in the path, URL-escaped (`/build/git/https%3A%2F%2Fuser%3A
 token%40host...`): uvicorn's own formatter would write that token to the log, escaped or not. This one
-drops the userinfo, in plain, escaped and double-escaped form, as `redact_url` does in our messages.
+drops the userinfo, in plain, escaped and double-escaped form (security/redaction.py's `redact_path`).
 It is also made for the hot path: one f-string, no copy of the record and no colour handling (uvicorn's
 AccessFormatter costs ~3x as much per line; bench/profile_cached.py).
 """
@@ -12,22 +12,13 @@ from __future__ import annotations
 import copy
 import http
 import logging
-import re
 from typing import Any
 
-__all__ = ["AccessFormatter", "log_config", "redact_path"]
+from .security.redaction import redact_path
 
-# `scheme://` or its escaped forms, the userinfo (no `/`, `?`, `#`, `@` in any form), then `@`.
-_E = r"%(?:25)*+"  # one `%`, escaped any number of times (possessive: `%252F` is one escaped `/`)
-_USERINFO = re.compile(
-    rf"(?i)(://|{_E}3A{_E}2F{_E}2F)(?:[^/?#@%\s]|{_E}(?!2F|3F|23|40)[0-9A-F]{{2}})*(?:@|{_E}40)"
-)
+__all__ = ["AccessFormatter", "log_config"]
+
 _PHRASES = {s.value: s.phrase for s in http.HTTPStatus}
-
-
-def redact_path(path: str) -> str:
-    """A request target without the userinfo of any URL in it."""
-    return _USERINFO.sub(r"\1", path) if ("@" in path or "40" in path) else path
 
 
 class AccessFormatter(logging.Formatter):

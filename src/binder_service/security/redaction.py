@@ -9,10 +9,16 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["redact_url", "scrub"]
+__all__ = ["redact_path", "redact_url", "scrub"]
 
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
 _USERINFO_IN_TEXT = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/\s@]*@")
+
+# In a request path: `scheme://` or its escaped forms, the userinfo (no `/ ? # @` in any form), `@`.
+_E = r"%(?:25)*+"  # one `%`, escaped any number of times (possessive: `%252F` is one escaped `/`)
+_USERINFO_IN_PATH = re.compile(
+    rf"(?i)(://|{_E}3A{_E}2F{_E}2F)(?:[^/?#@%\s]|{_E}(?!2F|3F|23|40)[0-9A-F]{{2}})*(?:@|{_E}40)"
+)
 
 
 def redact_url(url: str) -> str:
@@ -32,3 +38,8 @@ def scrub(text: str, limit: int = 300) -> str:
     text = _USERINFO_IN_TEXT.sub(r"\1", text)
     text = " ".join("".join(c if c.isprintable() else " " for c in text).split())
     return text[:limit] + ("…" if len(text) > limit else "")
+
+
+def redact_path(path: str) -> str:
+    """A request target without the userinfo of any URL in it."""
+    return _USERINFO_IN_PATH.sub(r"\1", path) if ("@" in path or "40" in path) else path
