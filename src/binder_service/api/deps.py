@@ -1,8 +1,8 @@
 """FastAPI dependencies, named as Annotated aliases so handlers read as typed arguments.
 
 Each dependency costs a request ~20 us of FastAPI's machinery (~70k instructions: bench/instructions.py),
-so the build handlers, the hot path, take two: the service (which holds settings and metrics) and the
-caller."""
+so the native build handler takes two: the service (which holds settings and metrics) and the caller. The
+BinderHub build route, which every launch asks first, takes none: it calls `get_builder` itself."""
 
 from __future__ import annotations
 
