@@ -10,9 +10,11 @@ from binder_service.providers.git.protocol import (
     PktReader,
     RefsParser,
     RemoteRefs,
+    ls_refs_command,
     parse_ls_remote,
     pick_ref,
     pkt_line,
+    ref_prefixes,
 )
 
 MAIN = "a" * 40
@@ -169,3 +171,125 @@ def test_pick_ref(ref: str, commit: str | None) -> None:
         head_target=None,
     )
     assert pick_ref(refs, ref) == commit
+
+
+# --- protocol v2 (git://): capabilities, then `ls-refs` for the refs a lookup may pick -------------
+
+V2_CAPABILITIES = (
+    pkt_line(b"version 2\n")
+    + pkt_line(b"agent=git/2.39.5\n")
+    + pkt_line(b"ls-refs=unborn\n")
+    + pkt_line(b"fetch=shallow wait-for-done\n")
+    + pkt_line(b"server-option\n")
+    + pkt_line(b"object-format=sha1\n")
+    + b"0000"
+)
+V2_REFS = (
+    pkt_line(f"{MAIN} HEAD symref-target:refs/heads/main\n".encode())
+    + pkt_line(f"{FEATURE} refs/heads/feature/x\n".encode())
+    + pkt_line(f"{MAIN} refs/heads/main\n".encode())
+    + pkt_line(f"{TAG_OBJECT} refs/tags/v1 peeled:{TAGGED}\n".encode())
+    + b"0000"
+)
+
+
+def v2_exchange(
+    answer: bytes, prefixes: tuple[str, ...], *, chunk: int | None = None
+) -> tuple[RemoteRefs, bytes]:
+    """Feed a v2 server's capabilities and answer as a transport would; what the parser made, and the
+    one command it asked the transport to send."""
+    parser = RefsParser("srv", smart_http=False, prefixes=prefixes)
+    step = chunk or len(answer)
+    sent = b""
+    for i in range(0, len(answer), step):
+        done = parser.feed(answer[i : i + step])
+        sent += parser.take_request() or b""
+        if done:
+            break
+    assert parser.take_request() is None  # asked once
+    return parser.result(), sent
+
+
+@pytest.mark.parametrize("chunk", [None, 1, 5, 64])
+def test_a_v2_server_is_asked_for_the_refs_and_its_answer_read(chunk: int | None) -> None:
+    refs, sent = v2_exchange(V2_CAPABILITIES + V2_REFS, ("refs/heads/main",), chunk=chunk)
+    assert refs == EXPECTED
+    assert sent == ls_refs_command(["refs/heads/main"], object_format="sha1")
+
+
+def test_the_ls_refs_command_is_framed_as_git_sends_it() -> None:
+    assert ls_refs_command(["HEAD", "refs/heads/x"]) == (
+        b"0014command=ls-refs\n"
+        b"0001"
+        b"0009peel\n"
+        b"000csymrefs\n"
+        b"0014ref-prefix HEAD\n"
+        b"001cref-prefix refs/heads/x\n"
+        b"0000"
+    )
+    assert b"object-format=sha256\n" in ls_refs_command([], object_format="sha256")
+    for bad in ("a b", "a\nb", "a\0b", ""):
+        with pytest.raises(ValueError, match="not a ref prefix"):
+            ls_refs_command([bad])
+
+
+@pytest.mark.parametrize(
+    ("ref", "prefixes"),
+    [
+        ("HEAD", ("HEAD",)),
+        ("refs/heads/main", ("refs/heads/main",)),
+        ("main", ("refs/tags/main", "refs/heads/main", "refs/main")),
+        ("pull/1/head", ("refs/tags/pull/1/head", "refs/heads/pull/1/head", "refs/pull/1/head")),
+    ],
+)
+def test_ref_prefixes_hold_every_ref_pick_ref_may_choose(ref: str, prefixes: tuple[str, ...]) -> None:
+    assert ref_prefixes(ref) == prefixes
+
+
+def test_a_v0_answer_to_a_v2_request_is_read_as_v0() -> None:
+    """A daemon older than git 2.18 ignores the request for v2 and advertises every ref."""
+    refs, sent = v2_exchange(
+        smart_http_answer(*ADVERTISED)[len(pkt_line(b"# service=git-upload-pack\n")) + 4 :], ("x",)
+    )
+    assert (refs, sent) == (EXPECTED, b"")
+
+
+def test_a_sha256_v2_server_gets_its_object_format() -> None:
+    caps = pkt_line(b"version 2\n") + pkt_line(b"ls-refs\n") + pkt_line(b"object-format=sha256\n") + b"0000"
+    refs, sent = v2_exchange(
+        caps + pkt_line(f"{SHA256} refs/heads/main\n".encode()) + b"0000", ("refs/heads/main",)
+    )
+    assert refs.refs == {"refs/heads/main": SHA256}
+    assert b"object-format=sha256\n" in sent
+
+
+@pytest.mark.parametrize(
+    ("answer", "error", "match"),
+    [
+        # v2 offered without ls-refs: nothing to ask
+        (pkt_line(b"version 2\n") + pkt_line(b"fetch\n") + b"0000", RepoUnreachable, "without listing refs"),
+        (V2_CAPABILITIES + pkt_line(b"not-a-sha refs/heads/main\n") + b"0000", RepoUnreachable, "malformed"),
+        (
+            V2_CAPABILITIES + pkt_line(f"{MAIN} refs/heads/main weird\n".encode()) + b"0000",
+            RepoUnreachable,
+            "malformed",
+        ),
+        (
+            V2_CAPABILITIES + pkt_line(f"{MAIN} refs/tags/v1 peeled:zz\n".encode()) + b"0000",
+            RepoUnreachable,
+            "malformed",
+        ),
+        (V2_CAPABILITIES + pkt_line(b"ERR no such ref\n"), RepoNotFound, "no such ref"),
+        (V2_CAPABILITIES + V2_REFS[:-4], RepoUnreachable, "before the end of its refs"),
+        (V2_CAPABILITIES, RepoUnreachable, "before the end of its refs"),
+    ],
+)
+def test_what_is_not_a_v2_answer_is_refused(answer: bytes, error: type[Exception], match: str) -> None:
+    with pytest.raises(error, match=match):
+        v2_exchange(answer, ("refs/heads/main",))
+
+
+def test_v2_is_refused_where_it_was_not_asked_for() -> None:
+    """Smart HTTP asks for v0: a v2 answer there cannot be followed by a command."""
+    with pytest.raises(RepoUnreachable, match="unexpected git protocol version"):
+        parse(pkt_line(b"# service=git-upload-pack\n") + b"0000" + V2_CAPABILITIES)

@@ -24,8 +24,8 @@ from binder_service.errors import (
     RepoUnreachable,
     UpstreamTimeout,
 )
-from binder_service.providers.git import protocol
-from binder_service.providers.git.protocol import RemoteRefs, pick_ref, pkt_line
+from binder_service.providers.git import daemon, protocol
+from binder_service.providers.git.protocol import RemoteRefs, pick_ref, pkt_line, ref_prefixes
 from binder_service.providers.git.remote import GitRemote
 from binder_service.providers.git.urls import check_git_url
 from binder_service.security.credentials import GitCredentials, parse_credential
@@ -121,6 +121,41 @@ async def test_branch_with_slash(remote: GitRemote, repo: Repo, base_url: str) -
     url = base_url + repo.name
     assert await remote.resolve(url, "feature/with-slash") == repo.feature
     assert await remote.resolve(url, "refs/heads/feature/with-slash") == repo.feature
+
+
+async def test_git_daemon_lists_only_the_refs_a_lookup_may_pick(repo: Repo, git_daemon_url: str) -> None:
+    """Over git://, protocol v2: the daemon itself filters (a v0 advertisement would hold every ref)."""
+    url = git_daemon_url + repo.name
+    refs = await daemon.list_refs(url, egress=None, prefixes=ref_prefixes("main"))
+    assert refs == RemoteRefs(refs={"refs/heads/main": repo.main}, head=None, head_target=None)
+    head = await daemon.list_refs(url, egress=None, prefixes=ref_prefixes("HEAD"))
+    assert (head.head, head.head_target, head.refs) == (repo.main, "refs/heads/main", {})
+    tagged = await daemon.list_refs(url, egress=None, prefixes=ref_prefixes("v1.0"))
+    assert tagged.refs == {"refs/tags/v1.0": repo.annotated}  # peeled
+    assert await daemon.list_refs(url, egress=None) == ls_remote(url)  # no prefix: every ref
+
+
+async def test_a_daemon_that_only_speaks_v0_is_read_as_v0(remote: GitRemote, repo: Repo) -> None:
+    """A daemon older than git 2.18 ignores the request for v2: its v0 advertisement (git's own, here)
+    is read, and the flush that ends the exchange reaches it."""
+    advertisement = subprocess.run(
+        ["git", "upload-pack", "--advertise-refs", "--", str(repo.path)], capture_output=True, check=True
+    ).stdout
+    after: asyncio.Queue[bytes] = asyncio.Queue()
+
+    async def old_daemon(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(1000)
+        writer.write(advertisement)
+        await writer.drain()
+        await after.put(await reader.read(1000))
+        writer.close()
+
+    server = await asyncio.start_server(old_daemon, "127.0.0.1", 0)
+    async with server:
+        url = f"git://127.0.0.1:{server.sockets[0].getsockname()[1]}/x"
+        assert await remote.resolve(url, "v1.0") == repo.annotated
+        assert await remote.resolve(url, "feature/with-slash") == repo.feature
+        assert [await asyncio.wait_for(after.get(), 30) for _ in range(2)] == [b"0000", b"0000"]
 
 
 async def test_list_refs_matches_git_ls_remote(remote: GitRemote, repo: Repo, base_url: str) -> None:
@@ -378,7 +413,8 @@ async def test_a_daemon_that_answers_wrongly_then_hangs_up(
         port = server.sockets[0].getsockname()[1]
         with pytest.raises(error, match=match):
             await remote.list_refs(f"git://127.0.0.1:{port}/x")
-    assert requests == [pkt_line(f"git-upload-pack /x\0host=127.0.0.1:{port}\0".encode())]
+    # As git asks: protocol v2 in the extra parameters (these answers are v0's, read as such).
+    assert requests == [pkt_line(f"git-upload-pack /x\0host=127.0.0.1:{port}\0\0version=2\0".encode())]
 
 
 async def test_option_injection_never_runs(remote: GitRemote, tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Final, cast
 from urllib.parse import urlsplit
 
@@ -20,19 +21,26 @@ class _Reader(asyncio.Protocol):
     the advertisement is complete or the connection ends (the parser then says what was missing).
     A protocol, not streams: no reader buffer and no task wake-up per chunk (this runs per build request)."""
 
+    _transport: asyncio.Transport
+
     def __init__(self, request: bytes, parser: RefsParser) -> None:
         self._request = request
         self._parser = parser
         self.finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        cast(asyncio.Transport, transport).write(pkt_line(self._request))
+        self._transport = cast(asyncio.Transport, transport)
+        self._transport.write(pkt_line(self._request))
 
     def data_received(self, data: bytes) -> None:
         if self.finished.done():
             return
         try:
-            if self._parser.feed(data):
+            done = self._parser.feed(data)
+            command = self._parser.take_request()  # v2: `ls-refs`, once the capabilities are read
+            if command is not None:
+                self._transport.write(command)
+            if done:
                 self.finished.set_result(None)
         except Exception as e:  # malformed or hostile: the lookup's error
             self.finished.set_exception(e)
@@ -52,16 +60,19 @@ class _Reader(asyncio.Protocol):
                 self.finished.set_exception(exc)
 
 
-async def list_refs(url: str, *, egress: EgressPolicy | None) -> RemoteRefs:
-    """The refs `git daemon` at `url` advertises; the caller bounds the time this takes."""
+async def list_refs(url: str, *, egress: EgressPolicy | None, prefixes: Sequence[str] = ()) -> RemoteRefs:
+    """The refs `git daemon` at `url` has under `prefixes` (all of them if none; a daemon that only speaks
+    protocol v0 advertises all anyway); the caller bounds the time this takes."""
     shown = redact_url(url)
     parts = urlsplit(url)
     host = parts.hostname or ""
     port = parts.port or GIT_DAEMON_PORT
     # As git sends it: host as written (IPv6 keeps its brackets), port only when given.
     host_header = parts.netloc.rpartition("@")[2]
-    parser = RefsParser(shown, smart_http=False)
-    request = f"git-upload-pack {parts.path}\0host={host_header}\0".encode()
+    parser = RefsParser(shown, smart_http=False, prefixes=prefixes)
+    # After the host, git's "extra parameters": protocol v2, as git asks for it (a daemon older than
+    # git 2.18 ignores them and answers in v0).
+    request = f"git-upload-pack {parts.path}\0host={host_header}\0\0version=2\0".encode()
 
     def reader() -> _Reader:
         return _Reader(request, parser)
@@ -73,8 +84,8 @@ async def list_refs(url: str, *, egress: EgressPolicy | None) -> RemoteRefs:
     try:
         await protocol.finished
         refs = parser.result()
-        # A flush instead of "want" lines tells upload-pack we are done, so it exits cleanly; close()
-        # sends what is buffered first.
+        # A flush instead of "want" lines (v0) or of a command (v2) tells upload-pack we are done, so it
+        # exits cleanly; close() sends what is buffered first.
         transport.write(b"0000")
         transport.close()
         return refs

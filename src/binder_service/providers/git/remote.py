@@ -20,7 +20,7 @@ from ...security.credentials import GitCredentials
 from ...security.egress import EgressPolicy
 from ...security.redaction import redact_url, scrub
 from . import daemon, smart_http, ssh
-from .protocol import RemoteRefs, pick_ref
+from .protocol import RemoteRefs, pick_ref, ref_prefixes
 from .urls import DEFAULT_PROTOCOLS, check_git_url, is_commit_id, transport
 
 __all__ = ["GitRemote"]
@@ -60,7 +60,7 @@ class GitRemote:
             return ref.lower()  # a commit id is already immutable: no round trip
         if not ref or any(c.isspace() or not c.isprintable() for c in ref):
             raise InvalidSpec(f"{ref[:100]!r} is not a valid git ref")
-        commit = pick_ref(await self._list_refs(url), ref)
+        commit = pick_ref(await self._list_refs(url, ref_prefixes(ref)), ref)
         if commit is None:
             raise RefNotFound(f"ref {ref[:200]!r} not found in {redact_url(url)}")
         return commit
@@ -70,8 +70,8 @@ class GitRemote:
         self._check(url)
         return await self._list_refs(url)
 
-    async def _list_refs(self, url: str) -> RemoteRefs:
-        """`list_refs` of a URL `_check` has passed."""
+    async def _list_refs(self, url: str, prefixes: tuple[str, ...] = ()) -> RemoteRefs:
+        """`list_refs` of a URL `_check` has passed: at least the refs under `prefixes` (all if none)."""
         proto = transport(url)
         async with self._translate_errors(url):
             async with asyncio.timeout(self._timeout):
@@ -79,7 +79,7 @@ class GitRemote:
                     auth = self._credentials.basic_auth(url)
                     return await smart_http.list_refs(self._http, url, auth=auth, http_timeout=self._timeout)
                 if proto == "git":
-                    return await daemon.list_refs(url, egress=self._egress)
+                    return await daemon.list_refs(url, egress=self._egress, prefixes=prefixes)
                 return await ssh.list_refs(
                     url,
                     protocols=set(self._allowed) | ({"file"} if self._allow_local else set()),
