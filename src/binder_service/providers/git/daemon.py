@@ -14,6 +14,8 @@ from .protocol import RefsParser, RemoteRefs, pkt_line
 __all__ = ["GIT_DAEMON_PORT", "list_refs"]
 
 GIT_DAEMON_PORT: Final = 9418
+# A flush instead of "want" lines (v0) or of a command (v2) tells upload-pack we are done: it exits cleanly.
+END: Final = b"0000"
 
 
 class _Reader(asyncio.Protocol):
@@ -27,6 +29,7 @@ class _Reader(asyncio.Protocol):
         self._request = request
         self._parser = parser
         self.finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.ended = False  # the session's closing flush is sent
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)
@@ -39,7 +42,10 @@ class _Reader(asyncio.Protocol):
             done = self._parser.feed(data)
             command = self._parser.take_request()  # v2: `ls-refs`, once the capabilities are read
             if command is not None:
-                self._transport.write(command)
+                # ... and the flush that ends the session right behind it: upload-pack reads it once it
+                # has answered, so no write is left for the end.
+                self._transport.write(command + END)
+                self.ended = True
             if done:
                 self.finished.set_result(None)
         except Exception as e:  # malformed or hostile: the lookup's error
@@ -84,10 +90,9 @@ async def list_refs(url: str, *, egress: EgressPolicy | None, prefixes: Sequence
     try:
         await protocol.finished
         refs = parser.result()
-        # A flush instead of "want" lines (v0) or of a command (v2) tells upload-pack we are done, so it
-        # exits cleanly; close() sends what is buffered first.
-        transport.write(b"0000")
-        transport.close()
+        if not protocol.ended:
+            transport.write(END)
+        transport.close()  # sends what is buffered first
         return refs
     finally:
         if not transport.is_closing():
