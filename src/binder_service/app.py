@@ -18,9 +18,9 @@ from fastapi import FastAPI
 
 from . import __version__
 from .admission import Admission
+from .api import ROUTERS
 from .api import errors as api_errors
 from .api import openapi as api_openapi
-from .api import router
 from .api.cors import CrossOrigin
 from .auth import authenticator
 from .builds import BuildManager, Executor
@@ -65,7 +65,8 @@ def create_app(
     app.add_middleware(api_errors.BodyLimit)
     # Outermost: refusals (413, 405, ...) carry CORS headers too; cross-origin cookies never get in.
     app.add_middleware(CrossOrigin, allow_origins=settings.cors_allow_origins)
-    app.include_router(router, prefix=settings.base_url.rstrip("/"))
+    for router in ROUTERS:
+        app.include_router(router, prefix=settings.base_url.rstrip("/"))
     return app
 
 
