@@ -256,12 +256,13 @@ def join_over_http(rounds: int) -> None:
 
 
 def join_rounds(world_env: dict[str, str], base: Path, db: str, rounds: int) -> None:
-    from tests.store.test_replica_join import _counting_repo2docker, _env, _until
+    from tests.store.test_replica_join import _env, _until
+    from tests.support.repos import counting_repo2docker
     from tests.support.gitserve import serve_git_daemon
     from tests.support.serve_process import serve_process
 
     with serve_git_daemon(base / "git") as git_url:
-        r2d, _ = _counting_repo2docker(base)
+        r2d, _ = counting_repo2docker(base)
         prefix = f"bench-join-{time.time_ns() % 10**6}/"
         a_env = _env(world_env, db, base / "a", prefix, r2d)
         b_env = _env(world_env, db, base / "b", prefix, r2d)
