@@ -257,8 +257,8 @@ def join_over_http(rounds: int) -> None:
 
 def join_rounds(world_env: dict[str, str], base: Path, db: str, rounds: int) -> None:
     from tests.store.test_replica_join import _env, _until
-    from tests.support.repos import counting_repo2docker
     from tests.support.gitserve import serve_git_daemon
+    from tests.support.repos import counting_repo2docker
     from tests.support.serve_process import serve_process
 
     with serve_git_daemon(base / "git") as git_url:
