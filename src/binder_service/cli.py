@@ -69,6 +69,10 @@ def serve(args: argparse.Namespace) -> int:
         print(f"binder-service: {describe_invalid(e)}", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # No format here shows a record's thread, process or caller, and working them out costs every request
+    # (the access log's record) ~25k instructions: the logging HOWTO's "Optimization" switches.
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
+    logging._srcfile = None  # documented there: no caller lookup (findCaller walks the stack)
     from .store import StoreOpenError, check_store
     from .store.ownership import claim, lock_files
 
