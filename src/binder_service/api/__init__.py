@@ -2,7 +2,8 @@
 
 The app includes each router itself, in this order (the BinderHub route, asked by every launch, first):
 FastAPI matches a request through every level of included routers, so one router gathering the others
-would cost each request a level more (~4% of a cached request's instructions, bench/instructions.py)."""
+would cost each request a level more (a quarter of `/versions`' instructions, 6% of a cached build
+request's: bench/instructions.py)."""
 
 from fastapi import APIRouter
 
