@@ -214,11 +214,11 @@ def v2_exchange(
 def test_a_v2_server_is_asked_for_the_refs_and_its_answer_read(chunk: int | None) -> None:
     refs, sent = v2_exchange(V2_CAPABILITIES + V2_REFS, ("refs/heads/main",), chunk=chunk)
     assert refs == EXPECTED
-    assert sent == ls_refs_command(["refs/heads/main"], object_format="sha1")
+    assert sent == ls_refs_command(("refs/heads/main",), object_format="sha1")
 
 
 def test_the_ls_refs_command_is_framed_as_git_sends_it() -> None:
-    assert ls_refs_command(["HEAD", "refs/heads/x"]) == (
+    assert ls_refs_command(("HEAD", "refs/heads/x")) == (
         b"0014command=ls-refs\n"
         b"0001"
         b"0009peel\n"
@@ -227,10 +227,10 @@ def test_the_ls_refs_command_is_framed_as_git_sends_it() -> None:
         b"001cref-prefix refs/heads/x\n"
         b"0000"
     )
-    assert b"object-format=sha256\n" in ls_refs_command([], object_format="sha256")
+    assert b"object-format=sha256\n" in ls_refs_command((), object_format="sha256")
     for bad in ("a b", "a\nb", "a\0b", ""):
         with pytest.raises(ValueError, match="not a ref prefix"):
-            ls_refs_command([bad])
+            ls_refs_command((bad,))
 
 
 @pytest.mark.parametrize(

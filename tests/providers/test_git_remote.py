@@ -485,7 +485,7 @@ def test_check_git_url_rejects(url: str, error: type[Exception]) -> None:
     ],
 )
 def test_check_git_url_accepts(url: str) -> None:
-    assert check_git_url(url, allowed_protocols=ALL, allow_local=False, max_length=2048) is url
+    assert check_git_url(url, allowed_protocols=ALL, allow_local=False, max_length=2048) == url
 
 
 @pytest.mark.parametrize("url", ["file:///etc", "/srv/repos/x", "./x", "~/x"])

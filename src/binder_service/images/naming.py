@@ -7,6 +7,7 @@ whose escaped forms collide still differ), and the tag is the resolved commit.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from urllib.parse import urlsplit
@@ -71,6 +72,9 @@ def safe_tag(ref: str) -> str:
     return f"{readable}-{digest}" if readable else digest
 
 
+# A pure function the cached path calls on every request, for the same few repositories: hashing and
+# slugging again cost ~3% of a request's instructions (bench/instructions.py). At most ~1 MB of names.
+@functools.lru_cache(maxsize=512)
 def image_name(prefix: str, identity: str, ref: str) -> str:
     """The image for repository `identity` at resolved `ref`, under a qualified `prefix`."""
     room = MAX_NAME - len(prefix)

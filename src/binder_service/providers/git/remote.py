@@ -21,7 +21,7 @@ from ...security.egress import EgressPolicy
 from ...security.redaction import redact_url, scrub
 from . import daemon, smart_http, ssh
 from .protocol import RemoteRefs, pick_ref, ref_prefixes
-from .urls import DEFAULT_PROTOCOLS, check_git_url, is_commit_id, transport
+from .urls import DEFAULT_PROTOCOLS, check_git_url, has_blank_or_control, is_commit_id, transport
 
 __all__ = ["GitRemote"]
 
@@ -58,7 +58,7 @@ class GitRemote:
         self._check(url)
         if is_commit_id(ref):
             return ref.lower()  # a commit id is already immutable: no round trip
-        if not ref or any(c.isspace() or not c.isprintable() for c in ref):
+        if not ref or has_blank_or_control(ref):
             raise InvalidSpec(f"{ref[:100]!r} is not a valid git ref")
         commit = pick_ref(await self._list_refs(url, ref_prefixes(ref)), ref)
         if commit is None:
