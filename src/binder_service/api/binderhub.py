@@ -11,6 +11,7 @@ from sse_starlette import EventSourceResponse
 from starlette.convertors import PathConvertor, register_url_convertor
 
 from ..errors import BinderError, InvalidRequest
+from ..events import sse_message
 from ..service import BinderService
 from .deps import get_builder
 from .errors import BINDERHUB_ROUTE
@@ -102,9 +103,9 @@ async def build(request: Request) -> Response:
         found = await service.request_build(service.parse_binderhub(provider, raw_spec), user=user)
     except BinderError as e:
         metrics.requests.labels("binderhub", e.code).inc()
-        return complete_stream([failed_payload(e)])
+        return complete_stream([sse_message(failed_payload(e))])
     metrics.requests.labels("binderhub", "cached" if found.cached else "build").inc()
     if found.done:
         # Nothing left to wait for (an existing image, most often): the whole stream in one response.
-        return complete_stream([event.binderhub() for event in found.events()])
+        return complete_stream([event.binderhub_sse() for event in found.events()])
     return event_stream(found, wire="binderhub", settings=settings)

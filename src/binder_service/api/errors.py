@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..auth import Authenticator, LoginRequired
 from ..errors import BinderError
+from ..events import sse_message
 from .sse import complete_stream, failed_payload
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,7 @@ def install(app: FastAPI) -> None:
         if _wants_event(request):
             # A refusal before the handler ran (401, 403, 429, 503 from the auth dependencies): as the
             # handler's own errors, one `failed` event with status 200; `status_code` says the HTTP status.
-            return complete_stream([{**failed_payload(exc), "status_code": exc.status}])
+            return complete_stream([sse_message({**failed_payload(exc), "status_code": exc.status})])
         return _error(exc.status, exc.code, exc.message)
 
     @app.exception_handler(LoginRequired)

@@ -73,7 +73,7 @@ def failed_payload(error: BinderError) -> dict[str, Any]:
     return {"phase": Phase.FAILED.value, "message": error.message.rstrip("\n") + "\n", "code": error.code}
 
 
-def complete_stream(payloads: list[dict[str, Any]]) -> Response:
-    """A finished event stream as one plain response: no keepalive task, no disconnect watcher."""
-    body = "".join(f"data: {json.dumps(p)}\n\n" for p in payloads)
-    return Response(body, media_type="text/event-stream", headers=_HEADERS)
+def complete_stream(messages: list[bytes]) -> Response:
+    """A finished event stream (SSE messages, e.g. `BuildEvent.binderhub_sse()`, encoded once per event)
+    as one plain response: no keepalive task, no disconnect watcher."""
+    return Response(b"".join(messages), media_type="text/event-stream", headers=_HEADERS)
