@@ -14,8 +14,9 @@ One extra row per protocol shows all workers on one branch (coalesced).
 
 CPU seconds on this shared virtual machine move with its speed of the moment, by up to 2x over a day.
 The load client's own CPU per request moves with them while its work stays the same, so `svc/client CPU`
-(the service's CPU in units of the client's) is the figure to compare across sittings: over one day the
-service's ms per request read 0.92-1.41 while this ratio read 4.2-4.5 for the same code.
+(the service's CPU in units of the client's) is the figure to compare across sittings, between runs of
+the same rows: over one day, one row run alone read 0.92-1.50 ms per request for the same code and
+4.2-4.6 as a ratio (the full run's row, after the c=1 rows, reads higher: 5.2-5.5).
 
 Prints one table, the service's RSS (idle, after the first build, peak during load, VmHWM) and which
 load client was used (raw asyncio HTTP/1.1 by default; a row with httpx shows its cost).
