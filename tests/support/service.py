@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import threading
 import time
@@ -34,8 +35,10 @@ def running_service(
 
     `environ` is the environment the app sees (default: this process's)."""
     env = dict(os.environ) if environ is None else environ
+    own_state: Path | None = None
     if settings.state_dir is None:  # a build store of its own: no service sees another test's builds
-        settings = settings.model_copy(update={"state_dir": Path(tempfile.mkdtemp(prefix="bs-state-"))})
+        own_state = Path(tempfile.mkdtemp(prefix="bs-state-"))
+        settings = settings.model_copy(update={"state_dir": own_state})
     app = create_app(settings, environ=env, executor=executor)
     # As `binder-service serve` runs it: uvicorn's parser refusals as JSON, stalled clients aborted.
     config = server_config(
@@ -60,6 +63,8 @@ def running_service(
     finally:
         server.should_exit = True
         thread.join(30)
+        if own_state is not None and not thread.is_alive():  # made here, gone with the service
+            shutil.rmtree(own_state, ignore_errors=True)
 
 
 def spec(url: str, ref: str) -> str:
